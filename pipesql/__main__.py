@@ -1,0 +1,5 @@
+import sys
+
+from pipesql.cli import main
+
+sys.exit(main())
