@@ -1,0 +1,567 @@
+"""Qualified standard-SQL AST → pipe operators.
+
+A SELECT becomes its operators in the canonical order, each step one function of
+``SELECT_STEPS``: FROM → JOIN → WHERE → AGGREGATE → WHERE (HAVING) → SELECT → ORDER BY → LIMIT.
+Set operations append ``|> UNION ALL (...)``-style operators to their left operand; CTEs go on a
+``WITH`` line of their own. Subqueries anywhere are emitted the same way and written inline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from pipesql.decompile import aggregate
+from pipesql.decompile.errors import Unsupported
+from pipesql.decompile.names import NameSpace, derive_alias, identifier
+from pipesql.decompile.scope import Catalog, Env, OutputColumn, Source
+from pipesql.decompile.semantics import apply_rules, make_typer
+from pipesql.decompile.sqltypes import type_of
+
+GOOGLESQL = "bigquery"
+AUTO_ALIAS_PREFIX = "_col_"
+
+
+@dataclass
+class PipeQuery:
+    """Operators of one query; ``with_clause`` is the ``WITH ...`` text, if any."""
+
+    operators: list[str]
+    outputs: list[OutputColumn]
+    with_clause: str | None = None
+
+    def inline(self) -> str:
+        body = " |> ".join(op.removeprefix("|> ") for op in self.operators)
+        return f"{self.with_clause} {body}" if self.with_clause else body
+
+    def lines(self) -> list[str]:
+        head = [self.with_clause] if self.with_clause else []
+        return head + self.operators
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def emit_query(node: exp.Expr, catalog: Catalog, outer: Env | None) -> PipeQuery:
+    if isinstance(node, exp.Subquery):
+        if node.args.get("limit") or node.args.get("order") or node.args.get("offset"):
+            raise Unsupported("unsupported:modified_parenthesized_query")
+        return emit_query(node.this, catalog, outer)
+    with_ = node.args.get("with_")
+    with_clause = None
+    if with_ is not None:
+        if with_.args.get("recursive"):
+            raise Unsupported("unsupported:recursive_cte")
+        with_clause = _emit_ctes(with_, catalog, outer)
+    try:
+        if isinstance(node, exp.Select):
+            pipe = emit_select(node, catalog, outer)
+        elif isinstance(node, exp.SetOperation):
+            pipe = emit_set_operation(node, catalog, outer)
+        else:
+            raise Unsupported(f"unsupported:query_{node.key}")
+    finally:
+        if with_ is not None:
+            catalog.ctes.pop()
+    pipe.with_clause = with_clause
+    return pipe
+
+
+def _emit_ctes(with_: exp.With, catalog: Catalog, outer: Env | None) -> str:
+    frame: dict[str, tuple[str, list[OutputColumn]]] = {}
+    catalog.ctes.append(frame)
+    parts = []
+    for cte in with_.expressions:
+        name = cte.alias
+        body = emit_query(cte.this, catalog, outer)
+        outputs = body.outputs
+        column_names = [c.name for c in cte.args["alias"].columns] if cte.args.get("alias") else []
+        if column_names:
+            outputs = [OutputColumn(n, o.type) for n, o in zip(column_names, outputs)]
+            raise Unsupported("unsupported:cte_column_list")
+        frame[name.lower()] = (name, outputs)
+        parts.append(f"{_ident(name)} AS ({body.inline()})")
+    return "WITH " + ", ".join(parts)
+
+
+def emit_set_operation(node: exp.SetOperation, catalog: Catalog, outer: Env | None) -> PipeQuery:
+    """``a UNION b ORDER BY 1`` → ``<a> |> UNION DISTINCT (<b>) |> ORDER BY <first column>``.
+
+    GoogleSQL requires ALL or DISTINCT; SQLite's bare UNION/INTERSECT/EXCEPT mean DISTINCT.
+    """
+    if node.args.get("by_name") or node.args.get("side") or node.args.get("kind") or node.args.get("on"):
+        raise Unsupported("unsupported:set_operation_by_name")
+    left = emit_query(node.left, catalog, outer)
+    if left.with_clause:
+        raise Unsupported("unsupported:cte_in_set_operand")
+    right = emit_query(node.right, catalog, outer)
+    if len(right.outputs) != len(left.outputs) and left.outputs and right.outputs:
+        raise Unsupported("unsupported:set_operation_arity")
+    keyword = {exp.Union: "UNION", exp.Intersect: "INTERSECT", exp.Except: "EXCEPT"}[type(node)]
+    quantifier = "DISTINCT" if node.args.get("distinct") else "ALL"
+    operators = list(left.operators)
+    if any(op.startswith(("|> ORDER BY", "|> LIMIT")) for op in operators):
+        operators.append(f"|> AS {_ident('_set_left')}")
+    operators.append(f"|> {keyword} {quantifier} ({right.inline()})")
+    outputs = left.outputs
+    env = Env({}, outer, post_aggregate={c.name.lower(): c.type for c in outputs})
+    names = [c.name for c in outputs]
+    order = node.args.get("order")
+    if order is not None:
+        terms = []
+        for ordered in order.expressions:
+            term = ordered.this
+            if isinstance(term, exp.Literal) and not term.is_string and term.this.isdigit():
+                position = int(term.this) - 1
+                if not 0 <= position < len(names):
+                    raise Unsupported("unsupported:order_by_position")
+                term = exp.column(names[position])
+            elif isinstance(term, exp.Column):
+                matches = [n for n in names if n.lower() == term.name.lower()]
+                term = exp.column(matches[0] if len(matches) == 1 else term.name)
+            else:
+                raise Unsupported("unsupported:set_operation_order_expression")
+            terms.append(_ordered_sql(ordered, render(term, env, catalog)))
+        operators.append("|> ORDER BY " + ", ".join(terms))
+    operators.extend(_limit_operators(node, env, catalog))
+    return PipeQuery(operators, outputs)
+
+
+# --------------------------------------------------------------------------- SELECT
+
+
+@dataclass
+class SelectState:
+    select: exp.Select
+    catalog: Catalog
+    env: Env
+    names: NameSpace
+    operators: list[str] = field(default_factory=list)
+    plan: aggregate.AggregatePlan | None = None
+    # Final projection: (output name, expression as it reads at SELECT time, explicit alias?)
+    projections: list[tuple[str, exp.Expr, bool]] = field(default_factory=list)
+    outputs: list[OutputColumn] = field(default_factory=list)
+    order_before_select: bool = False
+    select_needed: bool = True
+    # qualify's invented aliases (_col_0) → the readable names used instead
+    renamed: dict[str, str] = field(default_factory=dict)
+
+
+def emit_select(select: exp.Select, catalog: Catalog, outer: Env | None) -> PipeQuery:
+    if select.args.get("from_") is None:
+        raise Unsupported("unsupported:select_without_from")
+    for unsupported in ("qualify", "windows", "prewhere", "connect", "sample", "laterals", "settings"):
+        if select.args.get(unsupported):
+            raise Unsupported(f"unsupported:{unsupported}")
+    if isinstance(select.args.get("distinct"), exp.Distinct) and select.args["distinct"].args.get("on"):
+        raise Unsupported("unsupported:distinct_on")
+    _inline_invented_alias_refs(select)
+    state = SelectState(select, catalog, Env({}, outer), NameSpace())
+    for step in SELECT_STEPS:
+        step(state)
+    return PipeQuery(state.operators, state.outputs)
+
+
+def from_clause(state: SelectState) -> None:
+    """``FROM singer AS T1`` → ``FROM singer AS t1``; ``FROM (SELECT ...) AS s`` → ``FROM (<pipe>) AS s``."""
+    source = state.select.args["from_"].this
+    text = _source_sql(source, state)
+    state.operators.append(f"FROM {text}")
+
+
+def joins(state: SelectState) -> None:
+    """``JOIN b ON c`` → ``|> JOIN b ON c``; a comma join → ``|> CROSS JOIN b`` (its condition
+    stays in WHERE, as in the input)."""
+    for join in state.select.args.get("joins") or []:
+        if join.method:
+            raise Unsupported(f"unsupported:{join.method.lower()}_join")
+        text = _source_sql(join.this, state)
+        side, kind = (join.side or "").upper(), (join.kind or "").upper()
+        on, using = join.args.get("on"), join.args.get("using")
+        if kind == "CROSS" or (not on and not using and not side):
+            state.operators.append(f"|> CROSS JOIN {text}")
+            continue
+        words = " ".join(w for w in (side, "OUTER" if kind == "OUTER" and side else "") if w)
+        words = f"{words} JOIN" if words else "JOIN"
+        if on is not None:
+            state.operators.append(f"|> {words} {text} ON {render(on, state.env, state.catalog)}")
+        elif using:
+            cols = ", ".join(_ident(c.name) for c in using)
+            state.operators.append(f"|> {words} {text} USING ({cols})")
+        else:
+            state.operators.append(f"|> {words} {text} ON TRUE")
+
+
+def where(state: SelectState) -> None:
+    condition = state.select.args.get("where")
+    if condition is not None:
+        state.operators.append(f"|> WHERE {render(condition.this, state.env, state.catalog)}")
+
+
+def aggregate_step(state: SelectState) -> None:
+    """GROUP BY, aggregates anywhere, HAVING → ``|> AGGREGATE ... GROUP BY ...`` then ``|> WHERE``.
+
+    After it only the group keys and aggregate aliases exist, so SELECT, HAVING and ORDER BY
+    are rewritten to name them (see :mod:`pipesql.decompile.aggregate`).
+    """
+    plan = aggregate.plan(state.select, state.env, state.names, state.catalog)
+    if plan is None:
+        return
+    state.plan = plan
+    typer = make_typer(state.env.column_type)
+    agg_items = [f"{render(e, state.env, state.catalog)} AS {_ident(n)}" for n, e in plan.aggregates]
+    key_items = []
+    for name, key in plan.keys:
+        text = render(key, state.env, state.catalog)
+        key_items.append(text if _natural_name(key, state.env) == name else f"{text} AS {_ident(name)}")
+    post = {}
+    for name, key in plan.keys:
+        post[name.lower()] = type_of(key, state.env.column_type)
+    for name, agg in plan.aggregates:
+        post[name.lower()] = typer(agg)
+    line = "|> AGGREGATE " + ", ".join(agg_items)
+    if key_items:
+        line = line.rstrip() + (" " if agg_items else "") + "GROUP BY " + ", ".join(key_items)
+    state.operators.append(line.replace("AGGREGATE GROUP", "AGGREGATE GROUP"))
+    # Range variables are gone after AGGREGATE; only the output names remain.
+    state.env = Env({}, state.env.parent, post_aggregate=post)
+    if plan.having is not None:
+        state.operators.append(f"|> WHERE {render(plan.having, state.env, state.catalog)}")
+
+
+def projection_plan(state: SelectState) -> None:
+    """Decide the final column list and whether ORDER BY must run before SELECT.
+
+    ORDER BY goes after SELECT when every key is an output column; a key the SELECT drops
+    (``ORDER BY age`` with only ``name`` selected) forces ORDER BY and LIMIT before it.
+    """
+    select = state.select
+    expressions = state.plan.projections if state.plan else select.expressions
+    local_aliases = [src for src in state.env.sources.values()]
+    if not state.plan and _is_full_star(expressions, local_aliases):
+        state.select_needed = False
+        state.outputs = [c for src in local_aliases for c in src.ordered()]
+        return
+    used = NameSpace()
+    for expression in expressions:
+        if isinstance(expression, exp.Star):
+            if state.plan:
+                raise Unsupported("unsupported:star_with_aggregate")
+            for src in local_aliases:
+                for col in src.ordered():
+                    state.projections.append((col.name, exp.column(col.name, src.alias), False))
+            continue
+        if isinstance(expression, exp.Column) and isinstance(expression.this, exp.Star):
+            source, _ = state.env.find_source(expression.table)
+            if source is None:
+                raise Unsupported("unsupported:unknown_star_source")
+            for col in source.ordered():
+                state.projections.append((col.name, exp.column(col.name, source.alias), False))
+            continue
+        inner = expression.this if isinstance(expression, exp.Alias) else expression
+        natural = _natural_name(inner, state.env)
+        if isinstance(expression, exp.Alias) and not expression.alias.startswith(AUTO_ALIAS_PREFIX) and not (
+            natural is not None and natural.lower() == expression.alias.lower()
+        ):
+            name = expression.alias
+            explicit = True
+        elif natural is not None:
+            name, explicit = natural, False
+        else:
+            name = state.names.take(derive_alias(inner))
+            explicit = True
+            if isinstance(expression, exp.Alias):
+                state.renamed[expression.alias.lower()] = name
+        used.reserve(name)
+        state.projections.append((name, inner, explicit))
+    typer = make_typer(state.env.column_type)
+    state.outputs = [OutputColumn(n, typer(e)) for n, e, _ in state.projections]
+    if state.plan and _projection_is_aggregate_output(state):
+        state.select_needed = False
+
+
+def order_and_limit(state: SelectState) -> None:
+    """ORDER BY keys resolved to output names where possible, LIMIT/OFFSET last."""
+    select = state.select
+    order = select.args.get("order")
+    distinct = bool(select.args.get("distinct"))
+    post_terms: list[str] | None = [] if order is not None else None
+    if order is not None:
+        names = [n.lower() for n, _, _ in state.projections] if state.select_needed else [
+            c.name.lower() for c in state.outputs]
+        for index, ordered in enumerate(order.expressions):
+            term = state.plan.order_terms[index] if state.plan else ordered.this
+            name = _output_name_for(term, state, names)
+            if name is None:
+                post_terms = None
+                break
+            post_terms.append(_ordered_sql(ordered, _ident(name)))
+    if order is not None and post_terms is None:
+        if distinct:
+            raise Unsupported("unsupported:distinct_with_order_by_unselected")
+        # ORDER BY and LIMIT run before SELECT, where every column is still visible.
+        terms = []
+        for index, ordered in enumerate(order.expressions):
+            term = state.plan.order_terms[index] if state.plan else ordered.this
+            term = _expand_output_alias(term, state)
+            terms.append(_ordered_sql(ordered, render(term, state.env, state.catalog)))
+        state.operators.append("|> ORDER BY " + ", ".join(terms))
+        state.operators.extend(_limit_operators(select, state.env, state.catalog))
+        _emit_select(state)
+        return
+    _emit_select(state)
+    output_env = Env({}, state.env.parent, post_aggregate={c.name.lower(): c.type for c in state.outputs})
+    if post_terms:
+        state.operators.append("|> ORDER BY " + ", ".join(post_terms))
+    state.operators.extend(_limit_operators(select, output_env, state.catalog))
+
+
+def _emit_select(state: SelectState) -> None:
+    distinct = bool(state.select.args.get("distinct"))
+    if not state.select_needed:
+        if distinct:
+            names = ", ".join(_ident(c.name) for c in state.outputs)
+            state.operators.append(f"|> AGGREGATE GROUP BY {names}")
+        return
+    items = []
+    for name, expression, explicit in state.projections:
+        text = render(expression, state.env, state.catalog)
+        items.append(f"{text} AS {_ident(name)}" if explicit else text)
+    if distinct and not state.plan:
+        # SELECT DISTINCT is dropped by sqlglot's pipe parser and standalone DISTINCT is
+        # missing in Spark; a keys-only AGGREGATE means the same everywhere.
+        if any(e.find(exp.Window) for _, e, _ in state.projections):
+            raise Unsupported("unsupported:distinct_window")
+        state.operators.append("|> AGGREGATE GROUP BY " + ", ".join(items))
+        return
+    state.operators.append("|> SELECT " + ", ".join(items))
+    if distinct:
+        names = ", ".join(_ident(n) for n, _, _ in state.projections)
+        state.operators.append(f"|> AGGREGATE GROUP BY {names}")
+
+
+SELECT_STEPS = (from_clause, joins, where, aggregate_step, projection_plan, order_and_limit)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _inline_invented_alias_refs(select: exp.Select) -> None:
+    """qualify turns ``ORDER BY COUNT(*)`` into ``ORDER BY _col_1``; put the expression back
+    so ORDER BY can be matched against the projections after aggregation."""
+    order = select.args.get("order")
+    if order is None:
+        return
+    invented = {
+        p.alias: p.this for p in select.expressions
+        if isinstance(p, exp.Alias) and p.alias.startswith(AUTO_ALIAS_PREFIX)
+    }
+    if not invented:
+        return
+    for ordered in order.expressions:
+        term = ordered.this
+        if isinstance(term, exp.Column) and not term.table and term.name in invented:
+            ordered.set("this", invented[term.name].copy())
+
+
+def _ident(name: str) -> str:
+    return identifier(name).sql(dialect=GOOGLESQL)
+
+
+def _ordered_sql(ordered: exp.Ordered, text: str) -> str:
+    desc = bool(ordered.args.get("desc"))
+    nulls_first = ordered.args.get("nulls_first")
+    suffix = " DESC" if desc else ""
+    # SQLite and GoogleSQL agree by default: NULLs first ascending, last descending.
+    if nulls_first is not None and bool(nulls_first) == desc:
+        suffix += " NULLS FIRST" if nulls_first else " NULLS LAST"
+    return text + suffix
+
+
+def _limit_operators(node: exp.Expr, env: Env, catalog: Catalog) -> list[str]:
+    limit, offset = node.args.get("limit"), node.args.get("offset")
+    if limit is None and offset is None:
+        return []
+    if limit is None:
+        raise Unsupported("unsupported:offset_without_limit")
+    text = f"|> LIMIT {render(limit.expression, env, catalog)}"
+    if offset is not None:
+        text += f" OFFSET {render(offset.expression, env, catalog)}"
+    return [text]
+
+
+def _source_sql(source: exp.Expr, state: SelectState) -> str:
+    alias = source.alias
+    if isinstance(source, exp.Table):
+        if source.args.get("db") or source.args.get("catalog"):
+            raise Unsupported("unsupported:qualified_table_name")
+        if not isinstance(source.this, exp.Identifier):
+            raise Unsupported("unsupported:table_function")
+        found = state.catalog.lookup(source.name)
+        if found is None:
+            display, outputs = source.name, []
+        else:
+            display, outputs = found
+        alias = alias or source.name
+        state.env.sources[alias.lower()] = Source.of(alias, outputs, display)
+        if alias.lower() == display.lower():
+            return _ident(display)
+        return f"{_ident(display)} AS {_ident(alias)}"
+    if isinstance(source, exp.Subquery):
+        inner = emit_query(source.this, state.catalog, None)
+        if not alias:
+            raise Unsupported("unsupported:derived_table_without_alias")
+        state.env.sources[alias.lower()] = Source.of(alias, inner.outputs)
+        return f"({inner.inline()}) AS {_ident(alias)}"
+    raise Unsupported(f"unsupported:source_{source.key}")
+
+
+def _natural_name(node: exp.Expr, env: Env | None = None) -> str | None:
+    """The name GoogleSQL gives an unaliased output expression (only a column has one)."""
+    if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
+        if env is not None and node.table:
+            source, _ = env.find_source(node.table)
+            if source is not None and node.name.lower() in source.columns:
+                return source.columns[node.name.lower()].name
+        return node.name
+    return None
+
+
+def _is_full_star(expressions: list[exp.Expr], sources: list[Source]) -> bool:
+    if len(expressions) == 1 and isinstance(expressions[0], exp.Star):
+        return True
+    expected = [(src.alias.lower(), name) for src in sources for name in src.columns]
+    if not expected or len(expected) != len(expressions):
+        return False
+    for expression, (alias, name) in zip(expressions, expected):
+        inner = expression.this if isinstance(expression, exp.Alias) else expression
+        if not isinstance(inner, exp.Column) or inner.table.lower() != alias or inner.name.lower() != name:
+            return False
+        if isinstance(expression, exp.Alias) and expression.alias.lower() != name:
+            return False
+    return True
+
+
+def _projection_is_aggregate_output(state: SelectState) -> bool:
+    produced = [n for n, _ in state.plan.keys] + [n for n, _ in state.plan.aggregates]
+    if len(produced) != len(state.projections):
+        return False
+    for (name, expression, _), want in zip(state.projections, produced):
+        if not (isinstance(expression, exp.Column) and not expression.table and expression.name == want == name):
+            return False
+    return True
+
+
+def _output_name_for(term: exp.Expr, state: SelectState, names: list[str]) -> str | None:
+    """The output column an ORDER BY key denotes, when exactly one does."""
+    if isinstance(term, exp.Literal) and not term.is_string and term.this.isdigit():
+        position = int(term.this) - 1
+        if 0 <= position < len(names) and names.count(names[position]) == 1:
+            return names[position] if not state.select_needed else state.projections[position][0]
+        return None
+    if isinstance(term, exp.Column) and not term.table:
+        wanted = state.renamed.get(term.name.lower(), term.name).lower()
+        if names.count(wanted) == 1:
+            index = names.index(wanted)
+            return state.projections[index][0] if state.select_needed else state.outputs[index].name
+    signature = term.sql()
+    matches = [i for i, (_, e, _) in enumerate(state.projections) if e.sql() == signature]
+    if len(matches) == 1 and names.count(names[matches[0]]) == 1:
+        return state.projections[matches[0]][0]
+    if not state.select_needed and not state.plan and isinstance(term, exp.Column):
+        candidates = [c.name for c in state.outputs if c.name.lower() == term.name.lower()]
+        if len(candidates) == 1:
+            return None
+    return None
+
+
+def _expand_output_alias(term: exp.Expr, state: SelectState) -> exp.Expr:
+    """Before SELECT runs, a reference to a SELECT alias must be the aliased expression."""
+    if isinstance(term, exp.Column) and not term.table:
+        wanted = state.renamed.get(term.name.lower(), term.name).lower()
+        for name, expression, explicit in state.projections:
+            if name.lower() == wanted and explicit:
+                return expression.copy()
+    return term
+
+
+# --------------------------------------------------------------------------- expressions
+
+
+def render(node: exp.Expr, env: Env, catalog: Catalog) -> str:
+    """One expression as GoogleSQL text: subqueries emitted inline, SQLite semantics rewritten,
+    identifiers restored to their schema spelling and quoted where needed."""
+    tree = node.copy()
+    tree = _inline_subqueries(tree, env, catalog)
+    tree = apply_rules(tree, make_typer(env.column_type))
+    for column in list(tree.find_all(exp.Column)):
+        _finish_column(column, env)
+    return tree.sql(dialect=GOOGLESQL)
+
+
+def _inline_subqueries(tree: exp.Expr, env: Env, catalog: Catalog) -> exp.Expr:
+    queries = [q for q in tree.find_all(exp.Select, exp.SetOperation)]
+    queries = [q for q in queries if not any(isinstance(a, (exp.Select, exp.SetOperation)) for a in _ancestors(q, tree))]
+    for query in queries:
+        pipe = emit_query(query, catalog, env)
+        var = exp.Var(this=pipe.inline())
+        parent = query.parent
+        if isinstance(parent, exp.Subquery) and len(pipe.outputs) == 1:
+            parent.meta["pipesql_type"] = pipe.outputs[0].type
+        if query is tree:
+            return exp.Subquery(this=var)
+        query.replace(var)
+    return tree
+
+
+def _ancestors(node: exp.Expr, root: exp.Expr):
+    parent = node.parent
+    while parent is not None and parent is not root:
+        yield parent
+        parent = parent.parent
+
+
+def _finish_column(column: exp.Column, env: Env) -> None:
+    if isinstance(column.this, exp.Star):
+        if column.table:
+            source, _ = env.find_source(column.table)
+            column.set("table", identifier(source.alias if source else column.table))
+        return
+    name = column.name
+    table = column.table
+    if table:
+        source, local = env.find_source(table)
+        if source is not None:
+            found = source.columns.get(name.lower())
+            if found is not None:
+                name = found.name
+            table = source.alias
+            if local and _may_drop_qualifier(name, env):
+                table = None
+    column.set("this", identifier(name))
+    column.set("table", identifier(table) if table else None)
+    for part in ("db", "catalog"):
+        if column.args.get(part):
+            column.set(part, None)
+
+
+def _may_drop_qualifier(name: str, env: Env) -> bool:
+    """A single-source SELECT reads better unqualified, unless the name could also mean a
+    range variable (``singer.singer``) or a column of an enclosing query."""
+    if len(env.sources) != 1:
+        return False
+    lowered = name.lower()
+    outer = env.parent
+    while outer is not None:
+        if lowered in outer.sources:
+            return False
+        if any(lowered in src.columns for src in outer.sources.values()):
+            return False
+        outer = outer.parent
+    if lowered in env.sources:
+        return False
+    source = next(iter(env.sources.values()))
+    if source.table and source.table.lower() == lowered:
+        return False
+    return True

@@ -1,0 +1,103 @@
+"""What names a pipe operator can see: range variables, their columns and column types.
+
+The emitter walks the query itself (no sqlglot ``Scope``): each SELECT gets an ``Env`` of the
+sources its FROM and JOINs bring in, chained to the enclosing query's ``Env`` so correlated
+references resolve and get typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from pipesql.decompile.sqltypes import googlesql_type
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    name: str  # as displayed
+    type: str | None
+
+
+@dataclass
+class Source:
+    """One range variable: a base table, a CTE reference or a derived table."""
+
+    alias: str
+    columns: dict[str, OutputColumn]  # lower-cased name → column
+    table: str | None = None  # display name of the base table or CTE, None for a derived table
+
+    @classmethod
+    def of(cls, alias: str, outputs: list[OutputColumn], table: str | None = None) -> Source:
+        columns: dict[str, OutputColumn] = {}
+        for column in outputs:
+            columns.setdefault(column.name.lower(), column)
+        return cls(alias, columns, table)
+
+    def ordered(self) -> list[OutputColumn]:
+        return list(self.columns.values())
+
+
+@dataclass
+class Env:
+    sources: dict[str, Source]  # lower-cased alias → source
+    parent: Env | None = None
+    # Names visible after AGGREGATE (lower-cased name → type); set once aggregation happens.
+    post_aggregate: dict[str, str | None] | None = None
+
+    def find_source(self, alias: str) -> tuple[Source | None, bool]:
+        """The source named ``alias`` and whether it belongs to this level (not an outer one)."""
+        env, local = self, True
+        while env is not None:
+            source = env.sources.get(alias.lower())
+            if source is not None:
+                return source, local
+            env, local = env.parent, False
+        return None, False
+
+    def column_type(self, column: exp.Column) -> str | None:
+        if column.table:
+            source, _ = self.find_source(column.table)
+            if source is not None:
+                found = source.columns.get(column.name.lower())
+                return found.type if found else None
+            return None
+        if self.post_aggregate is not None and column.name.lower() in self.post_aggregate:
+            return self.post_aggregate[column.name.lower()]
+        env = self
+        while env is not None:
+            for source in env.sources.values():
+                found = source.columns.get(column.name.lower())
+                if found:
+                    return found.type
+            env = env.parent
+        return None
+
+
+@dataclass
+class Catalog:
+    """The database schema plus the CTEs in scope, looked up case-insensitively."""
+
+    tables: dict[str, tuple[str, list[OutputColumn]]] = field(default_factory=dict)
+    ctes: list[dict[str, tuple[str, list[OutputColumn]]]] = field(default_factory=list)
+
+    @classmethod
+    def from_mapping(cls, schema) -> Catalog:
+        tables = {}
+        for table, columns in (schema or {}).items():
+            tables[str(table).lower()] = (
+                str(table),
+                [OutputColumn(str(name), googlesql_type(str(kind))) for name, kind in columns.items()],
+            )
+        return cls(tables)
+
+    def lookup(self, name: str) -> tuple[str, list[OutputColumn]] | None:
+        lowered = name.lower()
+        for frame in reversed(self.ctes):
+            if lowered in frame:
+                return frame[lowered]
+        return self.tables.get(lowered)
+
+    def is_cte(self, name: str) -> bool:
+        return any(name.lower() in frame for frame in self.ctes)

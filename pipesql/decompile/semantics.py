@@ -1,0 +1,176 @@
+"""SQLite meaning, GoogleSQL spelling: expression rewrites applied before rendering.
+
+Each rule takes one node (its children already rewritten) and a ``typer`` giving the
+GoogleSQL type of any node, and returns the node to use instead. ``RULES`` is their order.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlglot import exp
+
+from pipesql.decompile.sqltypes import FLOAT, INT, STRING, numeric, type_of
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
+
+
+def _string_to_number_literal(literal: exp.Literal) -> exp.Expr | None:
+    if not _NUMBER.match(literal.this):
+        return None
+    text = literal.this.strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        value = int(text)
+        number = exp.Literal.number(abs(value))
+        return exp.Neg(this=number) if value < 0 else number
+    return exp.Literal.number(text.lstrip("+"))
+
+
+def _coerce_operand(value: exp.Expr, other_type: str | None, typer) -> exp.Expr:
+    """Give ``value`` the type SQLite's affinity rules would compare it as, next to an
+    operand of ``other_type``."""
+    kind = typer(value)
+    if kind is None or other_type is None or kind == other_type:
+        return value
+    if numeric(kind) and numeric(other_type):
+        return value
+    if isinstance(value, exp.Literal):
+        if value.is_string and numeric(other_type):
+            number = _string_to_number_literal(value)
+            if number is not None:
+                return number
+            return value  # compared as text below, by casting the other side
+        if not value.is_string and other_type == STRING:
+            return exp.Literal.string(value.this)
+    if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal) and other_type == STRING:
+        return exp.Literal.string("-" + value.this.this)
+    if kind == STRING and numeric(other_type):
+        # A text column next to a numeric one: SQLite converts the text to a number
+        # when it looks like one, and then the two never compare equal otherwise.
+        return exp.TryCast(this=value, to=exp.DataType.build("BIGINT" if other_type == INT else "DOUBLE"))
+    return value
+
+
+def mixed_type_comparison(node: exp.Expr, typer) -> exp.Expr:
+    """``text_col = 5`` → ``text_col = '5'``; ``int_col = '5'`` → ``int_col = 5``;
+    ``int_col = text_col`` → ``int_col = SAFE_CAST(text_col AS INT64)``.
+
+    GoogleSQL has no ``INT64 = STRING`` signature; SQLite applies the column's affinity
+    to the other operand, which these rewrites reproduce.
+    """
+    if isinstance(node, _COMPARISONS):
+        left, right = node.this, node.expression
+        lt, rt = typer(left), typer(right)
+        if lt and rt and lt != rt and not (numeric(lt) and numeric(rt)):
+            # Affinity goes from a column to a literal, never the other way.
+            if isinstance(right, (exp.Literal, exp.Neg)):
+                node.set("expression", _coerce_operand(right, lt, typer))
+            elif isinstance(left, (exp.Literal, exp.Neg)):
+                node.set("this", _coerce_operand(left, rt, typer))
+            elif lt == STRING:
+                node.set("this", _coerce_operand(left, rt, typer))
+            else:
+                node.set("expression", _coerce_operand(right, lt, typer))
+            lt, rt = typer(node.this), typer(node.expression)
+            if lt and rt and lt != rt and not (numeric(lt) and numeric(rt)):
+                # A non-numeric string literal against a number: compare as text.
+                side = "this" if numeric(lt) else "expression"
+                node.set(side, exp.Cast(this=node.args[side], to=exp.DataType.build("TEXT")))
+        return node
+    if isinstance(node, exp.In) and node.expressions:
+        target = typer(node.this)
+        node.set("expressions", [_coerce_operand(e, target, typer) if isinstance(e, (exp.Literal, exp.Neg)) else e
+                                 for e in node.expressions])
+        return node
+    if isinstance(node, exp.Between):
+        target = typer(node.this)
+        for arg in ("low", "high"):
+            value = node.args.get(arg)
+            if isinstance(value, (exp.Literal, exp.Neg)):
+                node.set(arg, _coerce_operand(value, target, typer))
+        return node
+    return node
+
+
+def _nonzero_literal(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Literal) and not node.is_string and float(node.this) != 0
+
+
+def integer_division(node: exp.Expr, typer) -> exp.Expr:
+    """``a / b`` on two INT64 operands → ``DIV(a, NULLIF(b, 0))``.
+
+    SQLite truncates integer division and yields NULL on a zero divisor; GoogleSQL's ``/``
+    is FLOAT64 and ``DIV`` raises on zero.
+    """
+    if isinstance(node, exp.Div) and typer(node.this) == INT and typer(node.expression) == INT:
+        divisor = node.expression
+        if not _nonzero_literal(divisor):
+            divisor = exp.Nullif(this=divisor, expression=exp.Literal.number(0))
+        return exp.IntDiv(this=node.this, expression=divisor)
+    return node
+
+
+def _lower_pattern(pattern: exp.Expr) -> exp.Expr:
+    if isinstance(pattern, exp.Literal) and pattern.is_string:
+        return exp.Literal.string(pattern.this.lower())
+    return exp.Lower(this=pattern)
+
+
+def case_insensitive_like(node: exp.Expr, typer) -> exp.Expr:
+    """``name LIKE '%Smith%'`` → ``LOWER(name) LIKE '%smith%'``.
+
+    SQLite's LIKE ignores ASCII case; GoogleSQL's does not. A pattern without letters is
+    left alone. A numeric operand is cast to STRING, since GoogleSQL LIKE takes strings.
+    """
+    if not isinstance(node, exp.Like):
+        return node
+    subject, pattern = node.this, node.expression
+    if typer(subject) not in (STRING, None):
+        subject = exp.Cast(this=subject, to=exp.DataType.build("TEXT"))
+        node.set("this", subject)
+    if isinstance(pattern, exp.Literal) and pattern.is_string and not re.search(r"[A-Za-z]", pattern.this):
+        return node
+    node.set("this", exp.Lower(this=subject))
+    node.set("expression", _lower_pattern(pattern))
+    return node
+
+
+def string_concatenation(node: exp.Expr, typer) -> exp.Expr:
+    """``name || 1`` → ``name || CAST(1 AS STRING)``: SQLite's ``||`` converts numbers to
+    text, GoogleSQL's takes only STRING."""
+    if isinstance(node, exp.DPipe):
+        for arg in ("this", "expression"):
+            value = node.args[arg]
+            kind = typer(value)
+            if kind not in (STRING, None):
+                node.set(arg, exp.Cast(this=value, to=exp.DataType.build("TEXT")))
+    return node
+
+
+RULES = (
+    mixed_type_comparison,
+    integer_division,
+    case_insensitive_like,
+    string_concatenation,
+)
+
+
+def make_typer(column_type):
+    def typer(node: exp.Expr):
+        return type_of(node, column_type)
+    return typer
+
+
+def apply_rules(node: exp.Expr, typer) -> exp.Expr:
+    """Rewrite bottom-up; subqueries arrive already rendered (as ``exp.Var``) and are skipped."""
+    for key, value in list(node.args.items()):
+        if isinstance(value, exp.Expr):
+            new = apply_rules(value, typer)
+            if new is not value:
+                node.set(key, new)
+        elif isinstance(value, list):
+            node.set(key, [apply_rules(v, typer) if isinstance(v, exp.Expr) else v for v in value])
+    for rule in RULES:
+        node = rule(node, typer)
+    return node
