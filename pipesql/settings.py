@@ -34,9 +34,12 @@ def option(
     choices: typing.Sequence[str] | None = None,
     positional: bool = False,
     flag: str | None = None,
+    aliases: typing.Sequence[str] = (),
 ) -> Any:
-    """A settings field. Mutable defaults (lists) are copied per instance."""
-    metadata = {"help": help, "choices": choices, "positional": positional, "flag": flag}
+    """A settings field. Mutable defaults (lists) are copied per instance. ``aliases`` are extra
+    flags; for a boolean, an alias starting with ``--no-`` sets it false, any other sets it true."""
+    metadata = {"help": help, "choices": choices, "positional": positional, "flag": flag,
+                "aliases": tuple(aliases)}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -132,14 +135,21 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> None:
             kwargs["type"] = _scalar_type(tp)
             parser.add_argument(field.name, **kwargs)
             continue
+        aliases = field.metadata.get("aliases", ())
         if _scalar_type(tp) is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+            for alias in aliases:
+                negative = alias.startswith("--no-")
+                same_as = "--no-" + flag_name(field)[2:] if negative else flag_name(field)
+                parser.add_argument(alias, dest=field.name, default=argparse.SUPPRESS,
+                                    action="store_false" if negative else "store_true", help=f"same as {same_as}")
+            aliases = ()
         elif _is_list(tp):
             kwargs["action"] = "append"
             kwargs["type"] = _scalar_type(tp)
         else:
             kwargs["type"] = _scalar_type(tp)
-        parser.add_argument(flag_name(field), dest=field.name, **kwargs)
+        parser.add_argument(flag_name(field), *aliases, dest=field.name, **kwargs)
 
 
 def resolve(
