@@ -14,7 +14,9 @@ Repairs (each measured wrong without it, see shared/notes/engines.md):
   SQLite) is wrapped as ``SELECT * FROM (...)``; CTEs are not hoisted, which would cut the
   correlation of a pipe subquery with its outer query.
 - ``ANY_VALUE(x HAVING MAX y)`` becomes SQLite's bare column ``x`` when ``MAX(y)`` is the
-  only MIN/MAX of its SELECT (SQLite then takes ``x`` from that row), else ``MAX(x)``.
+  only MIN/MAX of its SELECT (SQLite then takes ``x`` from that row), else ``MAX(x)``;
+  a plain ``ANY_VALUE(x)`` in a grouped SELECT becomes the bare column too, so the row
+  SQLite picks is the one the original SQLite query would have picked.
 """
 
 from __future__ import annotations
@@ -117,6 +119,22 @@ def _having_max_to_bare_column(tree: exp.Expr) -> exp.Expr:
     return tree
 
 
+def _any_value_to_bare_column(tree: exp.Expr) -> exp.Expr:
+    for call in list(tree.find_all(exp.AnyValue)):
+        if isinstance(call.this, exp.HavingMax):
+            continue
+        select = call.find_ancestor(exp.Select)
+        if select is None:
+            continue
+        others = [
+            a for a in select.find_all(exp.AggFunc)
+            if a is not call and not isinstance(a, exp.AnyValue) and a.find_ancestor(exp.Select) is select
+        ]
+        if select.args.get("group") or others:
+            call.replace(call.this.copy())
+    return tree
+
+
 def pipe_to_sqlite(pipe_sql: str) -> str:
     """Translate pipe SQL to one SQLite statement. Raises :class:`TranspileError`."""
     try:
@@ -131,6 +149,7 @@ def pipe_to_sqlite(pipe_sql: str) -> str:
     try:
         tree = _wrap_set_operands(tree)
         tree = _having_max_to_bare_column(tree)
+        tree = _any_value_to_bare_column(tree)
         return tree.sql(dialect="sqlite")
     except SqlglotError as error:
         raise TranspileError(str(error).splitlines()[0]) from None
