@@ -1,12 +1,21 @@
 """Hand-off manifests: what a job ran, with which settings and packages, on which inputs, and
-what it wrote, so a result moved to another machine can be checked there."""
+what it wrote, so a result moved to another machine can be checked there.
+
+Outputs are recorded by path relative to the manifest's folder when they lie inside it, with a
+SHA-256 for every file (also every file of an output folder), so that
+:func:`verify_manifest` can re-hash them wherever the folder has been copied to. Inputs are only
+summarised (a dataset folder can be tens of gigabytes; hashing it on every run is not worth it).
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -29,22 +38,44 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _describe(paths: Iterable[str | Path]) -> dict[str, Any]:
+def _files_under(folder: Path) -> list[Path]:
+    # A manifest inside an output folder must not list itself (it is rewritten after hashing).
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+
+
+def _describe_one(path: Path, hash_folders: bool) -> dict[str, Any]:
+    if path.is_file():
+        return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    if path.is_dir():
+        files = _files_under(path)
+        described: dict[str, Any] = {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+        if hash_folders:
+            described["sha256"] = {p.relative_to(path).as_posix(): sha256_file(p) for p in files}
+        return described
+    return {"missing": True}
+
+
+def _key(path: Path, root: Path) -> str:
+    """Where an output is recorded: relative to the manifest's folder if inside it (so the
+    folder can move), else absolute."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix() or "."
+    except ValueError:
+        return str(path.resolve())
+
+
+def _describe(paths: Iterable[str | Path], root: Path | None = None, hash_folders: bool = False) -> dict[str, Any]:
     described = {}
     for path in map(Path, paths):
-        if path.is_file():
-            described[str(path)] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-        elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
-            described[str(path)] = {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
-        else:
-            described[str(path)] = {"missing": True}
+        key = _key(path, root) if root is not None else str(path)
+        described[key] = _describe_one(path, hash_folders)
     return described
 
 
 def write_manifest(out_dir: str | Path, stage: str, settings: Any, *, inputs: Iterable[str | Path] = (),
                    outputs: Iterable[str | Path] = (), metrics: dict[str, Any] | None = None) -> Path:
-    path = Path(out_dir) / MANIFEST_NAME
+    out_dir = Path(out_dir)
+    path = out_dir / MANIFEST_NAME
     write_json(path, {
         "stage": stage,
         "command": " ".join(["pipesql", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("pipesql", "__main__.py") else " ".join(sys.argv),
@@ -54,8 +85,90 @@ def write_manifest(out_dir: str | Path, stage: str, settings: Any, *, inputs: It
         "platform": platform.platform(),
         "packages": package_versions(),
         "inputs": _describe(inputs),
-        "outputs": _describe(outputs),
+        "outputs": _describe(outputs, root=out_dir, hash_folders=True),
         "metrics": metrics or {},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     return path
+
+
+@dataclass
+class ManifestCheck:
+    """The outcome of re-hashing a manifest's outputs: ``ok`` when nothing is missing or changed.
+    Files that appeared in an output folder since are listed in ``added`` but do not fail it."""
+
+    manifest: Path
+    checked_files: int = 0
+    problems: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _check_file(check: ManifestCheck, label: str, path: Path, expected_sha: str, expected_bytes: int | None) -> None:
+    if not path.is_file():
+        check.problems.append(f"{label}: missing")
+        return
+    check.checked_files += 1
+    if expected_bytes is not None and path.stat().st_size != expected_bytes:
+        check.problems.append(f"{label}: size {path.stat().st_size} != {expected_bytes} recorded")
+    elif sha256_file(path) != expected_sha:
+        check.problems.append(f"{label}: sha256 differs from the one recorded")
+
+
+def verify_manifest(folder: str | Path) -> ManifestCheck:
+    """Re-hash every output recorded in ``folder/manifest.json`` and say what is missing or
+    changed. Relative entries are looked up under ``folder``, wherever it has been moved."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_NAME if folder.is_dir() else folder
+    folder = manifest_path.parent
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no manifest: {manifest_path}") from None
+    except ValueError as error:
+        raise ValueError(f"{manifest_path}: not valid JSON: {error}") from None
+    check = ManifestCheck(manifest_path)
+    for key, recorded in manifest.get("outputs", {}).items():
+        path = Path(key) if os.path.isabs(key) else folder / key
+        if recorded.get("missing"):
+            continue  # it was already absent when the job finished; nothing to compare
+        hashes = recorded.get("sha256")
+        if isinstance(hashes, str):
+            _check_file(check, key, path, hashes, recorded.get("bytes"))
+        elif isinstance(hashes, dict):
+            if not path.is_dir():
+                check.problems.append(f"{key}: folder missing")
+                continue
+            for relative, digest in hashes.items():
+                _check_file(check, f"{key}/{relative}", path / relative, digest, None)
+            present = {p.relative_to(path).as_posix() for p in _files_under(path)}
+            check.added.extend(f"{key}/{name}" for name in sorted(present - set(hashes)))
+        else:
+            check.problems.append(f"{key}: recorded without hashes (written by an older pipesql?)")
+    return check
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipesql.manifest FOLDER...``: verify hand-off folders; exit 1 on a problem."""
+    folders = sys.argv[1:] if argv is None else argv
+    if not folders:
+        print("usage: python -m pipesql.manifest FOLDER [FOLDER ...]", file=sys.stderr)
+        return 2
+    failed = False
+    for folder in folders:
+        check = verify_manifest(folder)
+        status = "ok" if check.ok else "FAILED"
+        print(f"{check.manifest}: {status} ({check.checked_files} files re-hashed)")
+        for problem in check.problems:
+            print(f"  changed/missing: {problem}")
+        for name in check.added:
+            print(f"  not in manifest: {name}")
+        failed |= not check.ok
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Hand-off manifests: a result folder moved to another machine can be re-hashed there."""
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from pipesql import manifest
+from pipesql.manifest import MANIFEST_NAME, verify_manifest, write_manifest
+from pipesql.settings import option
+
+
+@dataclass
+class Settings:
+    stage: ClassVar[str] = "demo"
+    out: Path = option(Path("runs/x"), "where")
+    steps: int = option(3, "steps")
+
+
+def make_result(root: Path) -> Path:
+    (root / "adapter").mkdir(parents=True)
+    (root / "adapter" / "weights.bin").write_bytes(b"\1" * 100)
+    (root / "adapter" / "nested" / "config.json").parent.mkdir()
+    (root / "adapter" / "nested" / "config.json").write_text('{"r": 8}')
+    (root / "metrics.json").write_text('{"loss": 1.5}')
+    write_manifest(root, "train", Settings(out=root), inputs=[root / "metrics.json"],
+                   outputs=[root / "adapter", root / "metrics.json", root / "never-written.txt"],
+                   metrics={"loss": 1.5})
+    return root
+
+
+def test_outputs_are_recorded_relative_with_a_hash_per_file(tmp_path):
+    root = make_result(tmp_path / "run")
+    recorded = json.loads((root / MANIFEST_NAME).read_text())
+    assert set(recorded["outputs"]) == {"adapter", "metrics.json", "never-written.txt"}
+    adapter = recorded["outputs"]["adapter"]
+    assert adapter["files"] == 2 and adapter["bytes"] == 100 + len('{"r": 8}')
+    assert set(adapter["sha256"]) == {"weights.bin", "nested/config.json"}
+    assert recorded["outputs"]["never-written.txt"] == {"missing": True}
+    assert recorded["settings"] == {"out": str(root), "steps": 3}
+    assert recorded["metrics"] == {"loss": 1.5}
+
+
+def test_a_moved_folder_verifies_and_a_changed_file_is_named(tmp_path):
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(make_result(tmp_path / "run"), moved)
+    shutil.rmtree(tmp_path / "run")
+    check = verify_manifest(moved)
+    assert check.ok and check.checked_files == 3 and not check.added
+
+    (moved / "adapter" / "weights.bin").write_bytes(b"\2" * 100)  # same size, other bytes
+    (moved / "metrics.json").unlink()
+    (moved / "adapter" / "extra.txt").write_text("new")
+    check = verify_manifest(moved)
+    assert not check.ok
+    assert sorted(check.problems) == ["adapter/weights.bin: sha256 differs from the one recorded",
+                                      "metrics.json: missing"]
+    assert check.added == ["adapter/extra.txt"]
+
+
+def test_manifest_inside_an_output_folder_does_not_hash_itself(tmp_path):
+    (tmp_path / "data.txt").write_text("x")
+    write_manifest(tmp_path, "fetch", None, outputs=[tmp_path])
+    write_manifest(tmp_path, "fetch", None, outputs=[tmp_path])  # a rewrite must not list the old one
+    recorded = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert list(recorded["outputs"]["."]["sha256"]) == ["data.txt"]
+    assert verify_manifest(tmp_path).ok
+
+
+def test_command_line_exit_status(tmp_path, capsys):
+    root = make_result(tmp_path / "run")
+    assert manifest.main([str(root)]) == 0
+    assert "ok (3 files re-hashed)" in capsys.readouterr().out
+    (root / "metrics.json").write_text("changed")
+    assert manifest.main([str(root)]) == 1
+    assert "metrics.json: size" in capsys.readouterr().out
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no manifest"):
+        verify_manifest(tmp_path)
