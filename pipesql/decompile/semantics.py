@@ -78,6 +78,14 @@ def mixed_type_comparison(node: exp.Expr, typer) -> exp.Expr:
                 side = "this" if numeric(lt) else "expression"
                 node.set(side, exp.Cast(this=node.args[side], to=exp.DataType.build("TEXT")))
         return node
+    if isinstance(node, exp.In) and node.args.get("query") is not None:
+        left, sub = typer(node.this), node.args["query"].meta.get("pipesql_type")
+        if left and sub and left != sub and not (numeric(left) and numeric(sub)):
+            if numeric(left):
+                node.set("this", exp.Cast(this=node.this, to=exp.DataType.build("TEXT")))
+            else:
+                node.set("this", exp.TryCast(this=node.this, to=exp.DataType.build("BIGINT" if sub == INT else "DOUBLE")))
+        return node
     if isinstance(node, exp.In) and node.expressions:
         target = typer(node.this)
         node.set("expressions", [_coerce_operand(e, target, typer) if isinstance(e, (exp.Literal, exp.Neg)) else e
@@ -148,7 +156,22 @@ def string_concatenation(node: exp.Expr, typer) -> exp.Expr:
     return node
 
 
+def numeric_arguments(node: exp.Expr, typer) -> exp.Expr:
+    """``AVG(text_col)`` → ``AVG(SAFE_CAST(text_col AS FLOAT64))``: SQLite does arithmetic on
+    text that holds numbers; GoogleSQL's SUM, AVG, ABS and ROUND take numbers only."""
+    if isinstance(node, (exp.Sum, exp.Avg, exp.Abs, exp.Round, exp.Stddev, exp.Variance)):
+        value = node.this
+        if isinstance(value, exp.Distinct):
+            inner = value.expressions[0] if value.expressions else None
+            if inner is not None and typer(inner) == STRING:
+                value.set("expressions", [exp.TryCast(this=inner, to=exp.DataType.build("DOUBLE"))])
+        elif value is not None and typer(value) == STRING:
+            node.set("this", exp.TryCast(this=value, to=exp.DataType.build("DOUBLE")))
+    return node
+
+
 RULES = (
+    numeric_arguments,
     mixed_type_comparison,
     integer_division,
     case_insensitive_like,

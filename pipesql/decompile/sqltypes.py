@@ -115,7 +115,5 @@ def type_of(node: exp.Expr, column_type) -> str | None:
                     return kind
         return None
     if isinstance(node, exp.Subquery):
-        query = node.this
-        if isinstance(query, exp.Select) and len(query.expressions) == 1:
-            return node.meta.get("pipesql_type")
+        return node.meta.get("pipesql_type")
     return None
