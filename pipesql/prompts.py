@@ -6,9 +6,15 @@ build their messages here and nowhere else.
 
 from __future__ import annotations
 
-# The assistant's whole answer when the query so far is complete. A SQL comment, so that an
-# agent which naively appends it to the query still has valid SQL.
+# The assistant's whole answer when the query so far is complete. Every trajectory in the
+# training data ends with one sample whose answer is exactly this, so a step-by-step agent stops
+# when the model says so rather than by a heuristic (a repeated operator, a length limit). A SQL
+# comment, so that an agent which naively appends it to the query still has valid SQL.
 END_MARKER = "-- done"
+
+# How operators are joined into "the query so far": one operator per line, as the model is
+# trained to read it and as an agent must rebuild it.
+OPERATOR_SEPARATOR = "\n"
 
 STEP_SYSTEM_PROMPT = (
     "You write GoogleSQL pipe syntax one operator at a time. Given a question, the database "
@@ -28,6 +34,16 @@ AGENT_SYSTEM_PROMPT = (
     "tools to look at tables, sample rows and try queries; build the query one operator at a "
     "time and check it as you go. Finish with the final pipe query alone in your last message."
 )
+
+
+def join_operators(operators: "list[str] | tuple[str, ...]") -> str:
+    """The query made of ``operators`` (each a FROM clause or a ``|>`` line), as the prompt shows it."""
+    return OPERATOR_SEPARATOR.join(op.strip() for op in operators)
+
+
+def is_end(answer: str) -> bool:
+    """Whether a step answer is the end marker (surrounding whitespace ignored)."""
+    return answer.strip() == END_MARKER
 
 
 def _context(question: str, schema_text: str, evidence: str | None) -> str:

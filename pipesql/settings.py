@@ -199,6 +199,8 @@ def as_dict(settings: Any) -> dict[str, Any]:
     out = {}
     for field in dataclasses.fields(settings):
         value = getattr(settings, field.name)
+        if isinstance(value, (list, tuple)):
+            value = [str(v) if isinstance(v, Path) else v for v in value]
         out[field.name] = str(value) if isinstance(value, Path) else value
     return out
 

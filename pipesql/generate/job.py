@@ -1,0 +1,235 @@
+"""``pipesql generate``: settings and the run that ties reading, generation, split and stats."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterable
+
+from pipesql.benchmarks import BENCHMARKS, database_dirs, find_database
+from pipesql.files import write_json, write_jsonl
+from pipesql.generate.pairs import MISSING_DATABASE, GoldenPair, Problem, count_reasons, read_golden_pairs
+from pipesql.generate.split import DEV, TRAIN, assign_splits, split_counts
+from pipesql.generate.stats import sample_chars, sample_stats, samples_per_pair, token_counter
+from pipesql.generate.worker import DatabaseResult, DatabaseWork, WorkOptions, run_task
+from pipesql.manifest import write_manifest
+from pipesql.settings import option
+
+# How many problems of one reason are printed; all of them are in skipped.jsonl.
+_PRINTED_PER_REASON = 10
+
+
+@dataclass
+class Settings:
+    stage: ClassVar[str] = "generate"
+
+    golden_pairs: Path | None = option(None, "Golden pairs JSONL written by `pipesql validate` (required).")
+    db_dir: list[Path] = option([], "Folder holding <db_id>/<db_id>.sqlite; repeatable.")
+    benchmark: str | None = option(None, "Use this benchmark's database folders (with --data-dir; demo needs none).",
+                                   choices=BENCHMARKS)
+    data_dir: Path | None = option(None, "Benchmark root for --benchmark spider/bird (demo: where to build it).")
+    output_dir: Path = option(Path("data/training"), "Where train.jsonl, dev.jsonl and stats.json go.")
+    tool_calling: bool = option(False, "Also write tool-calling conversations for a share of the pairs.")
+    tool_ratio: float = option(0.3, "Share of pairs that also get a tool-calling conversation (seeded choice).")
+    limit: int | None = option(None, "Use only the first N usable pairs of the file.")
+    seed: int = option(42, "Seed of the train/dev split and of the tool-calling choice.")
+    dev_fraction: float = option(0.05, "Share of question groups in dev.")
+    tokenizer: str | None = option(None, "Tokenizer (local path or pipesql model name) for token-length stats; "
+                                         "offline only. Without it, lengths are in characters.")
+    workers: int = option(0, "Processes (one database at a time each); 0 = one per CPU core.")
+    timeout_s: float = option(10.0, "Time limit for each prefix execution, seconds.")
+    values_per_column: int = option(3, "Example values per column in the prompt schema.")
+    schema_max_chars: int = option(8000, "Budget of the prompt schema text; example values shrink to fit.")
+    trim_schema_to_query: bool = option(False, "Show only the tables and columns the gold query uses "
+                                                 "(an experiment: evaluation shows the whole schema).")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def database_folders(settings: Settings) -> list[Path]:
+    folders = [Path(p) for p in settings.db_dir]
+    if settings.benchmark:
+        if settings.benchmark != "demo" and settings.data_dir is None:
+            raise SystemExit(f"--benchmark {settings.benchmark} needs --data-dir")
+        folders += database_dirs(settings.benchmark, settings.data_dir)
+    if not folders:
+        raise SystemExit("give --db-dir DIR (repeatable) or --benchmark")
+    return folders
+
+
+def plan_work(pairs: list[GoldenPair], folders: list[Path], golden_path: str) -> tuple[list[DatabaseWork], list[Problem]]:
+    """Pairs grouped by database; pairs whose database is in none of the folders are problems."""
+    by_database: dict[str, list[GoldenPair]] = {}
+    for pair in pairs:
+        by_database.setdefault(pair.db_id, []).append(pair)
+    work, problems = [], []
+    for db_id in sorted(by_database):
+        path = find_database(folders, db_id)
+        if path is None:
+            problems += [Problem(golden_path, p.line, p.question_id, MISSING_DATABASE,
+                                 f"no {db_id}/{db_id}.sqlite in {', '.join(map(str, folders))}") for p in by_database[db_id]]
+            continue
+        work.append(DatabaseWork(db_id, path, by_database[db_id]))
+    return work, problems
+
+
+def run_work(work: list[DatabaseWork], options: WorkOptions, workers: int, total_pairs: int) -> list[DatabaseResult]:
+    """Every database's samples, in database-name order whatever order the processes finish in."""
+    from tqdm import tqdm
+
+    # Biggest first, so one large database does not start last and leave a core idle.
+    tasks = [(w, options) for w in sorted(work, key=lambda w: (-len(w.pairs), w.db_id))]
+    results: dict[str, DatabaseResult] = {}
+    with tqdm(total=total_pairs, unit="pair", desc="generate", file=sys.stderr, disable=None) as bar:
+        if workers <= 1 or len(tasks) <= 1:
+            outcomes: Iterable[DatabaseResult] = map(run_task, tasks)
+            for outcome in outcomes:
+                results[outcome.db_id] = outcome
+                bar.update(len(next(w for w in work if w.db_id == outcome.db_id).pairs))
+        else:
+            _warm_imports()  # forked workers inherit the imported modules
+            context = multiprocessing.get_context("fork")
+            with context.Pool(min(workers, len(tasks))) as pool:
+                sizes = {w.db_id: len(w.pairs) for w in work}
+                for outcome in pool.imap_unordered(run_task, tasks):
+                    results[outcome.db_id] = outcome
+                    bar.update(sizes[outcome.db_id])
+    return [results[db_id] for db_id in sorted(results)]
+
+
+def _warm_imports() -> None:
+    import importlib
+
+    for name in ("sqlglot", "pipesql.decompile", "pipesql.transpile"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # the worker reports it per pair
+
+
+def load_length_counter(name: str | None):
+    """``(unit, tokenizer name, count(sample))``: tokens with a local tokenizer, else characters."""
+    if not name:
+        return "characters", None, sample_chars
+    from transformers import AutoTokenizer
+
+    path = name
+    try:
+        from pipesql.models import resolve_model
+
+        path = resolve_model(name)
+    except ImportError:
+        pass
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return "tokens", name, token_counter(tokenizer)
+
+
+def report_problems(problems: list[Problem], skipped_path: Path) -> None:
+    printed: dict[str, int] = {}
+    for problem in problems:
+        printed[problem.reason] = printed.get(problem.reason, 0) + 1
+        if printed[problem.reason] <= _PRINTED_PER_REASON:
+            log(f"warning: {problem}")
+    for reason, count in sorted(printed.items()):
+        if count > _PRINTED_PER_REASON:
+            log(f"warning: ... {count - _PRINTED_PER_REASON} more '{reason}' (all in {skipped_path})")
+
+
+def build_stats(settings: Settings, lines_read: int, pairs: list[GoldenPair], problems: list[Problem],
+                notes: list[Problem], split_of: dict[str, str], train: list[dict], dev: list[dict],
+                lengths: dict[str, list[int]], length_unit: str, tokenizer: str | None) -> dict[str, Any]:
+    used = {s["question_id"] for s in train} | {s["question_id"] for s in dev}
+    skipped = count_reasons(problems)
+    everything = train + dev
+    stats = {
+        "pairs": {
+            "read": lines_read,
+            "usable": len(pairs),
+            "used": len(used),
+            "skipped": skipped,
+            "skipped_total": sum(skipped.values()),
+            "dropped_prefix": skipped.get("prefix_failed", 0),
+            "tool_chat_failed": len(notes),
+        },
+        "questions": {"train": sum(1 for q in used if split_of[q] == TRAIN), "dev": sum(1 for q in used if split_of[q] == DEV)},
+        "samples": sample_stats(everything, lengths[TRAIN] + lengths[DEV]),
+        "train": sample_stats(train, lengths[TRAIN]),
+        "dev": sample_stats(dev, lengths[DEV]),
+        "samples_per_pair": samples_per_pair(everything),
+        "length_unit": length_unit,
+        "tokenizer": tokenizer,
+        "settings": {"seed": settings.seed, "dev_fraction": settings.dev_fraction, "tool_calling": settings.tool_calling,
+                     "tool_ratio": settings.tool_ratio, "limit": settings.limit,
+                     "trim_schema_to_query": settings.trim_schema_to_query},
+    }
+    for side in ("train", "dev"):
+        del stats[side]["by_database"]  # the overall table is enough; per side it is noise
+    return stats
+
+
+def run(settings: Settings) -> int:
+    started = time.monotonic()
+    if settings.golden_pairs is None:
+        raise SystemExit("--golden-pairs FILE is required")
+    golden = Path(settings.golden_pairs)
+    if not golden.is_file():
+        log(f"error: golden pairs not found: {golden}")
+        return 1
+    if not 0.0 <= settings.tool_ratio <= 1.0 or not 0.0 <= settings.dev_fraction < 1.0:
+        raise SystemExit("--tool-ratio must be in [0, 1] and --dev-fraction in [0, 1)")
+    folders = database_folders(settings)
+    out = Path(settings.output_dir)
+
+    lines_read, pairs, problems = read_golden_pairs(golden)
+    if settings.limit:
+        pairs = pairs[: settings.limit]
+    work, missing = plan_work(pairs, folders, str(golden))
+    problems += missing
+    options = WorkOptions(str(golden), settings.tool_calling, settings.tool_ratio, settings.seed, settings.timeout_s,
+                          settings.values_per_column, settings.schema_max_chars, settings.trim_schema_to_query)
+    workers = settings.workers or os.cpu_count() or 1
+    results = run_work(work, options, workers, sum(len(w.pairs) for w in work))
+    generated_at = time.monotonic()
+
+    samples_by_line: dict[int, list[dict]] = {}
+    notes: list[Problem] = []
+    for result in results:
+        samples_by_line.update(result.samples)
+        problems += result.problems
+        notes += result.notes
+    problems.sort(key=lambda p: (p.line, p.reason))
+    notes.sort(key=lambda p: p.line)
+
+    used_pairs = [p for p in pairs if p.line in samples_by_line]
+    split_of = assign_splits(used_pairs, settings.dev_fraction, settings.seed)
+    train: list[dict] = []
+    dev: list[dict] = []
+    for pair in used_pairs:  # file order
+        (dev if split_of[pair.question_id] == DEV else train).extend(samples_by_line[pair.line])
+
+    unit, tokenizer_name, count = load_length_counter(settings.tokenizer)
+    lengths = {TRAIN: [count(s) for s in train], DEV: [count(s) for s in dev]}
+
+    train_path, dev_path, stats_path, skipped_path = (out / name for name in ("train.jsonl", "dev.jsonl", "stats.json", "skipped.jsonl"))
+    report_problems(problems + notes, skipped_path)
+    write_jsonl(train_path, train)
+    write_jsonl(dev_path, dev)
+    write_jsonl(skipped_path, (p.as_dict() for p in problems + notes))
+    stats = build_stats(settings, lines_read, pairs, problems, notes, split_of, train, dev, lengths, unit, tokenizer_name)
+    write_json(stats_path, stats)
+    seconds = time.monotonic() - started
+    write_manifest(out, "generate", settings, inputs=[golden], outputs=[train_path, dev_path, stats_path, skipped_path],
+                   metrics={"samples": stats["samples"]["total"], "train_samples": len(train), "dev_samples": len(dev),
+                            "pairs_used": stats["pairs"]["used"], "dropped_prefix": stats["pairs"]["dropped_prefix"],
+                            "seconds": round(seconds, 2), "generation_seconds": round(generated_at - started, 2),
+                            "workers": workers})
+    log(f"generate: {stats['pairs']['used']} of {lines_read} pairs used; {len(train)} train + {len(dev)} dev samples "
+        f"({stats['samples']['by_kind']}); {stats['pairs']['dropped_prefix']} dropped by a failing prefix; "
+        f"{stats['samples_per_pair']['mean']} samples per pair; {seconds:.1f} s -> {out}")
+    return 0 if train or dev else 1

@@ -1,0 +1,78 @@
+"""``stats.json``: what went in, what came out, and how long the samples are.
+
+Everything here is a pure function of the samples and pairs, with sorted keys, so the file is
+byte-identical across runs with the same inputs and seed (timings go to the manifest instead).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+
+def percentiles(values: Sequence[int]) -> dict[str, float | int]:
+    """Nearest-rank p50 / p90 / p99, max and mean (0 for an empty list)."""
+    if not values:
+        return {"p50": 0, "p90": 0, "p99": 0, "max": 0, "mean": 0}
+    ordered = sorted(values)
+
+    def rank(q: float) -> int:
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    return {"p50": rank(0.50), "p90": rank(0.90), "p99": rank(0.99), "max": ordered[-1],
+            "mean": round(sum(ordered) / len(ordered), 2)}
+
+
+def sample_chars(sample: Mapping[str, Any]) -> int:
+    """Characters the model reads: message texts, tool-call arguments and the tool specs."""
+    total = len(sample.get("tools") or "")
+    for message in sample["messages"]:
+        total += len(message.get("content") or "")
+        for call in message.get("tool_calls") or ():
+            total += len(call["function"]["name"]) + len(call["function"]["arguments"])
+    return total
+
+
+def token_counter(tokenizer: Any) -> Callable[[Mapping[str, Any]], int]:
+    """Tokens of a sample rendered with the tokenizer's chat template (tools included)."""
+    def count(sample: Mapping[str, Any]) -> int:
+        tools = json.loads(sample["tools"]) if sample.get("tools") else None
+        if getattr(tokenizer, "chat_template", None):
+            text = tokenizer.apply_chat_template(list(sample["messages"]), tools=tools, tokenize=False)
+        else:
+            text = "\n".join(m.get("content") or "" for m in sample["messages"])
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return count
+
+
+def _sorted_counts(counter: Counter) -> dict[str, int]:
+    # Numbers in numeric order (a histogram), names in alphabetical order.
+    return {str(k): counter[k] for k in sorted(counter, key=lambda k: (isinstance(k, str), k))}
+
+
+def sample_stats(samples: Iterable[Mapping[str, Any]], lengths: Sequence[int]) -> dict[str, Any]:
+    samples = list(samples)
+    kinds = Counter(s["kind"] for s in samples)
+    operators = Counter(s["operator"] for s in samples if s["operator"])
+    difficulty = Counter(s["difficulty"] or "unknown" for s in samples)
+    databases = Counter(s["db_id"] for s in samples)
+    patterns = Counter(s["pattern"] for s in samples if s.get("pattern"))
+    return {
+        "total": len(samples),
+        "by_kind": _sorted_counts(kinds),
+        "by_operator": _sorted_counts(operators),
+        "by_difficulty": _sorted_counts(difficulty),
+        "by_database": _sorted_counts(databases),
+        "by_tool_pattern": _sorted_counts(patterns),
+        "length": percentiles(lengths),
+    }
+
+
+def samples_per_pair(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    per_pair = Counter(s["question_id"] for s in samples)
+    counts = list(per_pair.values())
+    summary = percentiles(counts)
+    return {"mean": summary["mean"], "p50": summary["p50"], "max": summary["max"],
+            "histogram": _sorted_counts(Counter(counts))}
