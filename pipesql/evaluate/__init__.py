@@ -1,0 +1,202 @@
+"""``pipesql evaluate``: execution accuracy of a model on Spider, BIRD or the demo corpus.
+
+For each question the model writes pipe SQL (one-shot, or one operator at a time as an agent,
+see :mod:`pipesql.evaluate.predict`); the query is transpiled to SQLite, run read-only and its
+result compared with the gold query's (:mod:`pipesql.evaluate.scoring`).
+
+Writes to ``--out``:
+
+- ``eval_results.jsonl``: one record per question (status, detail, prediction, trajectory, timings);
+- ``eval_summary.json``: accuracy overall and by difficulty, status counts, throughput;
+- ``eval_chart.png``: accuracy by difficulty and the outcome of each difficulty's questions;
+- ``manifest.json``.
+
+Python API: ``run(settings, backend=...)`` evaluates with any :class:`pipesql.generation.Backend`
+(e.g. a :class:`~pipesql.generation.ScriptedBackend` to score given predictions).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+from pipesql.benchmarks import BENCHMARKS, SPLITS, BenchmarkError, Item, load_items
+from pipesql.evaluate.predict import CHECK_TOOLS, GenerationOptions, Prediction, predict_agent, predict_oneshot
+from pipesql.evaluate.report import plot_summary, summarize
+from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, GoldCache, Limits, Score, score
+from pipesql.files import write_json, write_jsonl
+from pipesql.generation import BACKENDS, Backend, load_backend
+from pipesql.settings import option
+
+log = logging.getLogger(__name__)
+
+MODES = ("oneshot", "agent")
+RESULTS_NAME = "eval_results.jsonl"
+SUMMARY_NAME = "eval_summary.json"
+CHART_NAME = "eval_chart.png"
+
+__all__ = ["Settings", "run", "evaluate_items", "MODES", "STATUSES"]
+
+
+@dataclass
+class Settings:
+    stage: ClassVar[str] = "evaluate"
+
+    model: str = option("", "Model directory (a merged fine-tune) or registry name (tiny, smollm2-135m).")
+    benchmark: str = option("demo", "Benchmark to evaluate on.", choices=BENCHMARKS)
+    data_dir: Path | None = option(None, "Benchmark folder (Spider/BIRD layout); demo builds its own when unset.")
+    split: str = option("dev", "Benchmark split.", choices=SPLITS)
+    mode: str = option("oneshot", "oneshot: the whole query in one answer; agent: one operator per step, "
+                                  "checked with the agent tools.", choices=MODES)
+    limit: int | None = option(None, "Evaluate only the first N questions.")
+    out: Path = option(Path("out/evaluate"), "Output folder.")
+    backend: str = option("auto", "Generation backend: vLLM when installed with a GPU, else transformers.",
+                          choices=BACKENDS)
+    device: str = option("auto", "transformers device: auto, cpu, cuda, cuda:N.")
+    dtype: str = option("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+    batch_size: int = option(16, "Questions per generate call (transformers: per forward pass).")
+    max_new_tokens: int = option(384, "Longest one-shot answer, in tokens.")
+    step_max_new_tokens: int = option(128, "Longest agent step answer, in tokens.")
+    temperature: float = option(0.0, "Sampling temperature; 0 is greedy decoding.")
+    max_steps: int = option(12, "Agent: most operators per query.")
+    max_retries: int = option(2, "Agent: new candidates sampled for a step the tools rejected.")
+    retry_temperature: float = option(0.7, "Agent: sampling temperature of those retries.")
+    check_tool: str = option("execute_pipe_sql", "Agent: the tool that checks each new prefix.", choices=CHECK_TOOLS)
+    seed: int = option(0, "Seed for sampled generations.")
+    timeout_s: float = option(30.0, "Time limit of one SQL query, in seconds.")
+    row_cap: int = option(100_000, "Most rows read from one query result.")
+    gpu_memory_utilization: float = option(0.9, "vLLM: share of GPU memory to use.")
+
+
+def _options(settings: Settings) -> GenerationOptions:
+    return GenerationOptions(
+        batch_size=max(1, settings.batch_size), max_new_tokens=settings.max_new_tokens,
+        step_max_new_tokens=settings.step_max_new_tokens, temperature=settings.temperature,
+        retry_temperature=settings.retry_temperature, max_steps=settings.max_steps,
+        max_retries=settings.max_retries, seed=settings.seed, check_tool=settings.check_tool,
+        tool_timeout_s=settings.timeout_s,
+    )
+
+
+def _progress(total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="q", file=sys.stderr, dynamic_ncols=True,
+                disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+
+
+def _schemas(items: Sequence[Item]) -> tuple[list[str | None], dict[str, str]]:
+    """Prompt schema per item; items whose database cannot be read get ``None`` and an error."""
+    from pipesql.schema_text import schema_text
+    from pipesql.sqlexec import DatabaseError
+
+    schemas: list[str | None] = []
+    errors: dict[str, str] = {}
+    for item in items:
+        try:
+            schemas.append(schema_text(item.db_path))
+        except DatabaseError as error:
+            schemas.append(None)
+            errors[item.question_id] = f"{item.question_id} ({item.db_id}): {error}"
+    return schemas, errors
+
+
+def _record(item: Item, prediction: Prediction | None, result: Score) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "question_id": item.question_id,
+        "db_id": item.db_id,
+        "difficulty": item.difficulty,
+        "question": item.question,
+        "gold_sql": item.gold_sql,
+        "prediction": prediction.query if prediction else None,
+        "prediction_sqlite": result.sqlite_sql,
+        "status": result.status,
+        "detail": result.detail,
+        "timings": {"generate_s": round(prediction.generate_s, 4) if prediction else 0.0,
+                    **{k: round(v, 4) for k, v in result.timings.items()}},
+    }
+    if prediction is not None:
+        record["completion_tokens"] = prediction.completion_tokens
+        if prediction.answer is not None:
+            record["answer"] = prediction.answer
+        if prediction.steps is not None:
+            record["steps"] = prediction.steps
+            record["tool_calls"] = prediction.tool_calls
+            record["finish"] = prediction.finish
+    return record
+
+
+def evaluate_items(items: Sequence[Item], backend: Backend, settings: Settings) -> tuple[list[dict[str, Any]], float]:
+    """Predict and score ``items``; returns the records (in item order) and generation seconds."""
+    schemas, schema_errors = _schemas(items)
+    for message in schema_errors.values():
+        log.error("skipping generation: %s", message)
+    usable = [i for i, s in enumerate(schemas) if s is not None]
+    options = _options(settings)
+    predict = predict_agent if settings.mode == "agent" else predict_oneshot
+    started = time.monotonic()
+    with _progress(len(usable), f"{settings.mode} generation") as bar:
+        predictions = predict([items[i] for i in usable], [schemas[i] for i in usable], backend, options, bar.update)
+    generation_seconds = time.monotonic() - started
+    by_index: dict[int, Prediction] = dict(zip(usable, predictions))
+
+    limits = Limits(timeout_s=settings.timeout_s, row_cap=settings.row_cap)
+    gold_cache = GoldCache()
+    records = []
+    with _progress(len(items), "scoring") as bar:
+        for index, item in enumerate(items):
+            prediction = by_index.get(index)
+            if prediction is None:
+                result = Score(GOLD_ERROR, schema_errors[item.question_id])
+            else:
+                result = score(item, prediction.query, limits=limits, gold_cache=gold_cache)
+            records.append(_record(item, prediction, result))
+            bar.update(1)
+    return records, generation_seconds
+
+
+def run(settings: Settings, *, backend: Backend | None = None) -> int:
+    """Evaluate and write the outputs. ``backend`` overrides loading ``settings.model``."""
+    from pipesql.manifest import write_manifest
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if backend is None and not settings.model:
+        raise SystemExit("pipesql evaluate: --model is required (a directory or a registry name)")
+    if settings.benchmark != "demo" and settings.data_dir is None:
+        raise SystemExit(f"pipesql evaluate: --data-dir is required for --benchmark {settings.benchmark}")
+    started = time.monotonic()
+    try:
+        items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
+    except BenchmarkError as error:
+        raise SystemExit(f"pipesql evaluate: {error}") from None
+    if not items:
+        raise SystemExit(f"pipesql evaluate: no questions in {settings.benchmark} {settings.split}")
+    if backend is None:
+        backend = load_backend(settings.model, settings.backend, device=settings.device, dtype=settings.dtype,
+                               batch_size=settings.batch_size, gpu_memory_utilization=settings.gpu_memory_utilization)
+    log.info("evaluating %s on %d %s %s questions (%s)", backend.name, len(items), settings.benchmark,
+             settings.split, settings.mode)
+
+    records, generation_seconds = evaluate_items(items, backend, settings)
+    seconds = time.monotonic() - started
+    out = Path(settings.out)
+    summary = summarize(records, seconds=seconds, generation_seconds=generation_seconds, context={
+        "model": backend.name, "backend": type(backend).__name__, "mode": settings.mode,
+        "benchmark": settings.benchmark, "split": settings.split, "limit": settings.limit,
+    })
+    results_path, summary_path, chart_path = out / RESULTS_NAME, out / SUMMARY_NAME, out / CHART_NAME
+    write_jsonl(results_path, records)
+    write_json(summary_path, summary)
+    plot_summary(summary, chart_path)
+    inputs = [p for p in (settings.data_dir, Path(settings.model) if settings.model else None) if p and Path(p).exists()]
+    write_manifest(out, "evaluate", settings, inputs=inputs, outputs=[results_path, summary_path, chart_path],
+                   metrics={k: summary[k] for k in ("questions", "matches", "execution_accuracy", "status_counts",
+                                                    "seconds", "questions_per_s")})
+    log.info("execution accuracy %.1f%% (%d/%d) in %.1f s; %s", 100 * summary["execution_accuracy"],
+             summary["matches"], summary["questions"], seconds,
+             ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v))
+    return 0

@@ -1,0 +1,142 @@
+"""Score one predicted pipe query against its gold SQL by execution.
+
+The prediction is round-tripped to SQLite exactly as validation does (``pipe_to_sqlite``), run
+read-only with a time limit and a row cap, and compared with the gold result by
+:mod:`pipesql.compare` (tie-aware; row order matters only when the gold query orders its output). A prediction
+cannot fail as a whole batch: every failure becomes a status with a detail.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipesql.benchmarks import Item
+from pipesql.sqlexec import DatabaseError, QueryError, QueryResult, QueryTimeout, connect_readonly, execute
+
+MATCH = "match"
+MISMATCH = "mismatch"
+EXEC_ERROR = "exec_error"
+TRANSPILE_ERROR = "transpile_error"
+NO_PREDICTION = "no_prediction"
+# The gold query itself failed (a broken benchmark item or database): no prediction can match,
+# and the item still counts in the denominator so accuracy is never flattered.
+GOLD_ERROR = "gold_error"
+
+STATUSES = (MATCH, MISMATCH, EXEC_ERROR, TRANSPILE_ERROR, NO_PREDICTION, GOLD_ERROR)
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 30.0
+    row_cap: int = 100_000
+
+
+@dataclass(frozen=True)
+class Score:
+    status: str
+    detail: str = ""
+    sqlite_sql: str | None = None  # the prediction as run on SQLite
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _run(conn, sql: str, limits: Limits) -> QueryResult:
+    return execute(conn, sql, timeout_s=limits.timeout_s, row_cap=limits.row_cap)
+
+
+class GoldCache:
+    """Gold results by question id: agent mode and re-scoring must not re-run the gold query."""
+
+    def __init__(self) -> None:
+        self._results: dict[str, QueryResult | Exception] = {}
+
+    def get(self, item: Item, conn, limits: Limits) -> QueryResult:
+        if item.question_id not in self._results:
+            try:
+                self._results[item.question_id] = _run(conn, item.gold_sql, limits)
+            except QueryError as error:
+                self._results[item.question_id] = error
+        result = self._results[item.question_id]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def transpile(pipe_sql: str) -> str:
+    from pipesql.transpile import pipe_to_sqlite
+
+    return pipe_to_sqlite(pipe_sql)
+
+
+def compare_to_gold(item: Item, gold: QueryResult, predicted: QueryResult, conn, limits: Limits) -> tuple[bool, str]:
+    """``(match, detail)`` by :func:`pipesql.compare.compare_results`: order counts when the gold
+    orders its output, and rows tied on the gold's order key may come in any order and choice
+    (the tie probe re-runs on the gold's database, under the same limits)."""
+    from pipesql.compare import compare_results
+
+    def rerun(sql: str):
+        return _run(conn, sql, limits).rows
+
+    verdict = compare_results(item.gold_sql, gold.rows, predicted.rows, rerun)
+    if verdict.match:
+        return True, "matched only when tied rows are read as interchangeable" if verdict.tie_aware else ""
+    return False, f"{verdict.subclass}: {verdict.detail}" if verdict.detail else str(verdict.subclass)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def score(item: Item, prediction: str | None, *, limits: Limits = Limits(), gold_cache: GoldCache | None = None,
+          conn=None) -> Score:
+    """The status of one prediction. Never raises for a bad prediction or database: every
+    failure becomes a status with a detail naming it."""
+    timings: dict[str, float] = {}
+    if not prediction or not prediction.strip():
+        return Score(NO_PREDICTION, "the model gave no query")
+    start = time.monotonic()
+    try:
+        sqlite_sql = transpile(prediction)
+    except Exception as error:  # sqlglot raises several unrelated types on bad input
+        return Score(TRANSPILE_ERROR, f"{type(error).__name__}: {_describe(error)}",
+                     timings={"transpile_s": time.monotonic() - start})
+    timings["transpile_s"] = time.monotonic() - start
+    own_conn = conn is None
+    try:
+        if own_conn:
+            conn = connect_readonly(item.db_path)
+    except DatabaseError as error:
+        return Score(GOLD_ERROR, f"{item.question_id}: {_describe(error)}", sqlite_sql, timings)
+    try:
+        start = time.monotonic()
+        try:
+            gold = (gold_cache or GoldCache()).get(item, conn, limits)
+        except QueryError as error:
+            return Score(GOLD_ERROR, f"gold query failed: {_describe(error)}", sqlite_sql, timings)
+        timings["gold_s"] = time.monotonic() - start
+        start = time.monotonic()
+        try:
+            predicted = _run(conn, sqlite_sql, limits)
+        except QueryTimeout as error:
+            return Score(EXEC_ERROR, f"timeout: {_describe(error)}", sqlite_sql,
+                         {**timings, "execute_s": time.monotonic() - start})
+        except QueryError as error:
+            return Score(EXEC_ERROR, _describe(error), sqlite_sql, {**timings, "execute_s": time.monotonic() - start})
+        timings["execute_s"] = predicted.seconds
+        start = time.monotonic()
+        match, reason = compare_to_gold(item, gold, predicted, conn, limits)
+        timings["compare_s"] = time.monotonic() - start
+        if predicted.truncated and not match:
+            reason = f"{reason} (prediction cut at the {limits.row_cap}-row cap)".strip()
+        return Score(MATCH if match else MISMATCH, reason, sqlite_sql, timings)
+    finally:
+        if own_conn:
+            conn.close()
+
+
+def result_preview(result: QueryResult, rows: int = 3) -> dict[str, Any]:
+    """A small JSON-friendly view of a result for trajectories."""
+    return {"columns": list(result.columns), "rows": [list(r) for r in result.rows[:rows]],
+            "row_count": len(result.rows), "truncated": result.truncated}
