@@ -220,10 +220,10 @@ def aggregate_step(state: SelectState) -> None:
         post[name.lower()] = type_of(key, state.env.column_type)
     for name, agg in plan.aggregates:
         post[name.lower()] = typer(agg)
-    line = "|> AGGREGATE " + ", ".join(agg_items)
+    parts = [", ".join(agg_items)] if agg_items else []
     if key_items:
-        line = line.rstrip() + (" " if agg_items else "") + "GROUP BY " + ", ".join(key_items)
-    state.operators.append(line.replace("AGGREGATE GROUP", "AGGREGATE GROUP"))
+        parts.append("GROUP BY " + ", ".join(key_items))
+    state.operators.append("|> AGGREGATE " + " ".join(parts))
     # Range variables are gone after AGGREGATE; only the output names remain.
     state.env = Env({}, state.env.parent, post_aggregate=post)
     if plan.having is not None:
@@ -239,7 +239,8 @@ def projection_plan(state: SelectState) -> None:
     select = state.select
     expressions = state.plan.projections if state.plan else select.expressions
     local_aliases = [src for src in state.env.sources.values()]
-    if not state.plan and _is_full_star(expressions, local_aliases):
+    distinct = bool(select.args.get("distinct"))
+    if not state.plan and not distinct and _is_full_star(expressions, local_aliases):
         state.select_needed = False
         state.outputs = [c for src in local_aliases for c in src.ordered()]
         return
@@ -298,6 +299,9 @@ def order_and_limit(state: SelectState) -> None:
                 break
             post_terms.append(_ordered_sql(ordered, _ident(name)))
     if order is not None and post_terms is None:
+        if distinct and not state.plan:
+            _distinct_ordered_by_unselected(state)
+            return
         if distinct:
             raise Unsupported("unsupported:distinct_with_order_by_unselected")
         # ORDER BY and LIMIT run before SELECT, where every column is still visible.
@@ -315,6 +319,38 @@ def order_and_limit(state: SelectState) -> None:
     if post_terms:
         state.operators.append("|> ORDER BY " + ", ".join(post_terms))
     state.operators.extend(_limit_operators(select, output_env, state.catalog))
+
+
+def _distinct_ordered_by_unselected(state: SelectState) -> None:
+    """``SELECT DISTINCT a FROM t ORDER BY b`` → ``|> AGGREGATE MIN(b) AS min_b GROUP BY a
+    |> ORDER BY min_b |> SELECT a``.
+
+    SQLite sorts each distinct row by a ``b`` of one of its source rows; MIN (MAX when
+    descending) picks one deterministically, and is exact whenever ``b`` depends on ``a``.
+    """
+    select = state.select
+    keys = []
+    names = [n for n, _, _ in state.projections]
+    for name, expression, explicit in state.projections:
+        text = render(expression, state.env, state.catalog)
+        keys.append(f"{text} AS {_ident(name)}" if explicit else text)
+    helpers, terms = [], []
+    signatures = [e.sql() for _, e, _ in state.projections]
+    for ordered in select.args["order"].expressions:
+        term = _expand_output_alias(ordered.this, state)
+        name = _output_name_for(term, state, [n.lower() for n in names])
+        if name is None and term.sql() in signatures:
+            name = names[signatures.index(term.sql())]
+        if name is None:
+            call = (exp.Max if ordered.args.get("desc") else exp.Min)(this=term.copy())
+            name = state.names.take(derive_alias(call))
+            helpers.append(f"{render(call, state.env, state.catalog)} AS {_ident(name)}")
+        terms.append(_ordered_sql(ordered, _ident(name)))
+    state.operators.append(f"|> AGGREGATE {', '.join(helpers)} GROUP BY {', '.join(keys)}")
+    state.env = Env({}, state.env.parent, post_aggregate={c.name.lower(): c.type for c in state.outputs})
+    state.operators.append("|> ORDER BY " + ", ".join(terms))
+    state.operators.extend(_limit_operators(select, state.env, state.catalog))
+    state.operators.append("|> SELECT " + ", ".join(_ident(n) for n in names))
 
 
 def _emit_select(state: SelectState) -> None:

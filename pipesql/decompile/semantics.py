@@ -52,37 +52,65 @@ def _coerce_operand(value: exp.Expr, other_type: str | None, typer) -> exp.Expr:
     return value
 
 
+def _has_affinity(node: exp.Expr) -> bool:
+    """SQLite gives a column (and a CAST) an affinity; any other expression has none."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return isinstance(node, (exp.Column, exp.Cast, exp.TryCast))
+
+
+def _to_text(node: exp.Expr) -> exp.Expr:
+    return exp.Cast(this=node, to=exp.DataType.build("TEXT"))
+
+
+def _compare_pair(left: exp.Expr, right: exp.Expr, typer) -> tuple[exp.Expr, exp.Expr]:
+    """Both operands of one comparison, retyped the way SQLite's affinity rules compare them."""
+    lt, rt = typer(left), typer(right)
+    if not lt or not rt or lt == rt or (numeric(lt) and numeric(rt)):
+        return left, right
+    if isinstance(right, (exp.Literal, exp.Neg)):
+        right = _coerce_operand(right, lt, typer)
+    elif isinstance(left, (exp.Literal, exp.Neg)):
+        left = _coerce_operand(left, rt, typer)
+    else:
+        text_side_is_left = lt == STRING
+        text_side, other = (left, right) if text_side_is_left else (right, left)
+        if _has_affinity(other):
+            # numeric affinity wins over text: the text operand is read as a number
+            text_side = _coerce_operand(text_side, typer(other), typer)
+        elif _has_affinity(text_side):
+            # TEXT affinity is applied to an operand that has none (an aggregate, a subquery)
+            other = _to_text(other)
+        left, right = (text_side, other) if text_side_is_left else (other, text_side)
+    lt, rt = typer(left), typer(right)
+    if lt and rt and lt != rt and not (numeric(lt) and numeric(rt)):
+        # A non-numeric string literal against a number: compare as text.
+        if numeric(lt):
+            left = _to_text(left)
+        else:
+            right = _to_text(right)
+    return left, right
+
+
 def mixed_type_comparison(node: exp.Expr, typer) -> exp.Expr:
     """``text_col = 5`` → ``text_col = '5'``; ``int_col = '5'`` → ``int_col = 5``;
-    ``int_col = text_col`` → ``int_col = SAFE_CAST(text_col AS INT64)``.
+    ``int_col = text_col`` → ``int_col = SAFE_CAST(text_col AS INT64)``;
+    ``text_col > (subquery returning a number)`` → ``text_col > CAST((...) AS STRING)``.
 
-    GoogleSQL has no ``INT64 = STRING`` signature; SQLite applies the column's affinity
-    to the other operand, which these rewrites reproduce.
+    GoogleSQL has no ``INT64 = STRING`` signature; SQLite converts by affinity: a column's
+    numeric affinity reaches a text operand, a column's TEXT affinity reaches an operand
+    without affinity (literal, aggregate, subquery).
     """
     if isinstance(node, _COMPARISONS):
-        left, right = node.this, node.expression
-        lt, rt = typer(left), typer(right)
-        if lt and rt and lt != rt and not (numeric(lt) and numeric(rt)):
-            # Affinity goes from a column to a literal, never the other way.
-            if isinstance(right, (exp.Literal, exp.Neg)):
-                node.set("expression", _coerce_operand(right, lt, typer))
-            elif isinstance(left, (exp.Literal, exp.Neg)):
-                node.set("this", _coerce_operand(left, rt, typer))
-            elif lt == STRING:
-                node.set("this", _coerce_operand(left, rt, typer))
-            else:
-                node.set("expression", _coerce_operand(right, lt, typer))
-            lt, rt = typer(node.this), typer(node.expression)
-            if lt and rt and lt != rt and not (numeric(lt) and numeric(rt)):
-                # A non-numeric string literal against a number: compare as text.
-                side = "this" if numeric(lt) else "expression"
-                node.set(side, exp.Cast(this=node.args[side], to=exp.DataType.build("TEXT")))
+        left, right = _compare_pair(node.this, node.expression, typer)
+        node.set("this", left)
+        node.set("expression", right)
         return node
     if isinstance(node, exp.In) and node.args.get("query") is not None:
         left, sub = typer(node.this), node.args["query"].meta.get("pipesql_type")
         if left and sub and left != sub and not (numeric(left) and numeric(sub)):
             if numeric(left):
-                node.set("this", exp.Cast(this=node.this, to=exp.DataType.build("TEXT")))
+                node.set("this", _to_text(node.this))
             else:
                 node.set("this", exp.TryCast(this=node.this, to=exp.DataType.build("BIGINT" if sub == INT else "DOUBLE")))
         return node

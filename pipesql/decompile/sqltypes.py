@@ -85,11 +85,14 @@ def type_of(node: exp.Expr, column_type) -> str | None:
         if isinstance(node, exp.Round) and node.args.get("decimals") is None:
             return FLOAT
         return FLOAT
-    if isinstance(node, (exp.Sum, exp.Max, exp.Min, exp.Abs, exp.AnyValue)):
-        inner = type_of(node.this, column_type)
-        if isinstance(node, exp.Sum) and inner not in (INT, FLOAT):
-            return FLOAT if inner is None else inner
-        return inner
+    if isinstance(node, (exp.Sum, exp.Abs)):
+        # over text SQLite computes numbers; the emitter casts such an argument to FLOAT64
+        return INT if type_of(node.this, column_type) == INT else FLOAT
+    if isinstance(node, (exp.Max, exp.Min, exp.AnyValue)):
+        inner = node.this
+        if isinstance(inner, (exp.HavingMax,)):
+            inner = inner.this
+        return type_of(inner, column_type)
     if isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Mod)):
         left = type_of(node.this, column_type)
         right = type_of(node.expression, column_type)
