@@ -260,6 +260,12 @@ def projection_plan(state: SelectState) -> None:
             for col in source.ordered():
                 state.projections.append((col.name, exp.column(col.name, source.alias), False))
             continue
+        if isinstance(expression, exp.Subquery) and expression.alias:
+            # qualify puts a scalar subquery's output alias on the Subquery node itself
+            alias = expression.alias
+            expression = expression.copy()
+            expression.set("alias", None)
+            expression = exp.Alias(this=expression, alias=identifier(alias))
         inner = expression.this if isinstance(expression, exp.Alias) else expression
         natural = _natural_name(inner, state.env)
         if isinstance(expression, exp.Alias) and not expression.alias.startswith(AUTO_ALIAS_PREFIX) and not (
@@ -540,6 +546,9 @@ def _inline_subqueries(tree: exp.Expr, env: Env, catalog: Catalog) -> exp.Expr:
     queries = [q for q in tree.find_all(exp.Select, exp.SetOperation)]
     queries = [q for q in queries if not any(isinstance(a, (exp.Select, exp.SetOperation)) for a in _ancestors(q, tree))]
     for query in queries:
+        if isinstance(query.parent, exp.Exists) and isinstance(query, exp.Select) and _projection_is_irrelevant(query):
+            # EXISTS ignores the projection; without one the subquery reads as a pure filter
+            query.set("expressions", [exp.Star()])
         pipe = emit_query(query, catalog, env)
         var = exp.Var(this=pipe.inline())
         parent = query.parent
@@ -549,6 +558,14 @@ def _inline_subqueries(tree: exp.Expr, env: Env, catalog: Catalog) -> exp.Expr:
             return exp.Subquery(this=var)
         query.replace(var)
     return tree
+
+
+def _projection_is_irrelevant(select: exp.Select) -> bool:
+    if select.args.get("group") or select.args.get("having") or select.args.get("distinct"):
+        return False
+    if select.args.get("limit") or select.args.get("offset"):
+        return False
+    return not any(e.find(exp.AggFunc, exp.Window) for e in select.expressions)
 
 
 def _ancestors(node: exp.Expr, root: exp.Expr):

@@ -33,7 +33,7 @@ def _slug(text: str) -> str:
 
 
 def _first_column_name(node: exp.Expr) -> str | None:
-    col = node.find(exp.Column)
+    col = next(node.find_all(exp.Column, bfs=False), None)
     return col.name if col is not None else None
 
 
@@ -46,6 +46,11 @@ def derive_alias(node: exp.Expr) -> str:
     """
     if isinstance(node, exp.Alias):
         return node.alias
+    if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Select) and len(node.this.expressions) == 1:
+        only = node.this.expressions[0]
+        if isinstance(only, exp.Alias) and not only.alias.startswith("_col_"):
+            return only.alias
+        return derive_alias(only.this if isinstance(only, exp.Alias) else only)
     if isinstance(node, exp.Column):
         return node.name
     if isinstance(node, exp.AggFunc):

@@ -144,6 +144,8 @@ def integer_division(node: exp.Expr, typer) -> exp.Expr:
         if not _nonzero_literal(divisor):
             divisor = exp.Nullif(this=divisor, expression=exp.Literal.number(0))
         return exp.IntDiv(this=node.this, expression=divisor)
+    if isinstance(node, exp.Div) and _nonzero_literal(node.expression):
+        node.set("safe", False)  # no NULLIF needed around a constant divisor
     return node
 
 
