@@ -1,0 +1,249 @@
+"""Validate one benchmark item: gold SQL → pipe SQL → SQLite again, proved by execution.
+
+For an item: open its database read-only; execute the gold SQL (time limit, row cap);
+decompile it against the database's schema; translate the pipe SQL back to SQLite
+(:func:`pipesql.transpile.pipe_to_sqlite`); execute that; compare the two results as execution
+evaluation does (:func:`pipesql.compare.compare_results`, tie-aware). Then ask GoogleSQL
+(ZetaSQL) whether it accepts the pipe SQL and, for small databases, whether it computes the
+gold's result too.
+
+Every outcome is a record (a plain dict, JSON-ready); nothing raises for a bad item.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from pipesql.benchmarks import Item
+from pipesql.schema import DatabaseSchema, schema_from_connection
+from pipesql.sqlexec import (DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
+                             QueryTimeout, connect_readonly, execute)
+
+# Classes of a validation record.
+MATCH = "MATCH"
+MISMATCH = "MISMATCH"
+DECOMPILE_FAIL = "DECOMPILE_FAIL"
+RT_ERROR = "RT_ERROR"          # the round trip failed: pipe SQL did not transpile or execute
+GOLD_ERROR = "GOLD_ERROR"      # the gold SQL itself fails on SQLite (malformed SQL included)
+TIMEOUT = "TIMEOUT"            # gold or round trip ran past the time limit
+DB_MISSING = "DB_MISSING"      # the item's database file does not exist
+DB_CORRUPT = "DB_CORRUPT"      # the file is there but is not a readable SQLite database
+NOT_A_QUERY = "NOT_A_QUERY"    # the gold SQL is DML/DDL (DELETE, INSERT, CREATE ...), not a query
+INTERNAL_ERROR = "INTERNAL_ERROR"  # a bug in pipesql; the item is kept with its traceback text
+CLASSES = (MATCH, MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, TIMEOUT, DB_MISSING, DB_CORRUPT, NOT_A_QUERY,
+           INTERNAL_ERROR)
+# Classes for which the gold SQL executed: the denominator of the match rate.
+GOLD_EXECUTED = (MATCH, MISMATCH, DECOMPILE_FAIL, RT_ERROR)
+
+_QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    row_cap: int = DEFAULT_ROW_CAP
+    googlesql: bool = True                 # analyze every pipe query with ZetaSQL
+    googlesql_execute_rows: int = 50_000   # ... and execute it there when the database is this small
+    googlesql_timeout_s: float = 10.0
+
+
+class DatabaseCache:
+    """Per-process cache of open read-only connections and their schemas (LRU)."""
+
+    def __init__(self, size: int = 8):
+        self._size = size
+        self._open: OrderedDict[Path, tuple[sqlite3.Connection, DatabaseSchema, int]] = OrderedDict()
+
+    def get(self, path: Path) -> tuple[sqlite3.Connection, DatabaseSchema, int]:
+        """``(connection, schema, total rows)``; raises :class:`DatabaseError`."""
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        conn = connect_readonly(path)
+        try:
+            schema = schema_from_connection(conn)
+            total_rows = sum(conn.execute(f'SELECT count(*) FROM "{t.name.replace(chr(34), chr(34) * 2)}"').fetchone()[0]
+                             for t in schema.tables)
+        except sqlite3.DatabaseError as error:
+            conn.close()
+            raise DatabaseError(f"cannot read {path}: {error}") from None
+        self._open[path] = (conn, schema, total_rows)
+        while len(self._open) > self._size:
+            _, (old, _, _) = self._open.popitem(last=False)
+            old.close()
+        return self._open[path]
+
+    def close(self) -> None:
+        for conn, _, _ in self._open.values():
+            conn.close()
+        self._open.clear()
+
+
+def statement_kind(sql: str) -> str | None:
+    """``None`` for a query; else the statement's kind (``"Delete"``, ``"Insert"`` ...). SQL that
+    sqlglot cannot parse counts as a query here: SQLite gets the final word on it."""
+    try:
+        trees = [t for t in sqlglot.parse(sql, read="sqlite") if t is not None]
+    except Exception:  # malformed SQL: the gold execution will classify it
+        return None
+    for tree in trees:
+        root = tree
+        if not isinstance(root, _QUERY_ROOTS):
+            return type(root).__name__
+    if len(trees) > 1:
+        return "MultipleStatements"
+    return None
+
+
+def _base_record(item: Item) -> dict[str, Any]:
+    return {
+        "question_id": item.question_id,
+        "db_id": item.db_id,
+        "difficulty": item.difficulty,
+        "question": item.question,
+        "evidence": item.evidence,
+        "gold_sql": item.gold_sql,
+        "pipe_sql": None,
+        "round_tripped_sql": None,
+        "validation": {},
+        "googlesql": None,
+    }
+
+
+def _verdict(record: dict, label: str, *, stage: str | None = None, detail: str = "", **extra: Any) -> dict:
+    record["validation"] = {"class": label, "stage": stage, "detail": detail[:2000], **extra}
+    return record
+
+
+def _timed(timings: dict, key: str, start: float) -> None:
+    timings[key] = round(time.monotonic() - start, 4)
+
+
+def check_item(item: Item, options: CheckOptions, databases: DatabaseCache) -> dict[str, Any]:
+    """The validation record of one item (see the module docstring). Never raises."""
+    record = _base_record(item)
+    try:
+        return _check(item, options, databases, record)
+    except Exception as error:  # a bug must cost one item, never the batch
+        import traceback
+
+        return _verdict(record, INTERNAL_ERROR, detail=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=4)}")
+
+
+def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: dict) -> dict:
+    from pipesql.compare import compare_results
+    from pipesql.decompile import decompile
+    from pipesql.transpile import pipe_to_sqlite
+
+    timings: dict[str, float] = {}
+    path = Path(item.db_path)
+    if not path.is_file():
+        return _verdict(record, DB_MISSING, stage="database", detail=f"database not found: {path}")
+    try:
+        conn, schema, total_rows = databases.get(path)
+    except DatabaseError as error:
+        return _verdict(record, DB_CORRUPT, stage="database", detail=str(error))
+    kind = statement_kind(item.gold_sql)
+    if kind is not None:
+        return _verdict(record, NOT_A_QUERY, stage="gold", detail=f"gold SQL is a {kind} statement, not a query")
+
+    def run(sql: str) -> QueryResult:
+        return execute(conn, sql, timeout_s=options.timeout_s, row_cap=options.row_cap)
+
+    start = time.monotonic()
+    try:
+        gold = run(item.gold_sql)
+    except QueryTimeout as error:
+        return _verdict(record, TIMEOUT, stage="gold", detail=str(error))
+    except QueryError as error:
+        return _verdict(record, GOLD_ERROR, stage="gold", detail=str(error))
+    _timed(timings, "gold_s", start)
+
+    start = time.monotonic()
+    result = decompile(item.gold_sql, schema.sqlglot_mapping())
+    _timed(timings, "decompile_s", start)
+    if not result.ok:
+        return _verdict(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings)
+    record["pipe_sql"] = result.pipe_sql
+
+    start = time.monotonic()
+    try:
+        sqlite_sql = pipe_to_sqlite(result.pipe_sql)
+    except Exception as error:  # TranspileError, and anything sqlglot lets escape
+        return _verdict(record, RT_ERROR, stage="transpile", detail=f"{type(error).__name__}: {error}", seconds=timings)
+    record["round_tripped_sql"] = sqlite_sql
+    try:
+        round_trip = run(sqlite_sql)
+    except QueryTimeout as error:
+        return _verdict(record, TIMEOUT, stage="round_trip", detail=str(error), seconds=timings)
+    except QueryError as error:
+        _with_googlesql(record, item, schema, total_rows, gold, conn, options)
+        return _verdict(record, RT_ERROR, stage="execute", detail=str(error), seconds=timings)
+    _timed(timings, "round_trip_s", start)
+
+    start = time.monotonic()
+    verdict = compare_results(item.gold_sql, gold.rows, round_trip.rows, rerun=lambda sql: run(sql).rows)
+    _timed(timings, "compare_s", start)
+    truncated = gold.truncated or round_trip.truncated
+    start = time.monotonic()
+    _with_googlesql(record, item, schema, total_rows, gold, conn, options)
+    _timed(timings, "googlesql_s", start)
+    return _verdict(record, MATCH if verdict.match else MISMATCH, stage="compare", detail=verdict.detail,
+                    subclass=verdict.subclass, tie_aware=verdict.tie_aware, gold_rows=len(gold.rows),
+                    truncated=truncated, seconds=timings)
+
+
+def _with_googlesql(record: dict, item: Item, schema: DatabaseSchema, total_rows: int, gold: QueryResult,
+                    conn: sqlite3.Connection, options: CheckOptions) -> None:
+    if options.googlesql and record["pipe_sql"]:
+        record["googlesql"] = googlesql_check(record["pipe_sql"], item, schema, total_rows, gold, conn, options)
+
+
+def googlesql_check(pipe_sql: str, item: Item, schema: DatabaseSchema, total_rows: int, gold: QueryResult,
+                    conn: sqlite3.Connection, options: CheckOptions) -> dict[str, Any]:
+    """``{"analyzed", "error", "executed", "match", ...}``: does GoogleSQL accept the pipe SQL,
+    and (small databases) does it compute the gold's rows? Never raises."""
+    from pipesql.compare import compare_results
+
+    outcome: dict[str, Any] = {"analyzed": False, "error": None, "executed": False, "match": None}
+    try:
+        from pipesql import googlesql
+
+        error = googlesql.analyze(pipe_sql, schema)
+    except Exception as failure:  # the engine could not start: record why, keep validating
+        outcome["error"] = f"unavailable: {type(failure).__name__}: {failure}"
+        return outcome
+    if error is not None:
+        outcome["error"] = error
+        return outcome
+    outcome["analyzed"] = True
+    if total_rows > options.googlesql_execute_rows:
+        outcome["skipped"] = f"database has {total_rows} rows (> {options.googlesql_execute_rows})"
+        return outcome
+    try:
+        result = googlesql.execute(pipe_sql, item.db_path, row_cap=options.row_cap, timeout_s=options.googlesql_timeout_s)
+    except googlesql.NotRepresentable as failure:
+        outcome["skipped"] = f"not loadable: {failure}"
+        return outcome
+    except Exception as failure:
+        outcome["error"] = f"execution: {failure}"[:1000]
+        return outcome
+    outcome["executed"] = True
+
+    def rerun(sql: str):
+        return execute(conn, sql, timeout_s=options.timeout_s, row_cap=options.row_cap).rows
+
+    verdict = compare_results(item.gold_sql, gold.rows, result.rows, rerun=rerun)
+    outcome["match"] = verdict.match
+    if not verdict.match:
+        outcome["mismatch"] = verdict.subclass
+        outcome["detail"] = verdict.detail
+    return outcome

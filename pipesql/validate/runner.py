@@ -1,0 +1,91 @@
+"""Validate many items over all cores.
+
+Items are grouped by database and cut into chunks, so a worker keeps one database's connection,
+schema and ZetaSQL catalog warm across a chunk. Workers are spawned (not forked), each with
+its own caches and its own ZetaSQL instance; the parent compiles the ZetaSQL module once before
+they start, so they only load it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from typing import Any, Iterable, Sequence
+
+from pipesql.benchmarks import Item
+from pipesql.validate.check import CheckOptions, DatabaseCache, check_item
+
+CHUNK_SIZE = 24
+
+_options: CheckOptions | None = None
+_databases: DatabaseCache | None = None
+
+
+def _init_worker(options: CheckOptions) -> None:
+    global _options, _databases
+    _options = options
+    _databases = DatabaseCache()
+
+
+def _check_chunk(chunk: list[tuple[int, Item]]) -> list[tuple[int, dict[str, Any]]]:
+    assert _options is not None and _databases is not None
+    return [(index, check_item(item, _options, _databases)) for index, item in chunk]
+
+
+def chunks_by_database(items: Sequence[Item], size: int = CHUNK_SIZE) -> list[list[tuple[int, Item]]]:
+    """``(index, item)`` chunks of at most ``size``, each holding items of one database; big
+    databases' chunks first, so the slowest work does not start last."""
+    by_db: dict[str, list[tuple[int, Item]]] = {}
+    for index, item in enumerate(items):
+        by_db.setdefault(str(item.db_path), []).append((index, item))
+    chunks = [group[i : i + size] for group in by_db.values() for i in range(0, len(group), size)]
+    return sorted(chunks, key=len, reverse=True)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="validate", unit="item", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, mininterval=0.5)
+
+
+def validate_items(items: Iterable[Item], *, workers: int | None = None, options: CheckOptions = CheckOptions(),
+                   progress: bool = True) -> list[dict[str, Any]]:
+    """The validation record of every item, in the items' order (see
+    :func:`pipesql.validate.check.check_item`). ``workers=1`` runs in this process."""
+    items = list(items)
+    workers = max(1, min(workers or default_workers(), len(items) or 1))
+    records: list[dict[str, Any] | None] = [None] * len(items)
+    if options.googlesql:
+        _prepare_googlesql()
+    chunks = chunks_by_database(items)
+    with _progress(len(items), progress) as bar:
+        if workers == 1:
+            _init_worker(options)
+            for chunk in chunks:
+                for index, record in _check_chunk(chunk):
+                    records[index] = record
+                bar.update(len(chunk))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
+                for done in pool.imap_unordered(_check_chunk, chunks):
+                    for index, record in done:
+                        records[index] = record
+                    bar.update(len(done))
+    return [r for r in records if r is not None]
+
+
+def _prepare_googlesql() -> None:
+    # Compile (or find) the cached ZetaSQL module once here, so workers never compile it side by side.
+    try:
+        from pipesql import googlesql
+
+        googlesql.ensure_compiled()
+    except Exception as error:  # workers will record the engine as unavailable
+        print(f"warning: GoogleSQL check unavailable: {type(error).__name__}: {error}", file=sys.stderr)
