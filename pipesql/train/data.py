@@ -1,0 +1,158 @@
+"""Training conversations -> token ids with an assistant mask.
+
+Rows are what ``pipesql generate`` writes: ``messages`` (system / user / assistant / tool, OpenAI
+style: assistant ``tool_calls`` whose ``function.arguments`` is a JSON string) and, for
+tool-calling rows, ``tools`` (a list, or that list as a JSON string).
+
+Tokenizing here rather than inside TRL keeps three things in our hands: a bad row is reported
+with its file and line and skipped; tool-call arguments are decoded to objects, so the text is
+exactly what the model's own (Qwen) template renders at inference; and conversations longer
+than the context are dropped and counted instead of being cut mid-answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from pipesql.files import BadLine, read_jsonl
+from pipesql.train.chat_template import TRAINING_CHAT_TEMPLATE
+
+log = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+class ConversationError(ValueError):
+    """A row that is not a usable training conversation."""
+
+
+def _decode_arguments(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as error:
+            raise ConversationError(f"tool call arguments are not JSON: {error}") from None
+    return arguments
+
+
+def normalize_conversation(row: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """``(messages, tools)`` ready for ``apply_chat_template``; raises ConversationError."""
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ConversationError("no 'messages' list")
+    normalized = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise ConversationError(f"message {index}: role must be one of {ROLES}")
+        out = {"role": message["role"], "content": message.get("content") or ""}
+        if not isinstance(out["content"], str):
+            raise ConversationError(f"message {index}: content must be text")
+        calls = message.get("tool_calls") or []
+        if calls:
+            if message["role"] != "assistant":
+                raise ConversationError(f"message {index}: only assistant messages carry tool_calls")
+            out["tool_calls"] = []
+            for call in calls:
+                function = call.get("function", call) if isinstance(call, dict) else None
+                if not isinstance(function, dict) or not function.get("name"):
+                    raise ConversationError(f"message {index}: a tool call without a function name")
+                out["tool_calls"].append({"type": "function", "function": {
+                    "name": function["name"], "arguments": _decode_arguments(function.get("arguments", {}))}})
+        normalized.append(out)
+    if not any(m["role"] == "assistant" for m in normalized):
+        raise ConversationError("no assistant message to learn from")
+    tools = row.get("tools")
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools) if tools.strip() else None
+        except json.JSONDecodeError as error:
+            raise ConversationError(f"'tools' is not JSON: {error}") from None
+    if tools is not None and not isinstance(tools, list):
+        raise ConversationError("'tools' must be a list of function specs")
+    return normalized, tools or None
+
+
+def tokenize_conversation(tokenizer, row: dict[str, Any]) -> dict[str, list[int]]:
+    """``{"input_ids", "assistant_masks"}`` for one row; the mask is 1 on exactly the tokens the
+    assistant wrote (its text, tool calls and closing ``<|im_end|>``)."""
+    messages, tools = normalize_conversation(row)
+    encoded = tokenizer.apply_chat_template(
+        messages, tools=tools, chat_template=TRAINING_CHAT_TEMPLATE, tokenize=True, return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    input_ids, mask = list(encoded["input_ids"]), list(encoded["assistant_masks"])
+    if 1 not in mask:
+        raise ConversationError("the chat template marked no assistant tokens")
+    return {"input_ids": input_ids, "assistant_masks": mask}
+
+
+@dataclass
+class DatasetStats:
+    path: str
+    rows: int = 0
+    kept: int = 0
+    too_long: int = 0
+    bad: list[str] = field(default_factory=list)
+    tokens: int = 0
+    assistant_tokens: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "rows": self.rows, "kept": self.kept, "too_long": self.too_long,
+                "bad": len(self.bad), "bad_examples": self.bad[:10], "tokens": self.tokens,
+                "assistant_tokens": self.assistant_tokens}
+
+
+def tokenize_rows(tokenizer, rows: Iterable[tuple[int, dict[str, Any]]], path: str, max_seq_length: int,
+                  stats: DatasetStats) -> list[dict[str, list[int]]]:
+    examples = []
+    for line, row in rows:
+        stats.rows += 1
+        try:
+            example = tokenize_conversation(tokenizer, row)
+        except ConversationError as error:
+            stats.bad.append(f"{path}:{line}: {error}")
+            continue
+        if len(example["input_ids"]) > max_seq_length:
+            stats.too_long += 1
+            continue
+        stats.kept += 1
+        stats.tokens += len(example["input_ids"])
+        stats.assistant_tokens += sum(example["assistant_masks"])
+        examples.append(example)
+    return examples
+
+
+def load_tokenized(tokenizer, path: str | Path, *, max_seq_length: int, limit: int | None = None):
+    """A ``datasets.Dataset`` of ``input_ids`` / ``assistant_masks`` and its :class:`DatasetStats`.
+    Bad lines and bad conversations are reported (file:line) and skipped."""
+    from datasets import Dataset
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training data not found: {path} (write it with `pipesql generate`)")
+    stats = DatasetStats(str(path))
+    bad_lines: list[BadLine] = []
+
+    def rows():
+        for count, item in enumerate(read_jsonl(path, bad_lines)):
+            if limit is not None and count >= limit:
+                return
+            yield item
+
+    examples = tokenize_rows(tokenizer, rows(), str(path), max_seq_length, stats)
+    stats.bad = [str(b) for b in bad_lines] + stats.bad
+    stats.rows += len(bad_lines)
+    for problem in stats.bad[:5]:
+        log.warning("skipped %s", problem)
+    if stats.too_long:
+        log.warning("%s: skipped %d conversations longer than %d tokens", path, stats.too_long, max_seq_length)
+    if not examples:
+        raise ValueError(f"{path}: no usable conversations ({stats.rows} rows, {len(stats.bad)} bad, "
+                         f"{stats.too_long} longer than {max_seq_length} tokens)")
+    columns = {"input_ids": [e["input_ids"] for e in examples],
+               "assistant_masks": [e["assistant_masks"] for e in examples]}
+    return Dataset.from_dict(columns), stats

@@ -1,0 +1,162 @@
+"""TRL's SFTTrainer plus what a long unattended run needs: the divergence guard, atomic
+checkpoints that carry the guard's state, and a learning rate that a rollback can lower.
+
+Hooks used (transformers 5.23 / TRL 1.16): ``training_step`` (sum the micro-batch losses of an
+optimizer step), ``compute_loss`` (fault injection, token counts), ``_get_grad_norm`` (called
+once per optimizer step with the pre-clip norm, right before ``optimizer.step()``: where the
+guard decides), ``_maybe_log_save_evaluate`` (no save/eval of a bad step),
+``_save_checkpoint`` (staging + rename) and ``_load_optimizer_and_scheduler`` (re-target the
+learning rate after a rollback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.trainer_utils import rotate_checkpoints
+from trl import SFTTrainer
+
+from pipesql.train.checkpoints import STAGING, publish
+from pipesql.train.stability import StabilityGuard
+
+log = logging.getLogger(__name__)
+
+GUARD_STATE_NAME = "pipesql_guard.json"
+
+
+class SimulatedKill(BaseException):
+    """Raised by the kill drill right after a checkpoint; a BaseException so that nothing in the
+    training loop swallows it, like a real SIGKILL."""
+
+
+class GuardedSFTTrainer(SFTTrainer):
+    def __init__(self, *args, guard: StabilityGuard, learning_rate_target: float,
+                 inject_nan_step: int | None = None, inject_kill_step: int | None = None, **kwargs):
+        self.guard = guard
+        self.learning_rate_target = learning_rate_target
+        self.inject_nan_step = inject_nan_step
+        self.inject_kill_step = inject_kill_step
+        self.tripped: dict[str, Any] | None = None
+        self.tokens_seen = 0
+        self._step_loss = None
+        super().__init__(*args, **kwargs)
+
+    # -- per optimizer step -----------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                      num_items_in_batch=num_items_in_batch)
+        if not model.training:
+            return result
+        mask = inputs.get("attention_mask")
+        self.tokens_seen += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+        if self.inject_nan_step is not None and self.state.global_step + 1 == self.inject_nan_step:
+            loss = result[0] if return_outputs else result
+            loss = loss * torch.tensor(float("nan"), device=loss.device)
+            log.warning("fault injection: poisoning the loss of step %d with NaN", self.inject_nan_step)
+            result = (loss, result[1]) if return_outputs else loss
+        return result
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        self._step_loss = loss if self._step_loss is None else self._step_loss + loss
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        step_loss = self._step_loss if self._step_loss is not None else torch.tensor(0.0, device=self.args.device)
+        self._step_loss = None
+        # Every rank must take the same decision: average the loss over ranks (the norm is
+        # already global after the gradient all-reduce).
+        loss = float(self.accelerator.reduce(step_loss.detach().float(), reduction="mean"))
+        norm = None if grad_norm is None else float(grad_norm)
+        verdict = self.guard.check(self.state.global_step + 1, loss, norm)
+        if verdict is not None:
+            self.tripped = verdict
+            if self.inject_nan_step is not None and verdict["step"] == self.inject_nan_step:
+                verdict["injected"] = True
+            # Drop the gradients so the optimizer step leaves the weights as they were.
+            model.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            log.error("stability guard: step %d: %s (loss %s, grad norm %s); stopping to roll back",
+                      verdict["step"], verdict["reason"], verdict["loss"], verdict["grad_norm"])
+        return grad_norm
+
+    def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
+        if self.tripped is not None:
+            tr_loss -= tr_loss  # keep the NaN out of the logged running loss
+            self.control.should_log = self.control.should_save = self.control.should_evaluate = False
+            self.control.should_training_stop = True
+            return None
+        return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _get_output_dir(self, trial):
+        staging = getattr(self, "_staging_dir", None)
+        return staging if staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        run_dir = Path(super()._get_output_dir(trial))
+        staging = run_dir / STAGING
+        name = f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            staging.mkdir(parents=True, exist_ok=True)
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        staged, final = staging / name, run_dir / name
+        # The parent recorded paths inside the staging area; point them at where the checkpoint lives.
+        best = self.state.best_model_checkpoint
+        if best and Path(best).parent == staging:
+            self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+        if self.args.should_save:
+            self.state.save_to_json(str(staged / "trainer_state.json"))
+            (staged / GUARD_STATE_NAME).write_text(json.dumps(self.guard.state()))
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            publish(staged, final)
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+        self.accelerator.wait_for_everyone()
+        if self.inject_kill_step is not None and self.state.global_step == self.inject_kill_step:
+            raise SimulatedKill(f"kill drill after {final}")
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        guard_state = Path(checkpoint) / GUARD_STATE_NAME
+        if guard_state.is_file():
+            self.guard.load_state(json.loads(guard_state.read_text()))
+        self._retarget_learning_rate()
+
+    def _retarget_learning_rate(self) -> None:
+        """The checkpoint's scheduler restores the learning rate it was saved with; after a
+        rollback the run continues at ``learning_rate_target`` on the same schedule."""
+        scheduler, target = self.lr_scheduler, self.learning_rate_target
+        base_lrs = getattr(scheduler, "base_lrs", None)
+        if not base_lrs or all(math.isclose(lr, target, rel_tol=1e-9) for lr in base_lrs):
+            return
+        lambdas = getattr(scheduler, "lr_lambdas", None)
+        for index, group in enumerate(self.optimizer.param_groups):
+            factor = lambdas[index](scheduler.last_epoch) if lambdas else group["lr"] / base_lrs[index]
+            group["initial_lr"] = target
+            group["lr"] = target * factor
+        scheduler.base_lrs = [target] * len(base_lrs)
+        if hasattr(scheduler, "_last_lr"):
+            scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        log.warning("learning rate re-targeted to %.3g after rollback", target)
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))

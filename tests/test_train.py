@@ -1,0 +1,252 @@
+"""pipesql train on the tiny model: assistant-only loss, falling loss, exact resume after a
+kill, NaN rollback, and the run directory's outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from train_fixture import write_fixture  # noqa: E402
+
+from pipesql import models  # noqa: E402
+from pipesql.cli import command_parser  # noqa: E402
+from pipesql.settings import resolve  # noqa: E402
+from pipesql.train import Settings  # noqa: E402
+from pipesql.train.chat_template import CHAT_TEMPLATE  # noqa: E402
+from pipesql.train.checkpoints import STAGING, complete_checkpoints  # noqa: E402
+from pipesql.train.data import load_tokenized, normalize_conversation, tokenize_conversation  # noqa: E402
+from pipesql.train.runner import TrainingDiverged, run_training  # noqa: E402
+from pipesql.train.stability import read_events  # noqa: E402
+from pipesql.train.trainer import SimulatedKill  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Two shared cores: one intra-op thread is several times faster than two fighting.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return write_fixture(root / "train.jsonl", 48, seed=0), write_fixture(root / "dev.jsonl", 6, seed=1)
+
+
+def tiny_settings(data, output_dir: Path, **overrides) -> Settings:
+    train, dev = data
+    values = dict(preset="smoke", model_name="tiny", train_data=train, dev_data=dev, output_dir=output_dir,
+                  max_steps=18, per_device_train_batch_size=4, per_device_eval_batch_size=6,
+                  gradient_accumulation_steps=1, learning_rate=1e-2, save_steps=6, eval_steps=6, logging_steps=3,
+                  limit=None, gradient_checkpointing=False, report_to="none", max_seq_length=1024)
+    values.update(overrides)
+    return resolve(Settings, values, environ={}, dotenv={})
+
+
+def adapter_tensors(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "final" / "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def reference_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    assert run_training(tiny_settings(data, out)) == 0
+    return out
+
+
+# -- the assistant mask ---------------------------------------------------------------------
+
+
+def expected_assistant_spans(row: dict) -> list[str]:
+    """The text the model must learn for each assistant turn, written out independently of the
+    template: its content, its tool calls, and the end-of-turn token."""
+    messages, _ = normalize_conversation(row)
+    spans = []
+    for message in messages:
+        if message["role"] != "assistant":
+            continue
+        parts = [message["content"]] if message["content"] else []
+        for call in message.get("tool_calls", []):
+            function = call["function"]
+            parts.append('<tool_call>\n{"name": "%s", "arguments": %s}\n</tool_call>'
+                         % (function["name"], json.dumps(function["arguments"])))
+        spans.append("\n".join(parts) + models.IM_END)
+    return spans
+
+
+def masked_spans(tokenizer, input_ids, keep) -> list[str]:
+    spans, current = [], []
+    for token, flag in zip(list(input_ids), list(keep)):
+        if flag:
+            current.append(int(token))
+        elif current:
+            spans.append(tokenizer.decode(current))
+            current = []
+    if current:
+        spans.append(tokenizer.decode(current))
+    return spans
+
+
+def test_assistant_mask_covers_exactly_the_assistant_turns(data):
+    tokenizer = models.load_tokenizer("tiny")
+    rows = [json.loads(line) for line in Path(data[0]).read_text().splitlines()]
+    tool_rows = [r for r in rows if r.get("tools")]
+    assert tool_rows and len(tool_rows) < len(rows)  # both kinds are covered
+    for row in rows:
+        example = tokenize_conversation(tokenizer, row)
+        assert masked_spans(tokenizer, example["input_ids"], example["assistant_masks"]) == expected_assistant_spans(row)
+
+
+@pytest.mark.parametrize("batching", ["padded", "padding-free"])
+def test_collated_batch_labels_only_assistant_tokens(data, tmp_path, batching):
+    from pipesql.train.runner import lora_config, resolve_runtime, sft_config
+    from pipesql.train.stability import StabilityGuard
+    from pipesql.train.trainer import GuardedSFTTrainer
+
+    settings = tiny_settings(data, tmp_path / "run", batching=batching)
+    runtime = resolve_runtime(settings)
+    model, tokenizer = models.load_model_and_tokenizer("tiny", device="cpu")
+    dataset, _ = load_tokenized(tokenizer, settings.train_data, max_seq_length=1024)
+    trainer = GuardedSFTTrainer(model=model, args=sft_config(settings, runtime, 1e-3, has_dev=False),
+                                train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(settings),
+                                guard=StabilityGuard(), learning_rate_target=1e-3)
+    batch = next(iter(trainer.get_train_dataloader()))
+    by_ids = {tuple(ids): mask for ids, mask in zip(dataset["input_ids"], dataset["assistant_masks"])}
+    if batching == "padding-free":
+        assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+        starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [batch["input_ids"].shape[1]]
+        rows = [(batch["input_ids"][0, a:b], batch["labels"][0, a:b]) for a, b in zip(starts, starts[1:])]
+    else:
+        rows = [(ids[mask.bool()], labels[mask.bool()])
+                for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"])]
+    assert len(rows) == settings.per_device_train_batch_size
+    for ids, labels in rows:
+        mask = by_ids[tuple(ids.tolist())]
+        expected = torch.where(torch.tensor(mask).bool(), ids, torch.full_like(ids, -100))
+        assert torch.equal(labels, expected)
+        assert (labels != -100).sum() > 0
+
+
+def test_bad_rows_are_reported_with_file_and_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "FROM t"}]}
+    lines = [json.dumps(good), "{not json", json.dumps({"messages": [{"role": "user", "content": "only a question"}]}),
+             json.dumps({"messages": [{"role": "assistant", "content": "", "tool_calls": [
+                 {"type": "function", "function": {"name": "f", "arguments": "{broken"}}]}]})]
+    path.write_text("\n".join(lines) + "\n")
+    dataset, stats = load_tokenized(models.load_tokenizer("tiny"), path, max_seq_length=1024)
+    assert len(dataset) == 1 and stats.rows == 4 and stats.kept == 1
+    assert [b.split(": ")[0] for b in stats.bad] == [f"{path}:2", f"{path}:3", f"{path}:4"]
+    assert "no assistant message" in stats.bad[1] and "arguments are not JSON" in stats.bad[2]
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+def test_loss_falls_and_the_run_directory_is_complete(reference_run):
+    summary = json.loads((reference_run / "summary.json").read_text())
+    assert summary["global_step"] == 18 and summary["rollbacks"] == 0
+    assert summary["final_train_loss"] < summary["first_train_loss"] - 0.3
+    assert summary["final_eval_loss"] is not None and summary["tokens_per_second"] > 0
+    for name in ("training_curves.png", "manifest.json", "pipesql_run.json", "final/adapter_model.safetensors",
+                 "final/pipesql_run.json"):
+        assert (reference_run / name).is_file(), name
+    assert (reference_run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # Checkpoints: the newest save_total_limit, plus the best by eval loss.
+    assert [p.name for p in complete_checkpoints(reference_run)] == ["checkpoint-6", "checkpoint-12", "checkpoint-18"]
+    assert not (reference_run / STAGING).exists() or not any((reference_run / STAGING).iterdir())
+    # What ships carries the inference template (tool support, no generation markers).
+    saved = json.loads((reference_run / "final" / "tokenizer_config.json").read_text())
+    template = saved.get("chat_template") or (reference_run / "final" / "chat_template.jinja").read_text()
+    assert template == CHAT_TEMPLATE
+    adapter = json.loads((reference_run / "final" / "adapter_config.json").read_text())
+    assert adapter["r"] == 16 and adapter["lora_alpha"] == 32
+    assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_killed_run_resumes_to_the_same_weights(data, tmp_path, reference_run):
+    out = tmp_path / "run"
+    with pytest.raises(SimulatedKill):
+        run_training(tiny_settings(data, out, inject_kill_step=6))
+    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-6"] and not (out / "final").exists()
+    # Leftovers of a kill in the middle of the next save must be ignored and cleaned.
+    (out / STAGING / "checkpoint-12").mkdir(parents=True)
+    (out / "checkpoint-9").mkdir()
+    (out / "checkpoint-9" / "trainer_state.json").write_text("{}")
+    assert run_training(tiny_settings(data, out)) == 0
+    assert not (out / "checkpoint-9").exists() and not (out / STAGING / "checkpoint-12").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from"] == "checkpoint-6" and summary["global_step"] == 18
+    resumed, uninterrupted = adapter_tensors(out), adapter_tensors(reference_run)
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
+
+
+def test_injected_nan_rolls_back_and_recovers(data, tmp_path):
+    out = tmp_path / "run"
+    settings = tiny_settings(data, out, max_steps=10, save_steps=4, eval_steps=0, inject_nan_step=6)
+    assert run_training(settings) == 0
+    events = read_events(out)
+    assert len(events) == 1
+    event = events[0]
+    assert event["action"] == "rollback" and event["step"] == 6 and event["injected"]
+    assert event["reason"] == "non-finite loss" and event["to_checkpoint"] == "checkpoint-4"
+    assert event["new_learning_rate"] == pytest.approx(settings.learning_rate * 0.5)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rollbacks"] == 1 and summary["global_step"] == 10
+    assert summary["learning_rate_final"] == pytest.approx(settings.learning_rate * 0.5)
+    assert all(torch.isfinite(t).all() for t in adapter_tensors(out).values())
+
+
+def test_divergence_beyond_the_rollback_limit_stops_with_a_clear_message(data, tmp_path):
+    out = tmp_path / "run"
+    settings = tiny_settings(data, out, max_steps=6, save_steps=2, eval_steps=0, inject_nan_step=3, max_rollbacks=0)
+    with pytest.raises(TrainingDiverged, match=r"step 3 \(non-finite loss\).*checkpoint-2"):
+        run_training(settings)
+    assert [e["action"] for e in read_events(out)] == ["abort"]
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+def parse(*argv: str, environ=None) -> Settings:
+    return resolve(Settings, vars(command_parser("train", Settings).parse_args(list(argv))),
+                   environ=environ or {}, dotenv={})
+
+
+def test_presets_are_the_recommended_recipes():
+    small, large = parse(), parse("--preset", "7b")
+    assert (small.model_name, small.per_device_train_batch_size, small.gradient_accumulation_steps,
+            small.num_epochs, small.learning_rate, small.load_in_4bit) == (
+        "Qwen/Qwen2.5-Coder-1.5B-Instruct", 4, 8, 2.0, 2e-4, False)
+    assert (large.model_name, large.per_device_train_batch_size, large.gradient_accumulation_steps,
+            large.learning_rate, large.max_grad_norm, large.load_in_4bit) == (
+        "Qwen/Qwen2.5-Coder-7B-Instruct", 1, 32, 5e-5, 0.5, True)
+    assert (large.lora_r, large.lora_alpha) == (16, 32)
+
+
+def test_flag_beats_environment_beats_preset():
+    assert parse("--preset", "7b", "--no-4bit").load_in_4bit is False
+    assert parse("--preset", "7b", "--no-load-in-4bit").load_in_4bit is False
+    assert parse("--load-in-4bit").load_in_4bit is True
+    env = {"PIPESQL_TRAIN_LEARNING_RATE": "1e-5"}
+    assert parse("--preset", "7b", environ=env).learning_rate == 1e-5
+    assert parse("--preset", "7b", "--learning-rate", "3e-5", environ=env).learning_rate == 3e-5
+
+
+def test_qlora_on_cpu_is_refused_with_a_clear_message(data, tmp_path):
+    from pipesql.train.runner import resolve_runtime
+
+    with pytest.raises(SystemExit, match="CUDA"):
+        resolve_runtime(dataclasses.replace(tiny_settings(data, tmp_path), load_in_4bit=True, device="cpu"))
