@@ -1,0 +1,205 @@
+"""Per-rule tables: standard SQL → the exact pipe SQL the decompiler emits.
+
+Each table belongs to one rule family; a change of output is a change of training data, so it
+must show up here. Every expected text was checked by hand, on SQLite (via pipe_to_sqlite)
+and with ZetaSQL.
+"""
+
+import pytest
+
+from pipesql.decompile import decompile, split_operators
+
+SCHEMA = {
+    "singer": {"Singer_ID": "INT", "Name": "TEXT", "Age": "INT", "Country": "VARCHAR(20)", "Net_Worth": "REAL"},
+    "concert": {"concert_ID": "INT", "Singer_ID": "TEXT", "Year": "TEXT", "Stadium": "TEXT"},
+    "order": {"id": "INT", "Order Date": "DATETIME"},
+}
+
+
+CORE = [
+    ('SELECT name FROM singer WHERE age > 20',
+     'FROM singer\n|> WHERE Age > 20\n|> SELECT Name'),
+    ('SELECT * FROM singer',
+     'FROM singer'),
+    ('SELECT name FROM singer ORDER BY age DESC LIMIT 3',
+     'FROM singer\n|> ORDER BY Age DESC\n|> LIMIT 3\n|> SELECT Name'),
+    ('SELECT name, age FROM singer ORDER BY age',
+     'FROM singer\n|> SELECT Name, Age\n|> ORDER BY Age'),
+    ('SELECT name FROM singer LIMIT 2 OFFSET 1',
+     'FROM singer\n|> SELECT Name\n|> LIMIT 2 OFFSET 1'),
+    ('SELECT "Order Date" FROM "order"',
+     'FROM `order`\n|> SELECT `Order Date`'),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), CORE)
+def test_core(sql, expected):
+    result = decompile(sql, SCHEMA)
+    assert (result.pipe_sql) == expected
+
+
+JOINS = [
+    ('SELECT T1.name FROM singer AS T1 JOIN concert AS T2 ON T1.singer_id = T2.singer_id WHERE T2.year = 2014',
+     "FROM singer AS t1\n|> JOIN concert AS t2 ON t1.Singer_ID = SAFE_CAST(t2.Singer_ID AS INT64)\n|> WHERE t2.Year = '2014'\n|> SELECT t1.Name"),
+    ('SELECT singer.name FROM singer, concert WHERE singer.singer_id = concert.singer_id',
+     'FROM singer\n|> CROSS JOIN concert\n|> WHERE singer.Singer_ID = SAFE_CAST(concert.Singer_ID AS INT64)\n|> SELECT singer.Name'),
+    ('SELECT T1.name FROM singer AS T1 LEFT JOIN concert AS T2 ON T1.singer_id = T2.singer_id WHERE T2.concert_id IS NULL',
+     'FROM singer AS t1\n|> LEFT JOIN concert AS t2 ON t1.Singer_ID = SAFE_CAST(t2.Singer_ID AS INT64)\n|> WHERE t2.concert_ID IS NULL\n|> SELECT t1.Name'),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), JOINS)
+def test_joins(sql, expected):
+    result = decompile(sql, SCHEMA)
+    assert (result.pipe_sql) == expected
+
+
+AGGREGATE = [
+    ('SELECT count(*) FROM singer',
+     'FROM singer\n|> AGGREGATE COUNT(*) AS count_star'),
+    ('SELECT country, count(*) FROM singer GROUP BY country',
+     'FROM singer\n|> AGGREGATE COUNT(*) AS count_star GROUP BY Country'),
+    ('SELECT country FROM singer GROUP BY country HAVING avg(age) > 30',
+     'FROM singer\n|> AGGREGATE AVG(Age) AS avg_age GROUP BY Country\n|> WHERE avg_age > 30\n|> SELECT Country'),
+    ('SELECT country FROM singer GROUP BY country ORDER BY count(*) DESC LIMIT 1',
+     'FROM singer\n|> AGGREGATE COUNT(*) AS count_star GROUP BY Country\n|> ORDER BY count_star DESC\n|> LIMIT 1\n|> SELECT Country'),
+    ('SELECT count(*), country FROM singer GROUP BY country',
+     'FROM singer\n|> AGGREGATE COUNT(*) AS count_star GROUP BY Country\n|> SELECT count_star, Country'),
+    ('SELECT name, max(age) FROM singer',
+     'FROM singer\n|> AGGREGATE MAX(Age) AS max_age, ANY_VALUE(Name HAVING MAX Age) AS Name\n|> SELECT Name, max_age'),
+    ('SELECT T1.name FROM singer AS T1 JOIN concert AS T2 ON T1.singer_id = T2.singer_id GROUP BY T2.singer_id ORDER BY count(*) DESC LIMIT 1',
+     'FROM singer AS t1\n|> JOIN concert AS t2 ON t1.Singer_ID = SAFE_CAST(t2.Singer_ID AS INT64)\n|> AGGREGATE COUNT(*) AS count_star, ANY_VALUE(t1.Name) AS Name GROUP BY t2.Singer_ID\n|> ORDER BY count_star DESC\n|> LIMIT 1\n|> SELECT Name'),
+    ('SELECT count(DISTINCT country) FROM singer',
+     'FROM singer\n|> AGGREGATE COUNT(DISTINCT Country) AS count_distinct_country'),
+    ('SELECT DISTINCT country FROM singer',
+     'FROM singer\n|> AGGREGATE GROUP BY Country'),
+    ('SELECT DISTINCT country FROM singer ORDER BY age',
+     'FROM singer\n|> AGGREGATE MIN(Age) AS min_age GROUP BY Country\n|> ORDER BY min_age\n|> SELECT Country'),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), AGGREGATE)
+def test_aggregate(sql, expected):
+    result = decompile(sql, SCHEMA)
+    assert (result.pipe_sql) == expected
+
+
+SUBQUERIES = [
+    ('SELECT name FROM singer WHERE singer_id IN (SELECT singer_id FROM concert)',
+     'FROM singer\n|> WHERE CAST(Singer_ID AS STRING) IN (FROM concert |> SELECT concert.Singer_ID)\n|> SELECT Name'),
+    ("SELECT name FROM singer WHERE singer_id NOT IN (SELECT singer_id FROM concert WHERE year = '2014')",
+     "FROM singer\n|> WHERE NOT CAST(Singer_ID AS STRING) IN (FROM concert |> WHERE Year = '2014' |> SELECT concert.Singer_ID)\n|> SELECT Name"),
+    ('SELECT name FROM singer AS s WHERE EXISTS (SELECT 1 FROM concert AS c WHERE c.singer_id = s.singer_id)',
+     'FROM singer AS s\n|> WHERE EXISTS(FROM concert AS c |> WHERE SAFE_CAST(c.Singer_ID AS INT64) = s.Singer_ID)\n|> SELECT Name'),
+    ('SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer)',
+     'FROM singer\n|> WHERE Age > (FROM singer |> AGGREGATE AVG(singer.Age) AS avg_age)\n|> SELECT Name'),
+    ('SELECT name, (SELECT count(*) FROM concert AS c WHERE c.singer_id = singer.singer_id) FROM singer',
+     'FROM singer\n|> SELECT Name, (FROM concert AS c |> WHERE SAFE_CAST(c.Singer_ID AS INT64) = singer.Singer_ID |> AGGREGATE COUNT(*) AS count_star) AS count_star'),
+    ('SELECT a.name FROM (SELECT name, age FROM singer WHERE age > 20) AS a WHERE a.age < 50',
+     'FROM (FROM singer |> WHERE Age > 20 |> SELECT Name, Age) AS a\n|> WHERE Age < 50\n|> SELECT Name'),
+    ('WITH old AS (SELECT * FROM singer WHERE age > 60) SELECT name FROM old ORDER BY name',
+     'WITH old AS (FROM singer |> WHERE Age > 60)\nFROM old\n|> SELECT Name\n|> ORDER BY Name'),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), SUBQUERIES)
+def test_subqueries(sql, expected):
+    result = decompile(sql, SCHEMA)
+    assert (result.pipe_sql) == expected
+
+
+SET_OPERATIONS = [
+    ("SELECT name FROM singer WHERE age > 30 UNION SELECT name FROM singer WHERE country = 'UK'",
+     "FROM singer\n|> WHERE Age > 30\n|> SELECT Name\n|> UNION DISTINCT (FROM singer |> WHERE Country = 'UK' |> SELECT Name)"),
+    ('SELECT name FROM singer INTERSECT SELECT stadium FROM concert',
+     'FROM singer\n|> SELECT Name\n|> INTERSECT DISTINCT (FROM concert |> SELECT Stadium)'),
+    ('SELECT name FROM singer EXCEPT SELECT stadium FROM concert ORDER BY name',
+     'FROM singer\n|> SELECT Name\n|> EXCEPT DISTINCT (FROM concert |> SELECT Stadium)\n|> ORDER BY Name'),
+    ('SELECT name FROM singer UNION ALL SELECT stadium FROM concert',
+     'FROM singer\n|> SELECT Name\n|> UNION ALL (FROM concert |> SELECT Stadium)'),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), SET_OPERATIONS)
+def test_set_operations(sql, expected):
+    result = decompile(sql, SCHEMA)
+    assert (result.pipe_sql) == expected
+
+
+SEMANTICS = [
+    ('SELECT sum(age) / count(*) FROM singer',
+     'FROM singer\n|> AGGREGATE SUM(Age) AS sum_age, COUNT(*) AS count_star\n|> SELECT DIV(sum_age, NULLIF(count_star, 0)) AS sum_age_expr'),
+    ('SELECT name FROM singer WHERE net_worth > 10.5 AND age / 2 > 10',
+     'FROM singer\n|> WHERE Net_Worth > 10.5 AND DIV(Age, 2) > 10\n|> SELECT Name'),
+    ('SELECT CAST(age AS REAL) / 2 FROM singer',
+     'FROM singer\n|> SELECT CAST(Age AS FLOAT64) / 2 AS age_expr'),
+    ("SELECT name FROM singer WHERE name LIKE '%Ann%'",
+     "FROM singer\n|> WHERE LOWER(Name) LIKE '%ann%'\n|> SELECT Name"),
+    ('SELECT name FROM singer WHERE country = "France"',
+     "FROM singer\n|> WHERE Country = 'France'\n|> SELECT Name"),
+    ("SELECT name FROM singer WHERE singer_id = '3'",
+     'FROM singer\n|> WHERE Singer_ID = 3\n|> SELECT Name'),
+    ('SELECT year FROM concert WHERE year > 2010',
+     "FROM concert\n|> WHERE Year > '2010'\n|> SELECT Year"),
+    ("SELECT name || ' from ' || country FROM singer",
+     "FROM singer\n|> SELECT Name || ' from ' || Country AS name_expr"),
+    ('SELECT iif(age > 30, 1, 0) FROM singer',
+     'FROM singer\n|> SELECT IF(Age > 30, 1, 0) AS if_age'),
+    ('SELECT name, rank() OVER (ORDER BY age DESC) FROM singer',
+     'FROM singer\n|> SELECT Name, RANK() OVER (ORDER BY Age DESC) AS rank'),
+    ("SELECT CASE WHEN age > 30 THEN 'old' ELSE 'young' END FROM singer",
+     "FROM singer\n|> SELECT CASE WHEN Age > 30 THEN 'old' ELSE 'young' END AS case_age"),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), SEMANTICS)
+def test_semantics(sql, expected):
+    result = decompile(sql, SCHEMA)
+    assert (result.pipe_sql) == expected
+
+
+REASONS = [
+    ('DELETE FROM singer',
+     'unsupported:dml'),
+    ('SELECT 1',
+     'unsupported:select_without_from'),
+    ('CREATE TABLE x (a INT)',
+     'unsupported:ddl'),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), REASONS)
+def test_reasons(sql, expected):
+    result = decompile(sql, SCHEMA)
+    assert (result.reason) == expected
+
+
+
+def test_parse_error_is_a_reason():
+    result = decompile("SELECT FROM WHERE", SCHEMA)
+    assert result.pipe_sql is None and result.reason.startswith("parse_error: ")
+
+
+def test_operators_are_the_lines():
+    result = decompile("SELECT name FROM singer WHERE age > 20 ORDER BY name", SCHEMA)
+    assert result.operators == ("FROM singer", "|> WHERE Age > 20", "|> SELECT Name", "|> ORDER BY Name")
+
+
+def test_split_operators_joins_with_line_to_from():
+    pipe = "WITH a AS (FROM t |> SELECT x)\nFROM a\n|> WHERE x IN (FROM u |> SELECT y)\n|> SELECT x"
+    assert split_operators(pipe) == [
+        "WITH a AS (FROM t |> SELECT x)\nFROM a", "|> WHERE x IN (FROM u |> SELECT y)", "|> SELECT x"]
+
+
+def test_split_operators_ignores_pipes_in_strings():
+    assert split_operators("FROM t\n|> WHERE a = '|> x'") == ["FROM t", "|> WHERE a = '|> x'"]
+
+
+def test_deterministic():
+    sql = "SELECT T1.name, count(*) FROM singer AS T1 JOIN concert AS T2 ON T1.singer_id = T2.singer_id GROUP BY T1.name"
+    assert len({decompile(sql, SCHEMA).pipe_sql for _ in range(3)}) == 1
+
+
+def test_without_schema_still_pipe_sql():
+    result = decompile("SELECT a FROM t WHERE b > 1 ORDER BY a", None)
+    assert result.pipe_sql == "FROM t\n|> WHERE b > 1\n|> SELECT a\n|> ORDER BY a"
