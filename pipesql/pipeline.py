@@ -1,0 +1,270 @@
+"""``pipesql pipeline``: the main job. The whole pipeline, small, on the embedded demo corpus, in
+one process, offline:
+
+1. validate  - decompile the demo's gold SQL to pipe SQL and prove each pair by execution;
+2. generate  - golden pairs -> chat training data (step-by-step and tool-calling chats);
+3. train     - a short LoRA run (default SmolLM2-135M, a few dozen steps; fp32 on CPU);
+4. merge     - fold the adapter into a standalone model;
+5. evaluate  - execution accuracy of the merged model on the demo's dev questions.
+
+Each stage is the stage's own ``run(Settings(...))``, so there is one implementation of each
+thing; every stage writes into its own folder under ``--out`` (with its manifest), and the
+pipeline writes ``pipeline_summary.json``, ``pipeline_stages.png`` and its own manifest there.
+A stage whose module is not installed is skipped with a note, and so is what depends on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from pipesql.cli import COMMANDS
+from pipesql.files import write_json
+from pipesql.manifest import MANIFEST_NAME, write_manifest
+from pipesql.settings import as_dict, option, resolve
+
+SUMMARY_NAME = "pipeline_summary.json"
+PLOT_NAME = "pipeline_stages.png"
+DEMO = "demo"
+
+
+@dataclass
+class Settings:
+    stage: ClassVar[str] = "pipeline"
+    out: Path = option(Path("runs/demo"), "Output root: one folder per stage, plus pipeline_summary.json.")
+    model: str = option("smollm2-135m", "Base model: a registry name (smollm2-135m; tiny for tests), hub id or folder.")
+    max_steps: int = option(40, "Training steps (optimizer steps of the smoke preset).")
+    skip_train: bool = option(False, "Skip train and merge, and evaluate the base model as it is.")
+    eval_limit: int | None = option(None, "Evaluate only the first N demo dev questions (default: all).")
+    device: str = option("auto", "Device for train and evaluate: auto (CUDA when available), cpu or cuda.",
+                         choices=["auto", "cpu", "cuda"])
+
+
+@dataclass
+class Layout:
+    """Where each stage writes, under the output root."""
+
+    root: Path
+
+    @property
+    def validate(self) -> Path:
+        return self.root / "validate"
+
+    @property
+    def generate(self) -> Path:
+        return self.root / "generate"
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def merged(self) -> Path:
+        return self.train / "merged"  # where pipesql merge puts a run's merged model
+
+    @property
+    def evaluate(self) -> Path:
+        return self.root / "evaluate"
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # ok | failed | skipped
+    seconds: float = 0.0
+    out: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+def _stage_settings(module: Any, values: dict[str, Any]) -> Any:
+    # Through resolve() so a stage's presets apply; no environment or .env, so the demo is the
+    # same everywhere (the pipeline's own flags are its knobs).
+    return resolve(module.Settings, values, environ={}, dotenv={})
+
+
+# Each stage: name -> (what it needs to have run, how its settings are made, its output folder).
+def _validate(settings: Settings, layout: Layout) -> dict[str, Any]:
+    # The train split only: evaluate scores the dev split, which training must not have seen.
+    return {"benchmark": DEMO, "split": "train", "out": layout.validate}
+
+
+def _generate(settings: Settings, layout: Layout) -> dict[str, Any]:
+    return {"golden_pairs": layout.validate / "golden_pairs.jsonl", "benchmark": DEMO,
+            "output_dir": layout.generate, "tool_calling": True}
+
+
+def _train(settings: Settings, layout: Layout) -> dict[str, Any]:
+    return {"preset": "smoke", "model_name": settings.model, "train_data": layout.generate / "train.jsonl",
+            "dev_data": layout.generate / "dev.jsonl", "output_dir": layout.train,
+            "max_steps": settings.max_steps, "device": settings.device}
+
+
+def _merge(settings: Settings, layout: Layout) -> dict[str, Any]:
+    return {"output_dir": layout.train, "merged_dir": layout.merged}
+
+
+def _evaluate(settings: Settings, layout: Layout) -> dict[str, Any]:
+    model = settings.model if settings.skip_train else str(layout.merged)
+    return {"model": model, "benchmark": DEMO, "split": "dev", "out": layout.evaluate,
+            "limit": settings.eval_limit, "device": settings.device}
+
+
+STAGES: list[tuple[str, tuple[str, ...], Callable[[Settings, Layout], dict[str, Any]], Callable[[Layout], Path]]] = [
+    ("validate", (), _validate, lambda layout: layout.validate),
+    ("generate", ("validate",), _generate, lambda layout: layout.generate),
+    ("train", ("generate",), _train, lambda layout: layout.train),
+    ("merge", ("train",), _merge, lambda layout: layout.merged),
+    ("evaluate", ("merge",), _evaluate, lambda layout: layout.evaluate),
+]
+
+
+def _read_metrics(out: Path) -> dict[str, Any]:
+    """A stage's figures, from the manifest every stage writes (train's summary has more)."""
+    import json
+
+    metrics: dict[str, Any] = {}
+    for name in (MANIFEST_NAME, "summary.json"):
+        path = out / name
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            metrics.update(data.get("metrics", {}) if name == MANIFEST_NAME else data)
+    return metrics
+
+
+def _load_stage(name: str) -> Any | None:
+    module_name = COMMANDS[name][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            return None  # the stage itself is absent, not one of its imports
+        raise
+
+
+def run_stage(name: str, module: Any, values: dict[str, Any], out: Path) -> StageResult:
+    print(f"\n=== pipeline: {name} ===", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    try:
+        code = module.run(_stage_settings(module, values))
+        status, note = ("ok", "") if not code else ("failed", f"exit status {code}")
+    except SystemExit as error:  # stages report bad settings or input this way
+        status, note = ("ok", "") if not error.code else ("failed", str(error.code))
+    except Exception as error:  # noqa: BLE001 - reported in the summary, with the traceback on stderr
+        traceback.print_exc()
+        status, note = "failed", f"{type(error).__name__}: {error}"
+    seconds = round(time.monotonic() - started, 2)
+    return StageResult(name, status, seconds, str(out), _read_metrics(out) if out.is_dir() else {}, note)
+
+
+def run_pipeline(settings: Settings) -> list[StageResult]:
+    layout = Layout(Path(settings.out))
+    results: dict[str, StageResult] = {}
+    for name, needs, make_values, out_of in STAGES:
+        if settings.skip_train and name in ("train", "merge"):
+            results[name] = StageResult(name, "skipped", note="--skip-train")
+            continue
+        needs = tuple(n for n in needs if not (settings.skip_train and n == "merge"))
+        unmet = [n for n in needs if results[n].status != "ok"]
+        if unmet:
+            results[name] = StageResult(name, "skipped", note=f"needs {', '.join(unmet)}")
+            continue
+        module = _load_stage(name)
+        if module is None:
+            results[name] = StageResult(name, "skipped", note=f"module {COMMANDS[name][0]} is not installed")
+            continue
+        results[name] = run_stage(name, module, make_values(settings, layout), out_of(layout))
+        if results[name].status == "failed":
+            break
+    return [results.get(name) or StageResult(name, "skipped", note="not reached") for name, *_ in STAGES]
+
+
+# --------------------------------------------------------------------------------------------
+# what it measured, for people
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "?"
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, (int, float)) else "?"
+
+
+def measured(result: StageResult) -> str:
+    """One line of what a stage measured."""
+    m = result.metrics
+    if result.status != "ok":
+        return result.note
+    if result.name == "validate":
+        return (f"match rate {_percent(m.get('match_rate'))}: {m.get('golden_pairs', '?')} golden pairs "
+                f"of {m.get('gold_executed', '?')} executable gold queries")
+    if result.name == "generate":
+        return f"{m.get('samples', '?'):,} samples (train {m.get('train_samples', '?')}, dev {m.get('dev_samples', '?')})"
+    if result.name == "train":
+        return (f"loss {_number(m.get('first_train_loss'))} -> {_number(m.get('final_train_loss'))} "
+                f"in {m.get('global_step', '?')} steps; eval loss {_number(m.get('final_eval_loss'))}")
+    if result.name == "evaluate":
+        return (f"execution accuracy {_percent(m.get('execution_accuracy'))} "
+                f"({m.get('matches', '?')}/{m.get('questions', '?')})")
+    return ""
+
+
+def print_report(settings: Settings, results: list[StageResult], total_seconds: float, summary_path: Path) -> None:
+    print(f"\npipesql pipeline: model {settings.model}, output {settings.out}")
+    print(f"{'stage':<9} {'status':<8} {'seconds':>8}  {'output':<34} measured")
+    for result in results:
+        seconds = f"{result.seconds:.1f}" if result.status != "skipped" else "-"
+        print(f"{result.name:<9} {result.status:<8} {seconds:>8}  {result.out or '-':<34} {measured(result)}")
+    print(f"{'total':<9} {'':<8} {total_seconds:>8.1f}")
+    print(f"summary: {summary_path}")
+
+
+def plot_stages(results: list[StageResult], path: Path) -> Path:
+    """Seconds per stage, each bar labelled with what the stage measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"ok": "tab:green", "failed": "tab:red", "skipped": "tab:gray"}
+    figure, axis = plt.subplots(figsize=(10, 3.2))
+    names = [r.name for r in results][::-1]
+    bars = axis.barh(names, [r.seconds for r in results][::-1], color=[colors[r.status] for r in results][::-1])
+    for bar, result in zip(bars, results[::-1]):
+        label = f" {result.status}: {measured(result)}" if result.status != "ok" else f" {measured(result)}"
+        axis.annotate(label, (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
+    axis.set_xlabel("seconds")
+    axis.set_title("pipesql pipeline on the demo corpus")
+    axis.set_xlim(0, max([r.seconds for r in results] + [1]) * 2.2)  # room for the labels
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    tmp.replace(path)
+    return path
+
+
+def run(settings: Settings) -> int:
+    started = time.monotonic()
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = run_pipeline(settings)
+    total = round(time.monotonic() - started, 2)
+    summary_path, plot_path = out / SUMMARY_NAME, out / PLOT_NAME
+    ok = all(r.status != "failed" for r in results)
+    write_json(summary_path, {"settings": as_dict(settings), "ok": ok, "seconds": total,
+                              "stages": [asdict(r) for r in results]})
+    plot_stages(results, plot_path)
+    # The stage folders too, so that one `python -m pipesql.manifest OUT` checks a moved run.
+    stage_dirs = [Path(r.out) for r in results if r.out and Path(r.out).is_dir()]
+    write_manifest(out, "pipeline", settings, outputs=[summary_path, plot_path, *stage_dirs], metrics={
+        "ok": ok, "seconds": total, **{f"{r.name}_status": r.status for r in results},
+        **{f"{r.name}_seconds": r.seconds for r in results}})
+    print_report(settings, results, total, summary_path)
+    return 0 if ok else 1
