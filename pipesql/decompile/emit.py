@@ -220,6 +220,8 @@ def aggregate_step(state: SelectState) -> None:
         post[name.lower()] = type_of(key, state.env.column_type)
     for name, agg in plan.aggregates:
         post[name.lower()] = typer(agg)
+    if not agg_items and not key_items:
+        raise Unsupported("unsupported:group_by_constant_only")
     parts = [", ".join(agg_items)] if agg_items else []
     if key_items:
         parts.append("GROUP BY " + ", ".join(key_items))
