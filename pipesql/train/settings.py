@@ -41,8 +41,8 @@ class Settings:
 
     preset: str = option("1.5b", "Recipe whose values fill every flag not given.", choices=["1.5b", "7b", "smoke"])
     model_name: str = option(QWEN_1_5B, "Base model: a hub id, a directory, or a registry name (tiny, smollm2-135m).")
-    train_data: Path = option(Path("out/generate/train.jsonl"), "Training conversations (JSONL from pipesql generate).")
-    dev_data: Path | None = option(Path("out/generate/dev.jsonl"), "Dev conversations for eval loss; empty: none.")
+    train_data: Path = option(Path("data/training/train.jsonl"), "Training conversations (JSONL from pipesql generate).")
+    dev_data: Path | None = option(Path("data/training/dev.jsonl"), "Dev conversations for eval loss; empty: none.")
     output_dir: Path = option(Path("runs/train-1.5b"), "Run directory: checkpoints, final adapter, logs, plots.")
     max_seq_length: int = option(4096, "Longest conversation in tokens; longer ones are skipped and counted.")
     per_device_train_batch_size: int = option(4, "Conversations (or packed rows) per device per micro-batch.")
@@ -64,7 +64,7 @@ class Settings:
     save_total_limit: int = option(3, "Keep the newest N checkpoints (plus the best by eval loss).")
     logging_steps: int = option(10, "Log train loss / accuracy every N optimizer steps.")
     seed: int = option(42, "Seed for LoRA initialisation, dropout and data order.")
-    limit: int | None = option(None, "Use only the first N training (and dev) conversations.")
+    limit: int | None = option(None, "Use only the first N training conversations (and a tenth as many dev ones).")
     precision: str = option("auto", "auto: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.",
                             choices=list(PRECISIONS))
     batching: str = option("auto", "How micro-batches are formed. auto: padding-free on CUDA, padded on CPU; "
