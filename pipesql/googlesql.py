@@ -39,6 +39,7 @@ capped per instance (``PIPESQL_GOOGLESQL_MEMORY_MB``, default 3072).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import datetime as dt
@@ -76,6 +77,10 @@ _INTEGER_TEXT = re.compile(r"\s*[-+]?\d+\s*")
 
 class GoogleSQLError(Exception):
     """GoogleSQL refused or failed a query."""
+
+
+class GoogleSQLAnalysisError(GoogleSQLError):
+    """GoogleSQL does not accept the query (what :func:`analyze` reports)."""
 
 
 class GoogleSQLTimeout(GoogleSQLError):
@@ -243,13 +248,17 @@ class _EpochTicker:
 
     def __init__(self, engine):
         self._engine = engine
-        thread = threading.Thread(target=self._run, name="zetasql-epoch", daemon=True)
-        thread.start()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zetasql-epoch", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            time.sleep(_TICK_S)
+        while not self._stopped.wait(_TICK_S):
             self._engine.increment_epoch()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
 
 
 # --- the per-process instance ---------------------------------------------------------------------
@@ -283,6 +292,16 @@ class GoogleSQL:
         self._options = options_pb2.AnalyzerOptionsProto(
             language_options=language, error_message_mode=public_options_pb2.ERROR_MESSAGE_ONE_LINE)
         self._catalogs: OrderedDict[Any, int] = OrderedDict()
+        self._unloadable: dict[Any, str] = {}
+
+    def close(self) -> None:
+        """Release the instance while the interpreter is whole (wasmtime's finalizers fail when
+        they run during interpreter shutdown)."""
+        with self._lock:
+            self._ticker.stop()
+            for resource in (self._client.store, self._module, self._engine):
+                with contextlib.suppress(Exception):
+                    resource.close()
 
     def _new_client(self):
         return self._client_cls(self._engine, self._module, self._memory_bytes, int(ANALYZE_TIMEOUT_S / _TICK_S))
@@ -355,19 +374,40 @@ class GoogleSQL:
 
     def execute(self, pipe_sql: str, db_path: str | Path, row_cap: int = DEFAULT_ROW_CAP,
                 timeout_s: float = DEFAULT_TIMEOUT_S) -> GoogleSQLResult:
-        """Run the query over the database's rows. Raises :class:`NotRepresentable` when the
-        database cannot be loaded, :class:`GoogleSQLTimeout`, or :class:`GoogleSQLError`."""
+        """Run the query over the database's rows. The query is analyzed first (one analysis:
+        :class:`GoogleSQLAnalysisError` carries what :meth:`analyze` would return). Raises
+        :class:`NotRepresentable` when the database cannot be loaded (remembered per file),
+        :class:`GoogleSQLTimeout`, or :class:`GoogleSQLError` for a failure while running."""
         path = Path(db_path).resolve()
         stat = path.stat()
         key = ("data", str(path), stat.st_mtime_ns, stat.st_size)
         with self._lock:
+            if key in self._unloadable:
+                raise NotRepresentable(self._unloadable[key])
             if key not in self._catalogs:
-                schema, contents = load_database(path, self._pb)
+                try:
+                    schema, contents = load_database(path, self._pb)
+                except NotRepresentable as error:
+                    self._unloadable[key] = str(error)
+                    raise
                 self._register(key, schema, contents)
-            request = self._pb.EvaluateQueryRequest(sql=pipe_sql, options=self._options,
-                                                    registered_catalog_id=self._catalogs[key])
-            response = self._call("ZetaSqlLocalService_EvaluateQuery", request, self._pb.EvaluateQueryResponse, timeout_s)
-        columns = tuple(c.name for c in response.prepared.columns)
+            prepare = self._pb.PrepareQueryRequest(sql=pipe_sql, options=self._options,
+                                                   registered_catalog_id=self._catalogs[key])
+            try:
+                prepared = self._call("ZetaSqlLocalService_PrepareQuery", prepare, self._pb.PrepareQueryResponse,
+                                      ANALYZE_TIMEOUT_S).prepared
+            except GoogleSQLError as error:  # a timeout here too: analysis never finished
+                raise GoogleSQLAnalysisError(str(error)) from None
+            try:
+                response = self._call("ZetaSqlLocalService_EvaluateQuery",
+                                      self._pb.EvaluateQueryRequest(prepared_query_id=prepared.prepared_query_id),
+                                      self._pb.EvaluateQueryResponse, timeout_s)
+            finally:
+                with contextlib.suppress(GoogleSQLError):
+                    self._call("ZetaSqlLocalService_UnprepareQuery",
+                               self._pb.UnprepareQueryRequest(prepared_query_id=prepared.prepared_query_id),
+                               _empty(), ANALYZE_TIMEOUT_S)
+        columns = tuple(c.name for c in prepared.columns)
         rows = [tuple(decode_value(cell) for cell in row.cell) for row in response.content.table_data.row]
         return GoogleSQLResult(columns, tuple(rows[:row_cap]), len(rows) > row_cap)
 
@@ -484,6 +524,14 @@ _INSTANCE_PID: int | None = None
 _INSTANCE_LOCK = threading.Lock()
 
 
+@atexit.register
+def _close_instance() -> None:
+    global _INSTANCE
+    if _INSTANCE is not None and _INSTANCE_PID == os.getpid():
+        _INSTANCE.close()
+    _INSTANCE = None
+
+
 def instance() -> GoogleSQL:
     """This process's ZetaSQL instance, started on first use (a forked child starts its own)."""
     global _INSTANCE, _INSTANCE_PID
@@ -514,7 +562,7 @@ def execute(pipe_sql: str, db_path: str | Path, row_cap: int = DEFAULT_ROW_CAP,
 
 
 __all__ = [
-    "GoogleSQL", "GoogleSQLError", "GoogleSQLResult", "GoogleSQLTimeout", "GoogleSQLUnavailable",
+    "GoogleSQL", "GoogleSQLAnalysisError", "GoogleSQLError", "GoogleSQLResult", "GoogleSQLTimeout", "GoogleSQLUnavailable",
     "MAX_EXECUTE_ROWS", "NotRepresentable", "analyze", "catalog_types", "coerce", "compiled_module_path",
     "decode_value", "ensure_compiled", "execute", "googlesql_type", "instance", "load_database",
 ]

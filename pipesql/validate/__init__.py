@@ -44,7 +44,9 @@ class Settings:
     timeout_s: float = option(DEFAULT_TIMEOUT_S, "Time limit per SQL execution, seconds.")
     row_cap: int = option(DEFAULT_ROW_CAP, "Most rows read from one result.")
     googlesql: bool = option(True, "Check every pipe query with GoogleSQL (ZetaSQL) too.")
-    googlesql_execute_rows: int = option(50_000, "Execute on ZetaSQL too when the database has at most this many rows.")
+    googlesql_execute_rows: int = option(5_000, "Execute on ZetaSQL too when the database has at most this many "
+                                                "rows (its reference engine is slow; 0: never).")
+    googlesql_timeout_s: float = option(2.0, "Time limit per ZetaSQL execution, seconds.")
     progress: bool = option(True, "Show a progress bar on stderr.")
 
 
@@ -59,7 +61,8 @@ def run(settings: Settings) -> int:
         return 2
     workers = settings.workers or default_workers()
     options = CheckOptions(timeout_s=settings.timeout_s, row_cap=settings.row_cap, googlesql=settings.googlesql,
-                           googlesql_execute_rows=settings.googlesql_execute_rows)
+                           googlesql_execute_rows=settings.googlesql_execute_rows,
+                           googlesql_timeout_s=settings.googlesql_timeout_s)
     start = time.monotonic()
     records = validate_items(items, workers=workers, options=options, progress=settings.progress)
     seconds = time.monotonic() - start

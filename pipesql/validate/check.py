@@ -51,8 +51,8 @@ class CheckOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
     row_cap: int = DEFAULT_ROW_CAP
     googlesql: bool = True                 # analyze every pipe query with ZetaSQL
-    googlesql_execute_rows: int = 50_000   # ... and execute it there when the database is this small
-    googlesql_timeout_s: float = 10.0
+    googlesql_execute_rows: int = 5_000    # ... and execute it there when the database is this small
+    googlesql_timeout_s: float = 2.0
 
 
 class DatabaseCache:
@@ -217,26 +217,29 @@ def googlesql_check(pipe_sql: str, item: Item, schema: DatabaseSchema, total_row
     try:
         from pipesql import googlesql
 
-        error = googlesql.analyze(pipe_sql, schema)
+        engine = googlesql.instance()
     except Exception as failure:  # the engine could not start: record why, keep validating
         outcome["error"] = f"unavailable: {type(failure).__name__}: {failure}"
         return outcome
-    if error is not None:
-        outcome["error"] = error
-        return outcome
-    outcome["analyzed"] = True
-    if total_rows > options.googlesql_execute_rows:
+    result = None
+    if total_rows <= options.googlesql_execute_rows:
+        try:
+            result = engine.execute(pipe_sql, item.db_path, row_cap=options.row_cap, timeout_s=options.googlesql_timeout_s)
+        except googlesql.GoogleSQLAnalysisError as failure:
+            outcome["error"] = str(failure)
+            return outcome
+        except googlesql.NotRepresentable as failure:
+            outcome["skipped"] = f"not loadable: {failure}"
+        except googlesql.GoogleSQLError as failure:  # analyzed, then failed or timed out while running
+            outcome.update(analyzed=True, error=f"execution: {failure}"[:1000])
+            return outcome
+    else:
         outcome["skipped"] = f"database has {total_rows} rows (> {options.googlesql_execute_rows})"
+    if result is None:
+        error = engine.analyze(pipe_sql, schema)
+        outcome.update(analyzed=error is None, error=error)
         return outcome
-    try:
-        result = googlesql.execute(pipe_sql, item.db_path, row_cap=options.row_cap, timeout_s=options.googlesql_timeout_s)
-    except googlesql.NotRepresentable as failure:
-        outcome["skipped"] = f"not loadable: {failure}"
-        return outcome
-    except Exception as failure:
-        outcome["error"] = f"execution: {failure}"[:1000]
-        return outcome
-    outcome["executed"] = True
+    outcome.update(analyzed=True, executed=True)
 
     def rerun(sql: str):
         return execute(conn, sql, timeout_s=options.timeout_s, row_cap=options.row_cap).rows

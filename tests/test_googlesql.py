@@ -1,0 +1,117 @@
+"""ZetaSQL: analysis, execution over a SQLite database, decoding, limits, the compiled-module cache.
+
+The first start on a machine compiles the module (about 70 s, once; cached in $PIPESQL_CACHE
+or ~/.cache/pipesql); later starts take about a second. All tests share one instance.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pipesql import googlesql
+from pipesql.demo import ensure_corpus
+from pipesql.schema import read_sqlite_schema
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return ensure_corpus(tmp_path_factory.mktemp("demo") / "corpus")
+
+
+@pytest.fixture(scope="module")
+def library(corpus) -> Path:
+    return corpus / "database" / "library" / "library.sqlite"
+
+
+@pytest.fixture(scope="module")
+def engine() -> googlesql.GoogleSQL:
+    return googlesql.instance()
+
+
+def test_analyze_accepts_pipe_syntax(engine, library):
+    schema = read_sqlite_schema(library)
+    assert googlesql.analyze("FROM books |> WHERE pages > 300 |> AGGREGATE COUNT(*) AS n GROUP BY genre "
+                             "|> ORDER BY n DESC", schema) is None
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("FROM books |> SELECT nope", "Unrecognized name: nope"),
+    ("FROM nowhere", "Table not found: nowhere"),
+    # the column types are GoogleSQL's: an INT64 key does not compare with a STRING
+    ("FROM books |> WHERE book_id = 'x'", "No matching signature"),
+    ("FROM books |> WHERE", "Syntax error"),
+])
+def test_analyze_reports_the_error(engine, library, sql, message):
+    error = googlesql.analyze(sql, read_sqlite_schema(library))
+    assert error is not None and message in error
+
+
+def test_catalog_types_follow_the_decompiler(library):
+    types = googlesql.catalog_types(read_sqlite_schema(library))
+    assert types["books"] == {"book_id": "INT64", "title": "STRING", "author_id": "INT64", "genre": "STRING",
+                              "published_year": "INT64", "pages": "INT64", "price": "FLOAT64"}
+    assert types["loans"]["loan_date"] == "STRING"  # dates are ISO text in the benchmarks
+
+
+def test_execute_agrees_with_sqlite(engine, library):
+    result = googlesql.execute("FROM books |> AGGREGATE COUNT(*) AS n, SUM(pages) AS pages GROUP BY genre "
+                               "|> ORDER BY genre", library)
+    conn = sqlite3.connect(library)
+    expected = conn.execute("SELECT genre, count(*), sum(pages) FROM books GROUP BY genre ORDER BY genre").fetchall()
+    conn.close()
+    assert result.columns == ("genre", "n", "pages")
+    assert list(result.rows) == expected and not result.truncated
+
+
+def test_results_are_decoded_like_sqlite(engine, library):
+    result = googlesql.execute(
+        "FROM books |> LIMIT 1 |> SELECT CAST(1.5 AS NUMERIC) AS num, DATE '2024-02-29' AS d, "
+        "DATETIME '2024-02-29 13:05:09' AS dt, TRUE AS b, CAST(NULL AS STRING) AS nothing, 7 / 2 AS half", library)
+    assert result.rows == ((1.5, "2024-02-29", "2024-02-29 13:05:09", 1, None, 3.5),)
+
+
+def test_row_cap(engine, library):
+    result = googlesql.execute("FROM books |> SELECT title", library, row_cap=5)
+    assert len(result.rows) == 5 and result.truncated
+
+
+def test_unloadable_database_names_the_column(engine, corpus):
+    flights = corpus / "database" / "flights" / "flights.sqlite"
+    with pytest.raises(googlesql.NotRepresentable, match=r"flights\.gate \(INT64\)"):
+        googlesql.execute("FROM airports |> SELECT code", flights)
+
+
+def test_analysis_error_on_execute(engine, library):
+    with pytest.raises(googlesql.GoogleSQLAnalysisError, match="Unrecognized name"):
+        googlesql.execute("FROM books |> SELECT nope", library)
+
+
+def test_runaway_query_times_out_and_the_engine_recovers(engine, library):
+    runaway = ("WITH RECURSIVE c AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000000) "
+               "SELECT COUNT(*) AS n FROM c")
+    with pytest.raises(googlesql.GoogleSQLTimeout):
+        googlesql.execute(runaway, library, timeout_s=0.5)
+    assert googlesql.execute("FROM books |> AGGREGATE COUNT(*) AS n", library).rows == ((120,),)
+
+
+@pytest.mark.parametrize("value, type_name, expected", [
+    (3.0, "INT64", 3), ("12", "INT64", 12), (7, "STRING", "7"), (1.5, "STRING", "1.5"), (5, "FLOAT64", 5.0),
+    ("2.5", "FLOAT64", 2.5), (None, "INT64", None), (b"ab", "STRING", "ab"), (1, "BOOL", True),
+])
+def test_coerce_lossless(value, type_name, expected):
+    assert googlesql.coerce(value, type_name) == expected
+
+
+@pytest.mark.parametrize("value, type_name", [("x204", "INT64"), ("", "FLOAT64"), (2.5, "INT64"), (b"x", "INT64")])
+def test_coerce_refuses_lossy(value, type_name):
+    with pytest.raises(ValueError):
+        googlesql.coerce(value, type_name)
+
+
+def test_cache_location_is_configurable(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPESQL_CACHE", str(tmp_path))
+    path = googlesql.compiled_module_path()
+    assert path.parent == tmp_path and path.name.startswith("zetasql-") and path.suffix == ".cwasm"

@@ -1,0 +1,174 @@
+"""``pipesql validate``: the demo corpus validates completely; bad input gives classified records."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import pipesql.decompile
+from pipesql.benchmarks import Item, load_items
+from pipesql.decompile import DecompileResult
+from pipesql.demo import ensure_corpus
+from pipesql.files import read_jsonl
+from pipesql.validate import CheckOptions, Settings, run, validate_items
+from pipesql.validate.check import (DB_CORRUPT, DB_MISSING, DECOMPILE_FAIL, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY,
+                                    RT_ERROR, TIMEOUT, statement_kind)
+from pipesql.validate.report import summarize
+from pipesql.validate.runner import chunks_by_database
+
+SPIDER_DIR = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
+NO_GOOGLESQL = CheckOptions(googlesql=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return ensure_corpus(tmp_path_factory.mktemp("demo") / "corpus")
+
+
+@pytest.fixture(scope="module")
+def library_db(corpus) -> Path:
+    return corpus / "database" / "library" / "library.sqlite"
+
+
+def _item(question_id: str, sql: str, db_path: Path) -> Item:
+    return Item(question_id=question_id, db_id=db_path.parent.name, question=f"question {question_id}",
+                gold_sql=sql, db_path=db_path)
+
+
+def test_demo_corpus_validates_completely(corpus):
+    items = load_items("demo", corpus, "all")
+    records = validate_items(items, workers=2, options=NO_GOOGLESQL, progress=False)
+    assert [r["question_id"] for r in records] == [i.question_id for i in items]
+    failures = {r["question_id"]: (r["validation"]["class"], r["validation"]["detail"])
+                for r in records if r["validation"]["class"] != MATCH}
+    assert not failures, failures
+    assert all(r["pipe_sql"] and r["round_tripped_sql"] for r in records)
+
+
+def test_bad_input_is_classified_and_the_batch_completes(corpus, library_db, tmp_path):
+    corrupt = tmp_path / "corrupt" / "corrupt.sqlite"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"this is not a SQLite database at all" * 100)
+    runaway = ("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000000) "
+               "SELECT count(*) FROM c")
+    items = [
+        _item("good-1", "SELECT count(*) FROM books", library_db),
+        _item("malformed", "SELECT title FROM books WHERE WHERE", library_db),
+        _item("dml", "DELETE FROM books", library_db),
+        _item("missing-db", "SELECT 1", tmp_path / "nowhere" / "nowhere.sqlite"),
+        _item("corrupt-db", "SELECT 1", corrupt),
+        _item("runaway", runaway, library_db),
+        _item("no-such-table", "SELECT x FROM nope", library_db),
+        _item("good-2", "SELECT genre, count(*) FROM books GROUP BY genre", library_db),
+    ]
+    records = validate_items(items, workers=2, options=replace(NO_GOOGLESQL, timeout_s=0.5), progress=False)
+    classes = {r["question_id"]: r["validation"]["class"] for r in records}
+    assert classes == {
+        "good-1": MATCH, "malformed": GOLD_ERROR, "dml": NOT_A_QUERY, "missing-db": DB_MISSING,
+        "corrupt-db": DB_CORRUPT, "runaway": TIMEOUT, "no-such-table": GOLD_ERROR, "good-2": MATCH,
+    }
+    by_id = {r["question_id"]: r for r in records}
+    assert "syntax error" in by_id["malformed"]["validation"]["detail"]
+    assert "Delete" in by_id["dml"]["validation"]["detail"]
+    assert "nowhere.sqlite" in by_id["missing-db"]["validation"]["detail"]
+    assert by_id["runaway"]["validation"]["stage"] == "gold"
+    summary = summarize(records, seconds=1.0, workers=2)
+    assert summary["gold_executed"] == 2 and summary["match_rate"] == 1.0
+
+
+def _fake_decompile(pipe_sql: str | None, reason: str | None = None):
+    def decompile(sql, schema=None, dialect="sqlite"):
+        return DecompileResult(pipe_sql, reason, ())
+    return decompile
+
+
+@pytest.mark.parametrize("pipe_sql, reason, label, stage", [
+    (None, "unsupported:test", DECOMPILE_FAIL, "decompile"),
+    ("FROM books |> WHERE (((", None, RT_ERROR, "transpile"),
+    ("FROM no_such_table |> SELECT x", None, RT_ERROR, "execute"),
+    ("FROM books |> WHERE genre = 'Poetry' |> AGGREGATE COUNT(*) AS n", None, MISMATCH, "compare"),
+])
+def test_pipeline_failures_are_classified(monkeypatch, library_db, pipe_sql, reason, label, stage):
+    monkeypatch.setattr(pipesql.decompile, "decompile", _fake_decompile(pipe_sql, reason))
+    [record] = validate_items([_item("q", "SELECT count(*) FROM books", library_db)], workers=1,
+                              options=NO_GOOGLESQL, progress=False)
+    assert record["validation"]["class"] == label
+    assert record["validation"]["stage"] == stage
+    if label == MISMATCH:
+        assert record["validation"]["subclass"] == "WRONG_VALUES"
+
+
+def test_round_trip_timeout(monkeypatch, library_db):
+    slow = ("FROM (WITH RECURSIVE c AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000000) "
+            "SELECT n FROM c) |> AGGREGATE COUNT(*) AS n")
+    monkeypatch.setattr(pipesql.decompile, "decompile", _fake_decompile(slow))
+    [record] = validate_items([_item("q", "SELECT count(*) FROM books", library_db)], workers=1,
+                              options=replace(NO_GOOGLESQL, timeout_s=0.5), progress=False)
+    assert record["validation"]["class"] in (TIMEOUT, RT_ERROR)
+    if record["validation"]["class"] == TIMEOUT:
+        assert record["validation"]["stage"] == "round_trip"
+
+
+def test_statement_kind():
+    assert statement_kind("SELECT 1") is None
+    assert statement_kind("WITH a AS (SELECT 1) SELECT * FROM a") is None
+    assert statement_kind("SELECT 1 UNION SELECT 2") is None
+    assert statement_kind("DELETE FROM t") == "Delete"
+    assert statement_kind("INSERT INTO t VALUES (1)") == "Insert"
+    assert statement_kind("SELECT 1; SELECT 2") == "MultipleStatements"
+    assert statement_kind("SELECT FROM WHERE ((") is None  # left to SQLite to refuse
+
+
+def test_chunks_keep_one_database_each():
+    items = [_item(f"q{i}", "SELECT 1", Path(f"/db/{i % 3}/{i % 3}.sqlite")) for i in range(60)]
+    chunks = chunks_by_database(items, size=8)
+    assert sorted(index for chunk in chunks for index, _ in chunk) == list(range(60))
+    assert all(len({str(item.db_path) for _, item in chunk}) == 1 for chunk in chunks)
+    assert max(len(c) for c in chunks) <= 8
+
+
+def test_job_writes_every_output(corpus, tmp_path):
+    out = tmp_path / "out"
+    settings = Settings(benchmark="demo", data_dir=corpus, split="dev", limit=10, out=out, workers=1,
+                        googlesql=True, progress=False)
+    assert run(settings) == 0
+    for name in ("golden_pairs.jsonl", "quarantine.jsonl", "summary.json", "report.md", "classes.png", "manifest.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    pairs = [record for _, record in read_jsonl(out / "golden_pairs.jsonl")]
+    assert summary["items"] == 10 and summary["golden_pairs"] == len(pairs) == 10
+    assert summary["match_rate"] == 1.0
+    for pair in pairs:
+        assert {"question_id", "db_id", "difficulty", "question", "gold_sql", "pipe_sql", "round_tripped_sql",
+                "validation", "googlesql"} <= set(pair)
+        assert set(pair["googlesql"]) >= {"analyzed", "error", "executed", "match"}
+    analyzed = sum(p["googlesql"]["analyzed"] for p in pairs)
+    assert summary["googlesql_ok_rate"] == pytest.approx(analyzed / 10)
+    report = (out / "report.md").read_text()
+    assert "tie-aware" in report and "match rate" in report
+    assert (out / "classes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "validate" and manifest["metrics"]["golden_pairs"] == 10
+
+
+def test_job_reports_a_missing_benchmark(tmp_path, capsys):
+    settings = Settings(benchmark="spider", data_dir=tmp_path / "absent", split="dev", out=tmp_path / "out",
+                        workers=1, progress=False)
+    assert run(settings) == 2
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.spider
+@pytest.mark.skipif(not (SPIDER_DIR / "dev.json").is_file(), reason="Spider data not available")
+def test_spider_dev_subset():
+    items = [i for i in load_items("spider", SPIDER_DIR, "dev") if i.db_path.is_file()][:120]
+    records = validate_items(items, workers=2, options=CheckOptions(googlesql_execute_rows=0), progress=False)
+    summary = summarize(records, seconds=1.0, workers=2)
+    assert summary["gold_executed"] == len(items)
+    assert summary["match_rate"] >= 0.99, summary["classes"]
+    assert summary["googlesql_ok_rate"] >= 0.95
