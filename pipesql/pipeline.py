@@ -40,7 +40,9 @@ class Settings:
     model: str = option("smollm2-135m", "Base model: a registry name (smollm2-135m; tiny for tests), hub id or folder.")
     max_steps: int = option(40, "Training steps (optimizer steps of the smoke preset).")
     skip_train: bool = option(False, "Skip train and merge, and evaluate the base model as it is.")
-    eval_limit: int | None = option(None, "Evaluate only the first N demo dev questions (default: all).")
+    limit: int | None = option(None, "Use only the first N demo train questions (default: all 110).")
+    eval_limit: int | None = option(None, "Evaluate only the first N demo dev questions (default: all 57).")
+    max_seq_length: int = option(2048, "Longest training conversation, in tokens (longer ones are skipped).")
     device: str = option("auto", "Device for train and evaluate: auto (CUDA when available), cpu or cuda.",
                          choices=["auto", "cpu", "cuda"])
 
@@ -91,7 +93,7 @@ def _stage_settings(module: Any, values: dict[str, Any]) -> Any:
 # Each stage: name -> (what it needs to have run, how its settings are made, its output folder).
 def _validate(settings: Settings, layout: Layout) -> dict[str, Any]:
     # The train split only: evaluate scores the dev split, which training must not have seen.
-    return {"benchmark": DEMO, "split": "train", "out": layout.validate}
+    return {"benchmark": DEMO, "split": "train", "limit": settings.limit, "out": layout.validate}
 
 
 def _generate(settings: Settings, layout: Layout) -> dict[str, Any]:
@@ -102,7 +104,7 @@ def _generate(settings: Settings, layout: Layout) -> dict[str, Any]:
 def _train(settings: Settings, layout: Layout) -> dict[str, Any]:
     return {"preset": "smoke", "model_name": settings.model, "train_data": layout.generate / "train.jsonl",
             "dev_data": layout.generate / "dev.jsonl", "output_dir": layout.train,
-            "max_steps": settings.max_steps, "device": settings.device}
+            "max_steps": settings.max_steps, "max_seq_length": settings.max_seq_length, "device": settings.device}
 
 
 def _merge(settings: Settings, layout: Layout) -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""pipesql pipeline: the main job, end to end on the demo corpus with the tiny model, run the way
+the compose `smoke` service runs it (jobs/smoke.sh)."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from pipesql import pipeline
+from pipesql.manifest import verify_manifest, write_manifest
+from pipesql.settings import option
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
+    """validate -> generate -> train -> merge -> evaluate, offline, through jobs/smoke.sh."""
+    env = {**os.environ, "OUTPUT_ROOT": str(tmp_path), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["sh", str(REPO / "jobs" / "smoke.sh"), "--model", "tiny", "--max-steps", "2", "--limit", "12",
+         "--eval-limit", "3", "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    out = tmp_path / "smoke"
+    summary = json.loads((out / pipeline.SUMMARY_NAME).read_text())
+    stages = {stage["name"]: stage for stage in summary["stages"]}
+    assert list(stages) == ["validate", "generate", "train", "merge", "evaluate"]
+    assert all(stage["status"] == "ok" for stage in stages.values()), stages
+    assert summary["ok"] is True
+
+    # What each stage measured is taken from its own outputs.
+    assert stages["validate"]["metrics"]["items"] == 12
+    assert stages["validate"]["metrics"]["golden_pairs"] == stages["validate"]["metrics"]["classes"]["MATCH"]
+    assert stages["generate"]["metrics"]["samples"] > 12  # several operator steps per pair
+    assert stages["train"]["metrics"]["global_step"] == 2
+    assert stages["train"]["metrics"]["first_train_loss"] > 0
+    assert stages["evaluate"]["metrics"]["questions"] == 3
+    assert 0 <= stages["evaluate"]["metrics"]["execution_accuracy"] <= 1
+
+    # Every artifact is where the report says, each stage with its manifest, the whole run verifiable.
+    assert (out / "train" / "merged" / "config.json").is_file()
+    assert (out / pipeline.PLOT_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for stage in stages.values():
+        assert (Path(stage["out"]) / "manifest.json").is_file(), stage["name"]
+        assert stage["seconds"] > 0
+    check = verify_manifest(out)
+    assert check.ok and check.checked_files > 10
+    report = result.stdout
+    for name in stages:
+        assert f"\n{name} " in report
+    assert "execution accuracy" in report and str(out / pipeline.SUMMARY_NAME) in report
+
+
+# --- orchestration, with stand-in stages (fast): skipping, failure, what depends on what
+
+
+def stand_in(name: str, calls: list, fail: bool = False) -> types.ModuleType:
+    @dataclass
+    class Settings:
+        stage: ClassVar[str] = name
+        out: Path = option(Path("x"), "")
+
+    def run(settings):
+        calls.append(name)
+        write_manifest(settings.out, name, None, metrics={"samples": 3})
+        return 1 if fail else 0
+
+    return types.SimpleNamespace(Settings=Settings, run=run)
+
+
+@pytest.fixture
+def stand_ins(monkeypatch, tmp_path):
+    """Every stage replaced; its values are reduced to its output folder."""
+    calls, modules = [], {}
+    stages = [(name, needs, lambda s, layout, out_of=out_of: {"out": out_of(layout)}, out_of)
+              for name, needs, _, out_of in pipeline.STAGES]
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    monkeypatch.setattr(pipeline, "_load_stage", lambda name: modules.get(name))
+    for name, *_ in stages:
+        modules[name] = stand_in(name, calls)
+    return calls, modules
+
+
+def test_absent_stage_is_skipped_with_a_note_and_so_is_what_needs_it(stand_ins, tmp_path, capsys):
+    calls, modules = stand_ins
+    del modules["merge"]
+    assert pipeline.run(pipeline.Settings(out=tmp_path)) == 0
+    assert calls == ["validate", "generate", "train"]
+    summary = json.loads((tmp_path / pipeline.SUMMARY_NAME).read_text())
+    notes = {s["name"]: (s["status"], s["note"]) for s in summary["stages"]}
+    assert notes["merge"] == ("skipped", "module pipesql.merge is not installed")
+    assert notes["evaluate"] == ("skipped", "needs merge")
+    assert "module pipesql.merge is not installed" in capsys.readouterr().out
+
+
+def test_a_failing_stage_stops_the_pipeline_and_fails_it(stand_ins, tmp_path):
+    calls, modules = stand_ins
+    modules["generate"] = stand_in("generate", calls, fail=True)
+    assert pipeline.run(pipeline.Settings(out=tmp_path)) == 1
+    assert calls == ["validate", "generate"]
+    summary = json.loads((tmp_path / pipeline.SUMMARY_NAME).read_text())
+    assert summary["ok"] is False
+    assert [s["status"] for s in summary["stages"]] == ["ok", "failed", "skipped", "skipped", "skipped"]
+
+
+def test_skip_train_evaluates_the_base_model(stand_ins, tmp_path):
+    calls, _ = stand_ins
+    assert pipeline.run(pipeline.Settings(out=tmp_path, skip_train=True)) == 0
+    assert calls == ["validate", "generate", "evaluate"]
+    assert pipeline._evaluate(pipeline.Settings(model="tiny", skip_train=True), pipeline.Layout(tmp_path))["model"] == "tiny"
+
+
+def test_stage_settings_wire_each_output_to_the_next_input(tmp_path):
+    """The real stages' Settings accept what the pipeline gives them, and paths chain."""
+    settings = pipeline.Settings(out=tmp_path, model="tiny", max_steps=7)
+    layout = pipeline.Layout(tmp_path)
+    built = {name: pipeline._stage_settings(pipeline._load_stage(name), make(settings, layout))
+             for name, _, make, _ in pipeline.STAGES}
+    assert built["validate"].split == "train" and built["evaluate"].split == "dev"  # no dev question in training
+    assert built["generate"].golden_pairs == built["validate"].out / "golden_pairs.jsonl"
+    assert built["train"].train_data == built["generate"].output_dir / "train.jsonl"
+    assert (built["train"].model_name, built["train"].max_steps) == ("tiny", 7)
+    assert built["merge"].output_dir == built["train"].output_dir
+    assert Path(built["evaluate"].model) == built["merge"].merged_dir
