@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from train_fixture import write_fixture  # noqa: E402
 
 from pipesql import models  # noqa: E402
 from pipesql.cli import command_parser  # noqa: E402
-from pipesql.settings import resolve  # noqa: E402
+from pipesql.settings import as_dict, resolve  # noqa: E402
 from pipesql.train import Settings  # noqa: E402
 from pipesql.train.chat_template import CHAT_TEMPLATE  # noqa: E402
 from pipesql.train.checkpoints import STAGING, complete_checkpoints  # noqa: E402
@@ -46,7 +47,7 @@ def tiny_settings(data, output_dir: Path, **overrides) -> Settings:
     values = dict(preset="smoke", model_name="tiny", train_data=train, dev_data=dev, output_dir=output_dir,
                   max_steps=18, per_device_train_batch_size=4, per_device_eval_batch_size=6,
                   gradient_accumulation_steps=1, learning_rate=1e-2, save_steps=6, eval_steps=6, logging_steps=3,
-                  limit=None, gradient_checkpointing=False, report_to="none", max_seq_length=1024)
+                  gradient_checkpointing=False, report_to="none", max_seq_length=1024)
     values.update(overrides)
     return resolve(Settings, values, environ={}, dotenv={})
 
@@ -58,10 +59,30 @@ def adapter_tensors(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference_run(data, tmp_path_factory):
+def reference_run(data, tmp_path_factory, monkeypatch_module):
+    """The uninterrupted run, through the command line as a user types it."""
+    from pipesql.cli import main
+
     out = tmp_path_factory.mktemp("reference") / "run"
-    assert run_training(tiny_settings(data, out)) == 0
+    for name in [n for n in os.environ if n.startswith("PIPESQL_TRAIN_")]:
+        monkeypatch_module.delenv(name)
+    monkeypatch_module.chdir(out.parent)  # no stray .env
+    settings = tiny_settings(data, out)
+    flags = ["--preset", "smoke", "--model-name", "tiny", "--train-data", str(data[0]), "--dev-data", str(data[1]),
+             "--output-dir", str(out), "--report-to", "none", "--no-gradient-checkpointing"]
+    for name in ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
+                 "gradient_accumulation_steps", "learning_rate", "save_steps", "eval_steps", "logging_steps",
+                 "max_seq_length"):
+        flags += ["--" + name.replace("_", "-"), str(getattr(settings, name))]
+    assert main(["train", *flags]) == 0
+    assert json.loads((out / "manifest.json").read_text())["settings"] == json.loads(json.dumps(as_dict(settings)))
     return out
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 # -- the assistant mask ---------------------------------------------------------------------

@@ -31,11 +31,13 @@ class Settings:
             "gradient_accumulation_steps": 32, "num_epochs": 2.0, "learning_rate": 5e-5, "max_grad_norm": 0.5,
             "eval_steps": 1000, "save_steps": 1000, "output_dir": Path("runs/train-7b"),
         },
+        # Minutes on a CPU: a few dozen small steps at a learning rate that suits a pretrained
+        # model (SmolLM2); activations are kept, not recomputed, since memory is not the limit.
         "smoke": {
-            "model_name": "tiny", "load_in_4bit": False, "per_device_train_batch_size": 4,
-            "gradient_accumulation_steps": 1, "num_epochs": 1.0, "max_steps": 30, "learning_rate": 2e-3,
-            "max_seq_length": 1024, "eval_steps": 10, "save_steps": 10, "logging_steps": 5, "limit": 200,
-            "output_dir": Path("runs/train-smoke"),
+            "model_name": "tiny", "load_in_4bit": False, "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 1, "num_epochs": 1.0, "max_steps": 30, "learning_rate": 5e-4,
+            "max_seq_length": 1024, "eval_steps": 15, "save_steps": 15, "logging_steps": 5, "limit": 200,
+            "gradient_checkpointing": False, "output_dir": Path("runs/train-smoke"),
         },
     }
 
