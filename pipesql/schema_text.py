@@ -22,7 +22,9 @@ Deterministic: example values are the first distinct non-NULL values among the f
 from __future__ import annotations
 
 import functools
+import os
 import re
+import stat
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,10 +215,15 @@ def _rendered(path: str, mtime_ns: int, values_per_column: int, value_chars: int
 
 
 def _cache_key(db_path: str | Path) -> tuple[str, int]:
-    path = Path(db_path)
-    if not path.is_file():
-        raise DatabaseError(f"database not found: {path}")
-    return str(path.resolve()), path.stat().st_mtime_ns
+    # abspath and one stat: Path.resolve() costs more than a cache hit saves (tools call this often).
+    path = os.path.abspath(db_path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise DatabaseError(f"database not found: {db_path}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DatabaseError(f"database not found: {db_path}")
+    return path, info.st_mtime_ns
 
 
 def database_values(db_path: str | Path, values_per_column: int = DEFAULT_VALUES_PER_COLUMN) -> tuple[DatabaseSchema, dict[str, ColumnValues]]:

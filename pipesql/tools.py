@@ -167,6 +167,7 @@ class Toolbox:
         self._schema: DatabaseSchema | None = None
         self._row_counts: dict[str, int | None] = {}
         self._results: OrderedDict[str, QueryResult | ToolError] = OrderedDict()
+        self._translations: OrderedDict[str, str | ToolError] = OrderedDict()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -212,6 +213,24 @@ class Toolbox:
                 self._row_counts[table.name] = None
         return self._row_counts[table.name]
 
+    def translate(self, pipe_sql: str) -> str:
+        """:func:`to_sqlite`, cached by SQL text (bounded LRU)."""
+        key = pipe_sql.strip()
+        if key in self._translations:
+            self._translations.move_to_end(key)
+            cached = self._translations[key]
+        else:
+            try:
+                cached = to_sqlite(key)
+            except ToolError as error:
+                cached = error
+            self._translations[key] = cached
+            if len(self._translations) > _CACHE_SIZE:
+                self._translations.popitem(last=False)
+        if isinstance(cached, ToolError):
+            raise cached
+        return cached
+
     def run_pipe(self, pipe_sql: str) -> QueryResult:
         """Translate and run a pipe query (first ``row_cap`` rows); raises :class:`ToolError`.
 
@@ -224,7 +243,7 @@ class Toolbox:
                 raise cached
             return cached
         try:
-            sqlite_sql = to_sqlite(key)
+            sqlite_sql = self.translate(key)
             try:
                 outcome: QueryResult | ToolError = execute(self.conn, sqlite_sql, timeout_s=self.timeout_s, row_cap=self.row_cap)
             except QueryError as error:
@@ -272,14 +291,10 @@ class Toolbox:
         return cut(format_result(self.run_pipe(_require_sql(sql))), self.char_cap)
 
     def validate_pipe_sql(self, sql: str) -> str:
-        import sqlglot
-
-        sql = _require_sql(sql)
-        try:
-            sqlglot.parse_one(sql, read="bigquery")
-        except sqlglot.errors.SqlglotError as error:
-            raise ToolError(f"syntax error: {str(error).strip().splitlines()[0]}") from None
-        sqlite_sql = to_sqlite(sql)
+        # The round trip parses the text as GoogleSQL (sqlglot, BigQuery dialect): a syntax
+        # error surfaces there. EXPLAIN then compiles the SQLite form (names, types of
+        # functions) without running it, so a slow query validates as fast as a quick one.
+        sqlite_sql = self.translate(_require_sql(sql))
         try:
             execute(self.conn, "EXPLAIN " + sqlite_sql, timeout_s=self.timeout_s, row_cap=0)
         except QueryError as error:
@@ -342,18 +357,14 @@ def _parse_arguments(name: str, arguments: str | dict | None) -> dict[str, Any]:
 
 
 def _googlesql_note(sql: str, schema: DatabaseSchema) -> str:
-    """ZetaSQL's verdict, or why there is none; never raises (the analyzer is optional)."""
+    """ZetaSQL's verdict as one line, or why there is none. A note, not an error: GoogleSQL is
+    stricter than SQLite (no INT64 = STRING), so a query the database runs may be refused here."""
     try:
         from pipesql import googlesql
-    except ImportError:
-        return "GoogleSQL analysis: skipped (pipesql.googlesql is not available)."
+    except ImportError as error:
+        return f"GoogleSQL analysis: skipped ({error})."
     try:
         verdict = googlesql.analyze(sql, schema)
-    except Exception as error:
+    except Exception as error:  # engine unavailable, out of memory, ...: optional, so never fatal
         return f"GoogleSQL analysis: skipped ({type(error).__name__}: {error})."
-    ok = getattr(verdict, "ok", None)
-    if ok is True:
-        return "GoogleSQL analysis: OK."
-    if ok is False:
-        return f"GoogleSQL analysis: {getattr(verdict, 'error', verdict)}"
-    return f"GoogleSQL analysis: {verdict}"
+    return "GoogleSQL analysis: OK." if verdict is None else f"GoogleSQL analysis: rejected: {verdict}"

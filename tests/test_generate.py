@@ -337,3 +337,30 @@ def test_percentiles() -> None:
     assert percentiles([]) == {"p50": 0, "p90": 0, "p99": 0, "max": 0, "mean": 0}
     values = list(range(1, 101))
     assert percentiles(values) == {"p50": 50, "p90": 90, "p99": 99, "max": 100, "mean": 50.5}
+
+
+# -- the embedded demo corpus -------------------------------------------------------------------
+
+
+def test_benchmark_demo_in_place_of_db_dir(tmp_path: Path) -> None:
+    from pipesql.benchmarks import load_items
+    from pipesql.decompile import decompile
+    from pipesql.schema import read_sqlite_schema
+
+    data_dir = tmp_path / "demo"
+    items = load_items("demo", data_dir, "all")
+    golden = tmp_path / "golden.jsonl"
+    with golden.open("w") as handle:
+        for item in items:
+            result = decompile(item.gold_sql, read_sqlite_schema(item.db_path).sqlglot_mapping())
+            if result.ok:
+                handle.write(json.dumps({"question_id": item.question_id, "db_id": item.db_id, "difficulty": item.difficulty,
+                                         "question": item.question, "gold_sql": item.gold_sql,
+                                         "pipe_sql": result.pipe_sql}) + "\n")
+    out = tmp_path / "out"
+    assert run(Settings(golden_pairs=golden, benchmark="demo", data_dir=data_dir, output_dir=out, tool_calling=True,
+                        workers=2)) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["pairs"]["used"] == stats["pairs"]["read"] > 100  # every demo pair's prefixes execute
+    assert set(stats["samples"]["by_database"]) == {i.db_id for i in items}
+    assert (out / "stats.png").stat().st_size > 0

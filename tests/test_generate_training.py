@@ -73,3 +73,19 @@ def test_sft_trainer_runs_on_the_files(generated: Path, tmp_path: Path) -> None:
     assert "<tools>" in text and '"name": "execute_pipe_sql"' in text and "<tool_response>" in text
     trained = tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label != -100])
     assert "<tool_call>" in trained and "<tool_response>" not in trained
+
+
+def test_token_lengths_with_a_local_tokenizer(generated: Path, tmp_path: Path) -> None:
+    from pipesql.models import tiny_model_dir
+
+    golden = generated.parent / "golden.jsonl"
+    out = tmp_path / "tok"
+    assert run(Settings(golden_pairs=golden, db_dir=[generated.parent / "database"], output_dir=out, workers=1,
+                        tokenizer=str(tiny_model_dir()))) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    chars = json.loads((generated / "stats.json").read_text())
+    assert stats["length_unit"] == "tokens" and chars["length_unit"] == "characters"
+    assert 0 < stats["samples"]["length"]["p50"] < chars["samples"]["length"]["p50"]
+    with pytest.raises(SystemExit, match="cannot load it offline"):
+        run(Settings(golden_pairs=golden, db_dir=[generated.parent / "database"], output_dir=out,
+                     tokenizer=str(tmp_path / "no-such-tokenizer")))

@@ -177,3 +177,25 @@ def test_format_result_marks_truncation(db: Path) -> None:
     conn.close()
     assert format_result(result) == "n\n0\n1\n2\n(first 3 rows shown; the result has more)"
     assert read_sqlite_schema(db).table("numbers") is not None
+
+
+def _zetasql_ready() -> bool:
+    try:
+        from pipesql.googlesql import compiled_module_path
+
+        return compiled_module_path().is_file()
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _zetasql_ready(), reason="ZetaSQL module not compiled on this machine (a 70 s first start)")
+def test_validate_with_googlesql_analysis(db: Path) -> None:
+    with Toolbox(db, googlesql=True) as box:
+        ok = box.call("validate_pipe_sql", {"sql": "FROM employee |> WHERE salary > 1000 |> SELECT name"})
+        assert ok.splitlines() == ["OK: the query parses as GoogleSQL and compiles against the database.",
+                                   "GoogleSQL analysis: OK."]
+        # SQLite compares INTEGER with TEXT; GoogleSQL refuses: a note, not an error
+        strict = box.call("validate_pipe_sql", {"sql": "FROM employee |> WHERE emp_id = name |> SELECT name"})
+        assert strict.startswith("OK:") and "GoogleSQL analysis: rejected:" in strict
+    with Toolbox(db) as box:  # off by default
+        assert "GoogleSQL analysis" not in box.call("validate_pipe_sql", {"sql": "FROM employee |> SELECT name"})

@@ -13,8 +13,9 @@ from typing import Any, ClassVar, Iterable
 from pipesql.benchmarks import BENCHMARKS, database_dirs, find_database
 from pipesql.files import write_json, write_jsonl
 from pipesql.generate.pairs import MISSING_DATABASE, GoldenPair, Problem, count_reasons, read_golden_pairs
+from pipesql.generate.plot import plot_stats
 from pipesql.generate.split import DEV, TRAIN, assign_splits, split_counts
-from pipesql.generate.stats import sample_chars, sample_stats, samples_per_pair, token_counter
+from pipesql.generate.stats import char_lengths, sample_stats, samples_per_pair, token_lengths
 from pipesql.generate.worker import DatabaseResult, DatabaseWork, WorkOptions, run_task
 from pipesql.manifest import write_manifest
 from pipesql.settings import option
@@ -113,10 +114,10 @@ def _warm_imports() -> None:
             pass  # the worker reports it per pair
 
 
-def load_length_counter(name: str | None):
-    """``(unit, tokenizer name, count(sample))``: tokens with a local tokenizer, else characters."""
+def load_length_measure(name: str | None):
+    """``(unit, tokenizer name, lengths(samples))``: tokens with a local tokenizer, else characters."""
     if not name:
-        return "characters", None, sample_chars
+        return "characters", None, char_lengths
     from transformers import AutoTokenizer
 
     path = name
@@ -126,8 +127,11 @@ def load_length_counter(name: str | None):
         path = resolve_model(name)
     except ImportError:
         pass
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return "tokens", name, token_counter(tokenizer)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"--tokenizer {name}: cannot load it offline ({error})") from None
+    return "tokens", name, token_lengths(tokenizer)
 
 
 def report_problems(problems: list[Problem], skipped_path: Path) -> None:
@@ -185,6 +189,7 @@ def run(settings: Settings) -> int:
         raise SystemExit("--tool-ratio must be in [0, 1] and --dev-fraction in [0, 1)")
     folders = database_folders(settings)
     out = Path(settings.output_dir)
+    unit, tokenizer_name, measure = load_length_measure(settings.tokenizer)  # fail before the long part
 
     lines_read, pairs, problems = read_golden_pairs(golden)
     if settings.limit:
@@ -213,8 +218,7 @@ def run(settings: Settings) -> int:
     for pair in used_pairs:  # file order
         (dev if split_of[pair.question_id] == DEV else train).extend(samples_by_line[pair.line])
 
-    unit, tokenizer_name, count = load_length_counter(settings.tokenizer)
-    lengths = {TRAIN: [count(s) for s in train], DEV: [count(s) for s in dev]}
+    lengths = {TRAIN: measure(train), DEV: measure(dev)}
 
     train_path, dev_path, stats_path, skipped_path = (out / name for name in ("train.jsonl", "dev.jsonl", "stats.json", "skipped.jsonl"))
     report_problems(problems + notes, skipped_path)
@@ -223,8 +227,10 @@ def run(settings: Settings) -> int:
     write_jsonl(skipped_path, (p.as_dict() for p in problems + notes))
     stats = build_stats(settings, lines_read, pairs, problems, notes, split_of, train, dev, lengths, unit, tokenizer_name)
     write_json(stats_path, stats)
+    plot_path = plot_stats(out / "stats.png", train + dev, lengths[TRAIN] + lengths[DEV], unit,
+                           stats["samples"]["by_operator"])
     seconds = time.monotonic() - started
-    write_manifest(out, "generate", settings, inputs=[golden], outputs=[train_path, dev_path, stats_path, skipped_path],
+    write_manifest(out, "generate", settings, inputs=[golden], outputs=[train_path, dev_path, stats_path, skipped_path, plot_path],
                    metrics={"samples": stats["samples"]["total"], "train_samples": len(train), "dev_samples": len(dev),
                             "pairs_used": stats["pairs"]["used"], "dropped_prefix": stats["pairs"]["dropped_prefix"],
                             "seconds": round(seconds, 2), "generation_seconds": round(generated_at - started, 2),

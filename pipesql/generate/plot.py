@@ -1,0 +1,40 @@
+"""``stats.png``: sample lengths by kind and step samples by operator, at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+# The training sequence length the samples are meant to fit (Qwen2.5-Coder recipes use 4,096).
+TARGET_TOKENS = 4096
+
+
+def plot_stats(path: Path, samples: Sequence[Mapping[str, Any]], lengths: Sequence[int], unit: str,
+               by_operator: Mapping[str, int]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    kinds = sorted({s["kind"] for s in samples})
+    low, high = (min(lengths), max(lengths)) if lengths else (0, 1)
+    bins = [low + (high - low) * i / 50 for i in range(51)] if high > low else 10  # shared, so kinds compare
+    for kind in kinds:
+        values = [n for s, n in zip(samples, lengths) if s["kind"] == kind]
+        left.hist(values, bins=bins, alpha=0.6, label=f"{kind} ({len(values)})")
+    if unit == "tokens":
+        left.axvline(TARGET_TOKENS, color="black", linestyle="--", linewidth=1, label=f"{TARGET_TOKENS} tokens")
+    left.set_xlabel(f"sample length ({unit})")
+    left.set_ylabel("samples")
+    left.set_title("Sample lengths by kind")
+    left.legend()
+    names = sorted(by_operator, key=lambda k: -by_operator[k])
+    right.barh(names[::-1], [by_operator[n] for n in names[::-1]])
+    right.set_xlabel("step samples")
+    right.set_title("Step samples by the operator they teach")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(figure)
+    return path
