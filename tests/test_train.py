@@ -67,9 +67,9 @@ def reference_run(data, tmp_path_factory, monkeypatch_module):
     for name in [n for n in os.environ if n.startswith("PIPESQL_TRAIN_")]:
         monkeypatch_module.delenv(name)
     monkeypatch_module.chdir(out.parent)  # no stray .env
-    settings = tiny_settings(data, out)
+    settings = tiny_settings(data, out, report_to="tensorboard")
     flags = ["--preset", "smoke", "--model-name", "tiny", "--train-data", str(data[0]), "--dev-data", str(data[1]),
-             "--output-dir", str(out), "--report-to", "none", "--no-gradient-checkpointing"]
+             "--output-dir", str(out), "--report-to", "tensorboard", "--no-gradient-checkpointing"]
     for name in ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
                  "gradient_accumulation_steps", "learning_rate", "save_steps", "eval_steps", "logging_steps",
                  "max_seq_length"):
@@ -128,7 +128,7 @@ def test_assistant_mask_covers_exactly_the_assistant_turns(data):
         assert masked_spans(tokenizer, example["input_ids"], example["assistant_masks"]) == expected_assistant_spans(row)
 
 
-@pytest.mark.parametrize("batching", ["padded", "padding-free"])
+@pytest.mark.parametrize("batching", ["padded", "padding-free", "packed"])
 def test_collated_batch_labels_only_assistant_tokens(data, tmp_path, batching):
     from pipesql.train.runner import lora_config, resolve_runtime, sft_config
     from pipesql.train.stability import StabilityGuard
@@ -143,14 +143,20 @@ def test_collated_batch_labels_only_assistant_tokens(data, tmp_path, batching):
                                 guard=StabilityGuard(), learning_rate_target=1e-3)
     batch = next(iter(trainer.get_train_dataloader()))
     by_ids = {tuple(ids): mask for ids, mask in zip(dataset["input_ids"], dataset["assistant_masks"])}
-    if batching == "padding-free":
+    if batching == "packed":  # rows of up to max_seq_length tokens, several conversations each
+        assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+        starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [batch["input_ids"].shape[1]]
+        rows = [(batch["input_ids"][0, a:b], batch["labels"][0, a:b]) for a, b in zip(starts, starts[1:])]
+        assert len(rows) > settings.per_device_train_batch_size
+    elif batching == "padding-free":
         assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
         starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [batch["input_ids"].shape[1]]
         rows = [(batch["input_ids"][0, a:b], batch["labels"][0, a:b]) for a, b in zip(starts, starts[1:])]
     else:
         rows = [(ids[mask.bool()], labels[mask.bool()])
                 for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"])]
-    assert len(rows) == settings.per_device_train_batch_size
+    if batching != "packed":
+        assert len(rows) == settings.per_device_train_batch_size
     for ids, labels in rows:
         mask = by_ids[tuple(ids.tolist())]
         expected = torch.where(torch.tensor(mask).bool(), ids, torch.full_like(ids, -100))
@@ -183,6 +189,7 @@ def test_loss_falls_and_the_run_directory_is_complete(reference_run):
                  "final/pipesql_run.json"):
         assert (reference_run / name).is_file(), name
     assert (reference_run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((reference_run / "runs").rglob("events.out.tfevents.*"))  # TensorBoard logs
     # Checkpoints: the newest save_total_limit, plus the best by eval loss.
     assert [p.name for p in complete_checkpoints(reference_run)] == ["checkpoint-6", "checkpoint-12", "checkpoint-18"]
     assert not (reference_run / STAGING).exists() or not any((reference_run / STAGING).iterdir())
