@@ -364,3 +364,16 @@ def test_benchmark_demo_in_place_of_db_dir(tmp_path: Path) -> None:
     assert stats["pairs"]["used"] == stats["pairs"]["read"] > 100  # every demo pair's prefixes execute
     assert set(stats["samples"]["by_database"]) == {i.db_id for i in items}
     assert (out / "stats.png").stat().st_size > 0
+
+
+def test_schema_trimming_is_opt_in(corpus: dict, tmp_path: Path) -> None:
+    run(settings_for(corpus, tmp_path / "whole", tool_calling=False))
+    run(settings_for(corpus, tmp_path / "trim", tool_calling=False, trim_schema_to_query=True))
+
+    def schema_of(out: Path, qid: str) -> str:
+        sample = next(s for s in read_rows(out / "train.jsonl") + read_rows(out / "dev.jsonl") if s["question_id"] == qid)
+        return sample["messages"][1]["content"].split("Schema:\n", 1)[1].split("\n\nQuery so far:")[0]
+
+    whole, trimmed = schema_of(tmp_path / "whole", "shop-001"), schema_of(tmp_path / "trim", "shop-001")
+    assert "kind TEXT" in whole and "kind TEXT" not in trimmed  # gold SQL reads name and price only
+    assert "price REAL" in trimmed and "product_id INTEGER PRIMARY KEY" in trimmed

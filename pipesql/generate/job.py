@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from pipesql.benchmarks import BENCHMARKS, database_dirs, find_database
 from pipesql.files import write_json, write_jsonl
@@ -47,6 +47,7 @@ class Settings:
     schema_max_chars: int = option(8000, "Budget of the prompt schema text; example values shrink to fit.")
     trim_schema_to_query: bool = option(False, "Show only the tables and columns the gold query uses "
                                                  "(an experiment: evaluation shows the whole schema).")
+    progress: bool = option(True, "Show a progress bar on stderr.")
 
 
 def log(message: str) -> None:
@@ -80,27 +81,33 @@ def plan_work(pairs: list[GoldenPair], folders: list[Path], golden_path: str) ->
     return work, problems
 
 
-def run_work(work: list[DatabaseWork], options: WorkOptions, workers: int, total_pairs: int) -> list[DatabaseResult]:
+def run_work(work: list[DatabaseWork], options: WorkOptions, workers: int, total_pairs: int,
+             progress: bool = True) -> list[DatabaseResult]:
     """Every database's samples, in database-name order whatever order the processes finish in."""
     from tqdm import tqdm
 
     # Biggest first, so one large database does not start last and leave a core idle.
     tasks = [(w, options) for w in sorted(work, key=lambda w: (-len(w.pairs), w.db_id))]
+    sizes = {w.db_id: len(w.pairs) for w in work}
     results: dict[str, DatabaseResult] = {}
-    with tqdm(total=total_pairs, unit="pair", desc="generate", file=sys.stderr, disable=None) as bar:
-        if workers <= 1 or len(tasks) <= 1:
-            outcomes: Iterable[DatabaseResult] = map(run_task, tasks)
+    pool = None
+    if workers > 1 and len(tasks) > 1:
+        _warm_imports()  # forked workers inherit the imported modules
+        # Fork before tqdm starts its monitor thread: forking a process with threads is fragile.
+        pool = multiprocessing.get_context("fork").Pool(min(workers, len(tasks)))
+    try:
+        outcomes = pool.imap_unordered(run_task, tasks) if pool else map(run_task, tasks)
+        with tqdm(total=total_pairs, unit="pair", desc="generate", file=sys.stderr, disable=not progress) as bar:
             for outcome in outcomes:
                 results[outcome.db_id] = outcome
-                bar.update(len(next(w for w in work if w.db_id == outcome.db_id).pairs))
-        else:
-            _warm_imports()  # forked workers inherit the imported modules
-            context = multiprocessing.get_context("fork")
-            with context.Pool(min(workers, len(tasks))) as pool:
-                sizes = {w.db_id: len(w.pairs) for w in work}
-                for outcome in pool.imap_unordered(run_task, tasks):
-                    results[outcome.db_id] = outcome
-                    bar.update(sizes[outcome.db_id])
+                bar.update(sizes[outcome.db_id])
+    except BaseException:
+        if pool is not None:
+            pool.terminate()  # Ctrl-C or a crash: do not wait for the remaining databases
+        raise
+    if pool is not None:
+        pool.close()
+        pool.join()
     return [results[db_id] for db_id in sorted(results)]
 
 
@@ -199,7 +206,7 @@ def run(settings: Settings) -> int:
     options = WorkOptions(str(golden), settings.tool_calling, settings.tool_ratio, settings.seed, settings.timeout_s,
                           settings.values_per_column, settings.schema_max_chars, settings.trim_schema_to_query)
     workers = settings.workers or os.cpu_count() or 1
-    results = run_work(work, options, workers, sum(len(w.pairs) for w in work))
+    results = run_work(work, options, workers, sum(len(w.pairs) for w in work), settings.progress)
     generated_at = time.monotonic()
 
     samples_by_line: dict[int, list[dict]] = {}
