@@ -270,7 +270,12 @@ class Toolbox:
     def describe_table(self, table: str) -> str:
         found = self._table(table)
         _, values = schema_text_module.database_values(self.db_path)
-        text = schema_text_module.render_table(found, values[found.name].values if found.name in values else None)
+        column_values = values[found.name].values if found.name in values else None
+        # Wide tables (BIRD has ~100 columns) lose example values before they lose columns.
+        for per_column in range(schema_text_module.DEFAULT_VALUES_PER_COLUMN, -1, -1):
+            text = schema_text_module.render_table(found, column_values, values_per_column=per_column)
+            if len(text) <= self.char_cap:
+                break
         return cut(text, self.char_cap)
 
     def sample_data(self, table: str, limit: int = SAMPLE_LIMIT_DEFAULT) -> str:

@@ -199,3 +199,17 @@ def test_validate_with_googlesql_analysis(db: Path) -> None:
         assert strict.startswith("OK:") and "GoogleSQL analysis: rejected:" in strict
     with Toolbox(db) as box:  # off by default
         assert "GoogleSQL analysis" not in box.call("validate_pipe_sql", {"sql": "FROM employee |> SELECT name"})
+
+
+def test_describe_wide_table_keeps_every_column(tmp_path: Path) -> None:
+    path = tmp_path / "wide.sqlite"
+    conn = sqlite3.connect(path)
+    columns = [f"measurement_column_{i:03d}" for i in range(60)]
+    conn.execute(f"CREATE TABLE wide ({', '.join(c + ' TEXT' for c in columns)})")
+    conn.execute(f"INSERT INTO wide VALUES ({', '.join('?' * len(columns))})", ["a fairly long example value"] * len(columns))
+    conn.commit()
+    conn.close()
+    with Toolbox(path, char_cap=2500) as box:
+        text = box.call("describe_table", {"table": "wide"})
+    assert all(c in text for c in columns) and len(text) <= 2500
+    assert "a fairly long example value" not in text  # values went first
