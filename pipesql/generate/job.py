@@ -14,7 +14,7 @@ from pipesql.benchmarks import BENCHMARKS, database_dirs, find_database
 from pipesql.files import write_json, write_jsonl
 from pipesql.generate.pairs import MISSING_DATABASE, GoldenPair, Problem, count_reasons, read_golden_pairs
 from pipesql.generate.plot import plot_stats
-from pipesql.generate.split import DEV, TRAIN, assign_splits, split_counts
+from pipesql.generate.split import DEV, TRAIN, assign_splits
 from pipesql.generate.stats import char_lengths, sample_stats, samples_per_pair, token_lengths
 from pipesql.generate.worker import DatabaseResult, DatabaseWork, WorkOptions, run_task
 from pipesql.manifest import write_manifest
@@ -184,6 +184,34 @@ def build_stats(settings: Settings, lines_read: int, pairs: list[GoldenPair], pr
     return stats
 
 
+def gather(results: list[DatabaseResult], problems: list[Problem]
+           ) -> tuple[dict[int, list[dict]], list[Problem], list[Problem]]:
+    """``(samples by golden-pairs line, every problem, tool-chat notes)``, problems in line order."""
+    samples_by_line: dict[int, list[dict]] = {}
+    problems = list(problems)
+    notes: list[Problem] = []
+    for result in results:
+        samples_by_line.update(result.samples)
+        problems += result.problems
+        notes += result.notes
+    problems.sort(key=lambda p: (p.line, p.reason))
+    notes.sort(key=lambda p: p.line)
+    return samples_by_line, problems, notes
+
+
+def write_outputs(out: Path, train: list[dict], dev: list[dict], stats: dict[str, Any], problems: list[Problem],
+                  lengths: dict[str, list[int]], unit: str) -> list[Path]:
+    """The data files (deterministic bytes) and the plot; each written atomically."""
+    paths = {name: out / name for name in ("train.jsonl", "dev.jsonl", "stats.json", "skipped.jsonl", "stats.png")}
+    report_problems(problems, paths["skipped.jsonl"])
+    write_jsonl(paths["train.jsonl"], train)
+    write_jsonl(paths["dev.jsonl"], dev)
+    write_jsonl(paths["skipped.jsonl"], (p.as_dict() for p in problems))
+    write_json(paths["stats.json"], stats)
+    plot_stats(paths["stats.png"], train + dev, lengths[TRAIN] + lengths[DEV], unit, stats["samples"]["by_operator"])
+    return list(paths.values())
+
+
 def run(settings: Settings) -> int:
     started = time.monotonic()
     if settings.golden_pairs is None:
@@ -209,35 +237,19 @@ def run(settings: Settings) -> int:
     results = run_work(work, options, workers, sum(len(w.pairs) for w in work), settings.progress)
     generated_at = time.monotonic()
 
-    samples_by_line: dict[int, list[dict]] = {}
-    notes: list[Problem] = []
-    for result in results:
-        samples_by_line.update(result.samples)
-        problems += result.problems
-        notes += result.notes
-    problems.sort(key=lambda p: (p.line, p.reason))
-    notes.sort(key=lambda p: p.line)
-
+    samples_by_line, problems, notes = gather(results, problems)
     used_pairs = [p for p in pairs if p.line in samples_by_line]
     split_of = assign_splits(used_pairs, settings.dev_fraction, settings.seed)
     train: list[dict] = []
     dev: list[dict] = []
     for pair in used_pairs:  # file order
         (dev if split_of[pair.question_id] == DEV else train).extend(samples_by_line[pair.line])
-
     lengths = {TRAIN: measure(train), DEV: measure(dev)}
-
-    train_path, dev_path, stats_path, skipped_path = (out / name for name in ("train.jsonl", "dev.jsonl", "stats.json", "skipped.jsonl"))
-    report_problems(problems + notes, skipped_path)
-    write_jsonl(train_path, train)
-    write_jsonl(dev_path, dev)
-    write_jsonl(skipped_path, (p.as_dict() for p in problems + notes))
     stats = build_stats(settings, lines_read, pairs, problems, notes, split_of, train, dev, lengths, unit, tokenizer_name)
-    write_json(stats_path, stats)
-    plot_path = plot_stats(out / "stats.png", train + dev, lengths[TRAIN] + lengths[DEV], unit,
-                           stats["samples"]["by_operator"])
+
+    outputs = write_outputs(out, train, dev, stats, problems + notes, lengths, unit)
     seconds = time.monotonic() - started
-    write_manifest(out, "generate", settings, inputs=[golden], outputs=[train_path, dev_path, stats_path, skipped_path, plot_path],
+    write_manifest(out, "generate", settings, inputs=[golden], outputs=outputs,
                    metrics={"samples": stats["samples"]["total"], "train_samples": len(train), "dev_samples": len(dev),
                             "pairs_used": stats["pairs"]["used"], "dropped_prefix": stats["pairs"]["dropped_prefix"],
                             "seconds": round(seconds, 2), "generation_seconds": round(generated_at - started, 2),

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from pipesql.generate.pairs import GoldenPair
 
@@ -55,9 +55,3 @@ def assign_splits(pairs: Iterable[GoldenPair], dev_fraction: float, seed: int) -
     return {pair.question_id: DEV if key in dev_keys else TRAIN
             for key, members in groups.items() for pair in members}
 
-
-def split_counts(assignment: Mapping[str, str]) -> dict[str, int]:
-    counts = {TRAIN: 0, DEV: 0}
-    for side in assignment.values():
-        counts[side] += 1
-    return counts
