@@ -52,7 +52,7 @@ REL_TOL = 1e-6
 ABS_TOL = 1e-9
 # Above this many rows per side the tolerant pairwise fallback (quadratic) is skipped and only
 # the sorted comparison decides.
-_GREEDY_LIMIT = 2_000
+_GREEDY_LIMIT = 300
 _TIE_KEY_PREFIX = "__pipesql_tie_"
 
 Row = Sequence[Any]
@@ -311,8 +311,9 @@ def _classify(gold: list[tuple], pred: list[tuple], ordered: bool) -> Verdict:
 
 
 def _first_difference(gold: Sequence[Row], pred: Sequence[Row], counts: str) -> str:
-    missing = [r for r in gold if not any(_rows_equal(r, p) for p in pred[:_GREEDY_LIMIT])]
-    example = f"; e.g. gold row {missing[0]!r} not predicted" if missing else ""
+    predicted = Counter(tuple(_bucket_key(v) for v in row) for row in pred)
+    missing = next((row for row in gold if predicted[tuple(_bucket_key(v) for v in row)] == 0), None)
+    example = f"; e.g. gold row {missing!r} not predicted" if missing is not None else ""
     return (counts + example)[:300]
 
 

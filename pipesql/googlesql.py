@@ -438,6 +438,7 @@ def load_database(path: Path, pb=None) -> tuple[DatabaseSchema, dict]:
             column_types = [types[table.name][c.name] for c in table.columns]
             names = ", ".join(f'"{_escape(c.name)}"' for c in table.columns)
             content = pb.TableContent()
+            content.table_data.SetInParent()  # an empty table must still say it has (no) rows
             for stored in conn.execute(f'SELECT {names} FROM "{_escape(table.name)}"'):
                 row = content.table_data.row.add()
                 for column, type_name, value in zip(table.columns, column_types, stored):

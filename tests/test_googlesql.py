@@ -115,3 +115,13 @@ def test_cache_location_is_configurable(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPESQL_CACHE", str(tmp_path))
     path = googlesql.compiled_module_path()
     assert path.parent == tmp_path and path.name.startswith("zetasql-") and path.suffix == ".cwasm"
+
+
+def test_empty_tables_are_loaded_as_empty(engine, tmp_path):
+    path = tmp_path / "empty.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE t (a INTEGER, b TEXT); CREATE TABLE u (c REAL); INSERT INTO u VALUES (1.5);")
+    conn.commit()
+    conn.close()
+    assert googlesql.execute("FROM t |> AGGREGATE COUNT(*) AS n", path).rows == ((0,),)
+    assert googlesql.execute("FROM u |> CROSS JOIN t |> SELECT c", path).rows == ()

@@ -54,9 +54,12 @@ def run(settings: Settings) -> int:
     from pipesql.manifest import write_manifest
     from pipesql.validate.report import summarize, write_outputs
 
+    if settings.data_dir is None and settings.benchmark != "demo":
+        print(f"pipesql validate: --data-dir is required for {settings.benchmark}", file=sys.stderr)
+        return 2
     try:
         items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
-    except (BenchmarkError, TypeError) as error:
+    except BenchmarkError as error:
         print(f"pipesql validate: {error}", file=sys.stderr)
         return 2
     workers = settings.workers or default_workers()
