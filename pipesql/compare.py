@@ -205,11 +205,11 @@ class TieWindow:
 @dataclass(frozen=True)
 class TieProbe:
     """A rewrite of an ordered gold query that lists every row (no LIMIT/OFFSET) with its order
-    key values: columns ``key_columns`` of each probe row hold the key, the first
-    ``output_width`` columns are the gold's own output."""
+    key values: columns ``key_columns`` of each probe row hold the key (negative: counted from
+    the end), and all but the last ``extra_columns`` columns are the gold's own output."""
 
     sql: str
-    output_width: int
+    extra_columns: int
     key_columns: tuple[int, ...]
     offset: int
     limit: int | None
@@ -240,7 +240,7 @@ def tie_window(probe: TieProbe, probe_rows: Sequence[Row]) -> TieWindow:
         if not groups or key != last_key:
             groups.append([])
             last_key = key
-        groups[-1].append(row[: probe.output_width])
+        groups[-1].append(row[: len(row) - probe.extra_columns])
     lo = probe.offset
     hi = len(rows) if probe.limit is None else min(len(rows), probe.offset + probe.limit)
     segments, position = [], 0
@@ -404,8 +404,8 @@ def _expand_aliases(key: exp.Expression, projections: list[exp.Expression]) -> e
 
 def tie_probe(sql: str, dialect: str = "sqlite") -> TieProbe | None:
     """The query that reveals which of an ordered gold query's rows tie on its order key, or
-    None when the gold is not ordered or cannot be rewritten safely (a ``*`` projection, a
-    DISTINCT ordered by a column it does not output, a non-literal LIMIT)."""
+    None when the gold is not ordered or cannot be rewritten safely (a DISTINCT ordered by a
+    column it does not output, a non-literal LIMIT, a position after ``*``)."""
     tree = _parse(sql, dialect)
     if tree is None:
         return None
@@ -422,26 +422,34 @@ def tie_probe(sql: str, dialect: str = "sqlite") -> TieProbe | None:
     if select is None:
         return None
     projections = list(select.expressions)
-    if any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
-           for p in projections):
-        return None
-    key_columns: list[int] = []
-    extra: list[exp.Expression] = []
+    # With a * the output width is unknown here, so every key is appended and found from the end.
+    star = any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
+               for p in projections)
+    keys: list[int | exp.Expression] = []
     for ordered in order.expressions:
         key = ordered.this
-        index = _output_index(key, projections)
+        index = None if star else _output_index(key, projections)
         if index is not None:
-            key_columns.append(index)
+            keys.append(index)
             continue
+        if star and isinstance(key, exp.Literal) and not key.is_string:
+            return None
         if not isinstance(query, exp.Select) or query.args.get("distinct"):
             return None  # a set operation orders by output columns only; DISTINCT would change
-        key_columns.append(len(projections) + len(extra))
-        extra.append(exp.alias_(_expand_aliases(key, projections), f"{_TIE_KEY_PREFIX}{len(extra)}"))
+        keys.append(_expand_aliases(key, projections))
+    extra = [k for k in keys if isinstance(k, exp.Expression)]
+    key_columns, appended = [], 0
+    for key in keys:
+        if isinstance(key, int):
+            key_columns.append(key)
+        else:
+            key_columns.append(appended - len(extra))
+            appended += 1
     query.set("limit", None)
     query.set("offset", None)
     if extra:
-        query.set("expressions", projections + extra)
-    return TieProbe(query.sql(dialect=dialect), len(projections), tuple(key_columns), offset, limit)
+        query.set("expressions", projections + [exp.alias_(k, f"{_TIE_KEY_PREFIX}{i}") for i, k in enumerate(extra)])
+    return TieProbe(query.sql(dialect=dialect), len(extra), tuple(key_columns), offset, limit)
 
 
 def compare_results(gold_sql: str, gold_rows: Sequence[Row], pred_rows: Sequence[Row],

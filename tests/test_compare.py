@@ -63,7 +63,7 @@ def test_orders_output_reads_top_level_order_only():
 
 def test_tie_probe_appends_keys_that_are_not_projected():
     probe = tie_probe("SELECT name FROM people ORDER BY age DESC LIMIT 2 OFFSET 1")
-    assert probe == TieProbe(probe.sql, output_width=1, key_columns=(1,), offset=1, limit=2)
+    assert probe == TieProbe(probe.sql, extra_columns=1, key_columns=(-1,), offset=1, limit=2)
     assert "LIMIT" not in probe.sql.upper() and "OFFSET" not in probe.sql.upper()
 
 
@@ -75,7 +75,7 @@ def test_tie_probe_reuses_projected_keys_aliases_and_positions():
 
 def test_tie_probe_declines_what_it_cannot_rewrite_safely():
     assert tie_probe("SELECT DISTINCT a FROM t ORDER BY b LIMIT 1") is None   # extra key would change DISTINCT
-    assert tie_probe("SELECT * FROM t ORDER BY a LIMIT 1") is None
+    assert tie_probe("SELECT * FROM t ORDER BY 1 LIMIT 1") is None              # position unknown behind *
     assert tie_probe("SELECT a FROM t LIMIT 1") is None                        # no order: nothing to tie
     assert tie_probe("SELECT a FROM t ORDER BY a LIMIT (SELECT 1)") is None
 
@@ -127,6 +127,15 @@ def test_offset_window_ties(people):
     assert gold == [("cid",)]
     assert compare_results(gold_sql, gold, [("bob",)], rerun=_rerun(people)).match
     assert not compare_results(gold_sql, gold, [("ann",)], rerun=_rerun(people)).match
+
+
+def test_ties_behind_a_star_projection(people):
+    gold_sql = "SELECT * FROM people ORDER BY age DESC LIMIT 2"
+    probe = tie_probe(gold_sql)
+    assert probe.extra_columns == 1 and probe.key_columns == (-1,)
+    gold = people.execute(gold_sql).fetchall()
+    pred = [("ann", 40, "x"), ("dan", 35, "z")]
+    assert compare_results(gold_sql, gold, pred, rerun=_rerun(people)).match
 
 
 def test_tie_window_segments(people):

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipesql.files import atomic_open, write_json, write_jsonl
-from pipesql.validate.check import CLASSES, MATCH, MISMATCH
+from pipesql.validate.check import CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY
+
+# Classes that say the benchmark item is unusable, not that pipesql failed it (grey in the chart).
+INPUT_PROBLEMS = (DB_MISSING, DB_CORRUPT, GOLD_ERROR, NOT_A_QUERY)
 
 GOLDEN_PAIRS = "golden_pairs.jsonl"
 QUARANTINE = "quarantine.jsonl"
@@ -84,8 +87,8 @@ def write_chart(path: Path, summary: dict) -> None:
         labels.append(f"  MISMATCH/{name}")
         counts.append(count)
     figure, axis = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.4))
-    colors = ["#2e7d32" if label == MATCH else "#c62828" if not label.startswith(" ") else "#ef9a9a"
-              for label in labels]
+    colors = ["#2e7d32" if label == MATCH else "#9e9e9e" if label in INPUT_PROBLEMS
+              else "#ef9a9a" if label.startswith(" ") else "#c62828" for label in labels]
     bars = axis.barh(labels[::-1], counts[::-1], color=colors[::-1])
     axis.bar_label(bars, padding=3)
     axis.set_xscale("log" if counts and max(counts) > 50 * max(1, min(counts)) else "linear")
@@ -139,7 +142,7 @@ def render_report(summary: dict, records: Sequence[dict], title: str) -> str:
         lines += ["## Examples", ""]
     for name in failures:
         lines += [f"### {name}", ""]
-        for record in [r for r in records if label_of(r) == name][:EXAMPLES_PER_CLASS]:
+        for record in _examples([r for r in records if label_of(r) == name]):
             validation = record["validation"]
             lines += [f"**{record['question_id']}** ({record['db_id']}), stage `{validation.get('stage')}`"
                       + (f", {validation['subclass']}" if validation.get("subclass") else "")
@@ -154,10 +157,30 @@ def render_report(summary: dict, records: Sequence[dict], title: str) -> str:
         errors = Counter(str(r["googlesql"]["error"]).split(" [at ")[0][:120] for r in rejected)
         lines += ["| error | pairs |", "|---|---:|"] + [f"| {e.replace('|', '/')} | {n} |" for e, n in errors.most_common(15)]
         lines.append("")
-        for record in rejected[:EXAMPLES_PER_CLASS]:
+        for record in _examples(rejected):
             lines += [f"**{record['question_id']}** ({record['db_id']}): {record['googlesql']['error']}", "",
                       _code(record["pipe_sql"]), ""]
+    disagree = [r for r in records if label_of(r) == MATCH and r.get("googlesql") and r["googlesql"]["executed"]
+                and not r["googlesql"]["match"]]
+    if disagree:
+        lines += ["## Golden pairs whose ZetaSQL result differs from SQLite's", ""]
+        for record in _examples(disagree):
+            outcome = record["googlesql"]
+            lines += [f"**{record['question_id']}** ({record['db_id']}): {outcome.get('mismatch')}: "
+                      f"{outcome.get('detail', '')}", "", _code(record["gold_sql"]), "", _code(record["pipe_sql"]), ""]
     return "\n".join(lines) + "\n"
+
+
+def _examples(records: Sequence[dict]) -> list[dict]:
+    """Up to EXAMPLES_PER_CLASS records with different gold SQL (Spider repeats a query per paraphrase)."""
+    seen, chosen = set(), []
+    for record in records:
+        if record["gold_sql"] not in seen:
+            seen.add(record["gold_sql"])
+            chosen.append(record)
+        if len(chosen) == EXAMPLES_PER_CLASS:
+            break
+    return chosen
 
 
 def write_outputs(out_dir: Path, records: Sequence[dict], summary: dict, title: str) -> list[Path]:
