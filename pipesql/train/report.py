@@ -65,6 +65,7 @@ def summarize_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     _, eval_acc = series(log_history, "eval_mean_token_accuracy")
     return {
         "first_train_loss": first_loss, "final_train_loss": last_loss,
+        "first_eval_loss": eval_losses[0] if eval_losses else None,
         "final_eval_loss": eval_losses[-1] if eval_losses else None,
         "best_eval_loss": min(eval_losses) if eval_losses else None,
         "first_token_accuracy": first_acc, "final_token_accuracy": last_acc,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import os
 import shutil
 import time
@@ -100,7 +99,7 @@ def resolve_runtime(settings: Settings) -> Runtime:
                    world_size=int(os.environ.get("WORLD_SIZE", 1)))
 
 
-def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_dev: bool):
+def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_dev: bool, resuming: bool = False):
     from trl import SFTConfig
 
     evaluate = has_dev and settings.eval_steps > 0
@@ -135,6 +134,7 @@ def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_d
         logging_first_step=True,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=settings.eval_steps if evaluate else None,
+        eval_on_start=evaluate and settings.eval_on_start and not resuming,
         save_strategy="steps",
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
@@ -191,27 +191,35 @@ def _run_config(settings: Settings, base_path: str, runtime: Runtime, stats: dic
 
 
 def run_training(settings: Settings) -> int:
-    import torch
-    from transformers import set_seed
-
-    from pipesql.models import resolve_model
+    from pipesql.models import load_tokenizer, resolve_model
     from pipesql.train.chat_template import template_to_save
-    from pipesql.train.data import load_tokenized
-    from pipesql.train.report import plot_curves, summarize_history
-    from pipesql.train.trainer import GuardedSFTTrainer
 
     started = time.time()
     runtime = resolve_runtime(settings)
     out = Path(settings.output_dir)
     resume_from = _prepare_run_dir(settings, runtime)
     base_path = resolve_model(settings.model_name)
-
-    # Tokenizer and data once; the model is rebuilt at every (re)start so that a rollback before
-    # the first checkpoint starts from the same initial weights.
-    from pipesql.models import load_tokenizer
-
     tokenizer = load_tokenizer(base_path)
+    # What is saved with the adapter; training renders with TRAINING_CHAT_TEMPLATE explicitly.
     tokenizer.chat_template = template_to_save(tokenizer.chat_template)
+    train_set, dev_set, stats = _load_data(settings, tokenizer)
+    if runtime.is_main:
+        write_json(out / RUN_CONFIG_NAME, _run_config(settings, base_path, runtime, stats))
+    trainer, tokens, train_seconds = _train_with_rollbacks(settings, runtime, tokenizer, train_set, dev_set,
+                                                           resume_from)
+    final = _save_final(trainer, out, runtime)
+    if runtime.is_main:
+        summary = _write_outputs(settings, runtime, trainer, final, stats, resume_from=resume_from,
+                                 tokens=tokens * runtime.world_size, train_seconds=train_seconds,
+                                 wall_seconds=time.time() - started)
+        print(f"final train loss {summary['final_train_loss']}, eval loss {summary['final_eval_loss']}, "
+              f"{summary['tokens_per_second']} tokens/s; adapter: {final}")
+    return 0
+
+
+def _load_data(settings: Settings, tokenizer):
+    from pipesql.train.data import load_tokenized
+
     train_set, train_stats = load_tokenized(tokenizer, settings.train_data, max_seq_length=settings.max_seq_length,
                                             limit=settings.limit)
     dev_set, dev_stats = None, None
@@ -221,24 +229,35 @@ def run_training(settings: Settings) -> int:
                                             limit=dev_limit)
     elif settings.dev_data:
         log.warning("dev data %s not found: training without evaluation", settings.dev_data)
-    stats = {"train": train_stats.as_dict(), "dev": dev_stats.as_dict() if dev_stats else None}
-    if runtime.is_main:
-        write_json(out / RUN_CONFIG_NAME, _run_config(settings, base_path, runtime, stats))
+    return train_set, dev_set, {"train": train_stats.as_dict(), "dev": dev_stats.as_dict() if dev_stats else None}
 
+
+def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train_set, dev_set,
+                          resume_from: Path | None):
+    """Train to the end, rolling back to the last good checkpoint at a lower learning rate each
+    time the guard trips. Returns ``(trainer, tokens seen on this rank, seconds spent training)``."""
+    import torch
+    from transformers import set_seed
+
+    from pipesql.train.trainer import GuardedSFTTrainer
+
+    out = Path(settings.output_dir)
     events = read_events(out)
-    guard = StabilityGuard(settings.spike_factor, settings.spike_window, settings.spike_warmup)
-    trainer = None
-    tokens = 0
-    train_seconds = 0.0
+    tokens, seconds = 0, 0.0
     while True:
         learning_rate = learning_rate_after(settings.learning_rate, settings.lr_backoff, events)
         injected_already = any(e.get("injected") for e in events)
+        # The model is rebuilt at every (re)start, so that a rollback before the first checkpoint
+        # starts again from the same initial weights.
         set_seed(settings.seed)
         model, _ = _load_model(settings, runtime)
         trainer = GuardedSFTTrainer(
-            model=model, args=sft_config(settings, runtime, learning_rate, dev_set is not None),
+            model=model, args=sft_config(settings, runtime, learning_rate, dev_set is not None,
+                                         resuming=resume_from is not None),
             train_dataset=train_set, eval_dataset=dev_set, processing_class=tokenizer,
-            peft_config=lora_config(settings), guard=guard, learning_rate_target=learning_rate,
+            peft_config=lora_config(settings),
+            guard=StabilityGuard(settings.spike_factor, settings.spike_window, settings.spike_warmup),
+            learning_rate_target=learning_rate,
             inject_nan_step=None if injected_already else settings.inject_nan_step,
             inject_kill_step=settings.inject_kill_step,
         )
@@ -246,10 +265,10 @@ def run_training(settings: Settings) -> int:
             log.info("resuming from %s at learning rate %.3g", resume_from, learning_rate)
         attempt_start = time.time()
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        train_seconds += time.time() - attempt_start
+        seconds += time.time() - attempt_start
         tokens += trainer.tokens_seen
         if trainer.tripped is None:
-            break
+            return trainer, tokens, seconds
         event = {**trainer.tripped, "learning_rate": learning_rate}
         if rollbacks_done(events) >= settings.max_rollbacks:
             if runtime.is_main:
@@ -260,46 +279,50 @@ def run_training(settings: Settings) -> int:
                 f"{latest_checkpoint(out, before_step=event['step'])}. Lower --learning-rate or raise "
                 "--max-rollbacks.")
         resume_from = latest_checkpoint(out, before_step=event["step"])
-        new_lr = learning_rate * settings.lr_backoff
+        event.update(action="rollback", to_checkpoint=resume_from.name if resume_from else None,
+                     new_learning_rate=learning_rate * settings.lr_backoff)
         if runtime.is_main:
-            append_event(out, {**event, "action": "rollback", "to_checkpoint": resume_from.name if resume_from else None,
-                               "new_learning_rate": new_lr})
-        events = read_events(out) if runtime.is_main else events + [{**event, "action": "rollback"}]
+            append_event(out, event)
+        events = events + [event]
         trainer.accelerator.wait_for_everyone()
-        guard = StabilityGuard(settings.spike_factor, settings.spike_window, settings.spike_warmup)
         del trainer, model
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    final = _save_final(trainer, out, runtime)
-    if runtime.is_main:
-        history = trainer.state.log_history
-        plot = plot_curves(history, out / "training_curves.png", title=f"{settings.model_name} LoRA r={settings.lora_r}")
-        events = read_events(out)
-        summary = {
-            "model_name": settings.model_name, "global_step": trainer.state.global_step,
-            "max_steps": trainer.state.max_steps, "epochs": trainer.state.epoch,
-            "resumed_from": None if resume_from is None else resume_from.name,
-            "train_seconds": round(train_seconds, 2), "wall_seconds": round(time.time() - started, 2),
-            "tokens_trained": tokens * runtime.world_size,
-            "tokens_per_second": round(tokens * runtime.world_size / train_seconds, 1) if train_seconds else None,
-            "learning_rate_final": learning_rate_after(settings.learning_rate, settings.lr_backoff, events),
-            "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
-            "checkpoints": [p.name for p in complete_checkpoints(out)],
-            "rollbacks": rollbacks_done(events), "stability_events": events,
-            "runtime": runtime.__dict__, "data": stats,
-            **summarize_history(history),
-        }
-        write_json(out / SUMMARY_NAME, summary)
-        outputs = [final, out / SUMMARY_NAME, out / RUN_CONFIG_NAME] + ([plot] if plot else [])
-        write_manifest(out, "train", settings, inputs=[p for p in (settings.train_data, settings.dev_data) if p],
-                       outputs=outputs, metrics={k: summary[k] for k in (
-                           "global_step", "final_train_loss", "final_eval_loss", "tokens_per_second", "rollbacks")})
-        log.info("trained %d steps in %.0f s; final adapter in %s", trainer.state.global_step, train_seconds, final)
-        print(f"final train loss {summary['final_train_loss']}, eval loss {summary['final_eval_loss']}, "
-              f"{summary['tokens_per_second']} tokens/s; adapter: {final}")
-    return 0
+
+def _write_outputs(settings: Settings, runtime: Runtime, trainer, final: Path, stats: dict[str, Any], *,
+                   resume_from: Path | None, tokens: int, train_seconds: float, wall_seconds: float) -> dict:
+    """Plot, summary and manifest (rank 0 only)."""
+    from pipesql.train.report import plot_curves, summarize_history
+
+    out = Path(settings.output_dir)
+    history = trainer.state.log_history
+    plot = plot_curves(history, out / "training_curves.png", title=f"{settings.model_name} LoRA r={settings.lora_r}")
+    events = read_events(out)
+    best = trainer.state.best_model_checkpoint
+    summary = {
+        "model_name": settings.model_name, "global_step": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps, "epochs": trainer.state.epoch,
+        "resumed_from": None if resume_from is None else resume_from.name,
+        "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall_seconds, 2),
+        "tokens_trained": tokens,
+        "tokens_per_second": round(tokens / train_seconds, 1) if train_seconds else None,
+        "learning_rate_final": learning_rate_after(settings.learning_rate, settings.lr_backoff, events),
+        "best_checkpoint": Path(best).name if best else None,
+        "checkpoints": [p.name for p in complete_checkpoints(out)],
+        "rollbacks": rollbacks_done(events), "stability_events": events,
+        "runtime": runtime.__dict__, "data": stats,
+        **summarize_history(history),
+    }
+    write_json(out / SUMMARY_NAME, summary)
+    outputs = [final, out / SUMMARY_NAME, out / RUN_CONFIG_NAME] + ([plot] if plot else [])
+    write_manifest(out, "train", settings, inputs=[p for p in (settings.train_data, settings.dev_data) if p],
+                   outputs=outputs, metrics={k: summary[k] for k in (
+                       "global_step", "first_train_loss", "final_train_loss", "final_eval_loss", "tokens_per_second",
+                       "rollbacks")})
+    log.info("trained %d steps in %.0f s; final adapter in %s", trainer.state.global_step, train_seconds, final)
+    return summary
 
 
 def _save_final(trainer, out: Path, runtime: Runtime) -> Path:

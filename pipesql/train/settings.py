@@ -62,6 +62,7 @@ class Settings:
     lora_alpha: int = option(32, "LoRA alpha.")
     lora_dropout: float = option(0.05, "LoRA dropout.")
     eval_steps: int = option(500, "Evaluate on the dev set every N optimizer steps.")
+    eval_on_start: bool = option(True, "Also evaluate before the first step (not when resuming): the baseline.")
     save_steps: int = option(500, "Checkpoint every N optimizer steps.")
     save_total_limit: int = option(3, "Keep the newest N checkpoints (plus the best by eval loss).")
     logging_steps: int = option(10, "Log train loss / accuracy every N optimizer steps.")
