@@ -35,7 +35,8 @@ class Settings:
         # model (SmolLM2); activations are kept, not recomputed, since memory is not the limit.
         "smoke": {
             "model_name": "tiny", "load_in_4bit": False, "per_device_train_batch_size": 2,
-            "gradient_accumulation_steps": 1, "num_epochs": 1.0, "max_steps": 30, "learning_rate": 5e-4,
+            "gradient_accumulation_steps": 1, "num_epochs": 1.0, "max_steps": 30, "learning_rate": 2e-4,
+            "warmup_ratio": 0.1,
             "max_seq_length": 1024, "eval_steps": 15, "save_steps": 15, "logging_steps": 5, "limit": 200,
             "gradient_checkpointing": False, "output_dir": Path("runs/train-smoke"),
         },
