@@ -168,7 +168,7 @@ def measure(model: str, variant: Variant, model_dir: Path, dataset, tokenizer, a
     runtime = resolve_runtime(settings)
     if qlora and runtime.precision == "fp16":
         runtime = dataclasses.replace(runtime, precision="bf16")  # the replaced system's own QLoRA fix
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float32, "fp32": torch.float32}[runtime.precision]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[runtime.precision]
     network, _ = load_model_and_tokenizer(model_dir, dtype=dtype, device=runtime.device, load_in_4bit=qlora,
                                           attn_implementation=runtime.attn_implementation)
     step_times: list[float] = []

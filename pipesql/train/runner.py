@@ -163,8 +163,9 @@ def _load_model(settings: Settings, runtime: Runtime):
 
     from pipesql.models import load_model_and_tokenizer
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float32, "fp32": torch.float32}[runtime.precision]
-    # fp16 AMP keeps the master weights in fp32 (the grad scaler cannot unscale fp16 parameters).
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[runtime.precision]
+    # The frozen base may be half precision; PEFT keeps the trainable adapter in fp32, which the
+    # fp16 grad scaler needs (it cannot unscale fp16 gradients).
     return load_model_and_tokenizer(settings.model_name, dtype=dtype, device=runtime.device,
                                     load_in_4bit=settings.load_in_4bit,
                                     attn_implementation=runtime.attn_implementation)
