@@ -95,9 +95,8 @@ def statement_kind(sql: str) -> str | None:
     except Exception:  # malformed SQL: the gold execution will classify it
         return None
     for tree in trees:
-        root = tree
-        if not isinstance(root, _QUERY_ROOTS):
-            return type(root).__name__
+        if not isinstance(tree, _QUERY_ROOTS):
+            return type(tree).__name__
     if len(trees) > 1:
         return "MultipleStatements"
     return None
