@@ -221,7 +221,7 @@ def googlesql_check(pipe_sql: str, item: Item, schema: DatabaseSchema, total_row
         outcome["error"] = f"unavailable: {type(failure).__name__}: {failure}"
         return outcome
     result = None
-    if total_rows <= options.googlesql_execute_rows:
+    if 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows:
         try:
             result = engine.execute(pipe_sql, item.db_path, row_cap=options.row_cap, timeout_s=options.googlesql_timeout_s)
         except googlesql.GoogleSQLAnalysisError as failure:
@@ -232,7 +232,7 @@ def googlesql_check(pipe_sql: str, item: Item, schema: DatabaseSchema, total_row
         except googlesql.GoogleSQLError as failure:  # analyzed, then failed or timed out while running
             outcome.update(analyzed=True, error=f"execution: {failure}"[:1000])
             return outcome
-    else:
+    elif options.googlesql_execute_rows > 0:
         outcome["skipped"] = f"database has {total_rows} rows (> {options.googlesql_execute_rows})"
     if result is None:
         error = engine.analyze(pipe_sql, schema)
