@@ -57,9 +57,11 @@ def run(settings: Settings) -> int:
     if settings.data_dir is None and settings.benchmark != "demo":
         print(f"pipesql validate: --data-dir is required for {settings.benchmark}", file=sys.stderr)
         return 2
+    from pipesql.demo import DemoCorpusError
+
     try:
         items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
-    except BenchmarkError as error:
+    except (BenchmarkError, DemoCorpusError) as error:
         print(f"pipesql validate: {error}", file=sys.stderr)
         return 2
     workers = settings.workers or default_workers()
