@@ -38,10 +38,10 @@ class Settings:
     stage: ClassVar[str] = "pipeline"
     out: Path = option(Path("runs/demo"), "Output root: one folder per stage, plus pipeline_summary.json.")
     model: str = option("smollm2-135m", "Base model: a registry name (smollm2-135m; tiny for tests), hub id or folder.")
-    max_steps: int = option(40, "Training steps (optimizer steps of the smoke preset).")
+    max_steps: int = option(30, "Training steps (one conversation each).")
     skip_train: bool = option(False, "Skip train and merge, and evaluate the base model as it is.")
     limit: int | None = option(None, "Use only the first N demo train questions (default: all 110).")
-    eval_limit: int | None = option(None, "Evaluate only the first N demo dev questions (default: all 57).")
+    eval_limit: int = option(20, "Evaluate the first N demo dev questions (of 57; 0: all).")
     max_seq_length: int = option(2048, "Longest training conversation, in tokens (longer ones are skipped).")
     device: str = option("auto", "Device for train and evaluate: auto (CUDA when available), cpu or cuda.",
                          choices=["auto", "cpu", "cuda"])
@@ -102,9 +102,13 @@ def _generate(settings: Settings, layout: Layout) -> dict[str, Any]:
 
 
 def _train(settings: Settings, layout: Layout) -> dict[str, Any]:
+    # The smoke preset, made cheap enough for two CPU cores: one conversation a step, no
+    # activation recomputation (a 135M model fits), no dev-loss passes (evaluate measures the
+    # model), one checkpoint at the end.
     return {"preset": "smoke", "model_name": settings.model, "train_data": layout.generate / "train.jsonl",
-            "dev_data": layout.generate / "dev.jsonl", "output_dir": layout.train,
-            "max_steps": settings.max_steps, "max_seq_length": settings.max_seq_length, "device": settings.device}
+            "dev_data": None, "output_dir": layout.train, "max_steps": settings.max_steps,
+            "max_seq_length": settings.max_seq_length, "device": settings.device,
+            "per_device_train_batch_size": 1, "gradient_checkpointing": False, "save_steps": settings.max_steps}
 
 
 def _merge(settings: Settings, layout: Layout) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def _merge(settings: Settings, layout: Layout) -> dict[str, Any]:
 def _evaluate(settings: Settings, layout: Layout) -> dict[str, Any]:
     model = settings.model if settings.skip_train else str(layout.merged)
     return {"model": model, "benchmark": DEMO, "split": "dev", "out": layout.evaluate,
-            "limit": settings.eval_limit, "device": settings.device}
+            "limit": settings.eval_limit or None, "device": settings.device}
 
 
 STAGES: list[tuple[str, tuple[str, ...], Callable[[Settings, Layout], dict[str, Any]], Callable[[Layout], Path]]] = [
@@ -209,8 +213,8 @@ def measured(result: StageResult) -> str:
     if result.name == "generate":
         return f"{m.get('samples', '?'):,} samples (train {m.get('train_samples', '?')}, dev {m.get('dev_samples', '?')})"
     if result.name == "train":
-        return (f"loss {_number(m.get('first_train_loss'))} -> {_number(m.get('final_train_loss'))} "
-                f"in {m.get('global_step', '?')} steps; eval loss {_number(m.get('final_eval_loss'))}")
+        return (f"train loss {_number(m.get('first_train_loss'))} -> {_number(m.get('final_train_loss'))} "
+                f"in {m.get('global_step', '?')} steps")
     if result.name == "evaluate":
         return (f"execution accuracy {_percent(m.get('execution_accuracy'))} "
                 f"({m.get('matches', '?')}/{m.get('questions', '?')})")

@@ -443,3 +443,16 @@ def test_registry_model_is_built_by_pipesql_models(tmp_path, monkeypatch, capsys
 def test_fetch_without_a_target_says_what_to_fetch(capsys):
     assert fetch() == 2
     assert "spider, bird, model" in capsys.readouterr().err
+
+
+def test_fetch_job_script_lands_the_dataset_under_data_root(tmp_path):
+    """jobs/fetch.sh, the compose `fetch` service's entrypoint, run natively."""
+    source = make_spider(tmp_path / "src")
+    env = {**os.environ, "DATA_ROOT": str(tmp_path / "data"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {k: v for k, v in env.items() if not k.startswith("PIPESQL_FETCH_")}
+    script = Path(__file__).resolve().parents[1] / "jobs" / "fetch.sh"
+    result = subprocess.run(["sh", str(script), "spider", "--from", str(source)], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert verify_manifest(tmp_path / "data" / "spider").ok
