@@ -131,7 +131,7 @@ def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_d
         eval_packing=False,
         assistant_only_loss=False,  # the assistant mask is built in pipesql.train.data
         logging_steps=settings.logging_steps,
-        logging_first_step=True,
+        logging_first_step=False,  # a one-micro-batch loss is noise, not a starting point
         eval_strategy="steps" if evaluate else "no",
         eval_steps=settings.eval_steps if evaluate else None,
         eval_on_start=evaluate and settings.eval_on_start and not resuming,
