@@ -228,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lengths-from", type=Path, help="train.jsonl whose conversation lengths to sample")
+    parser.add_argument("--tokenizer", default="tiny",
+                        help="tokenizer that measures --lengths-from (a local Qwen2.5 tokenizer directory gives the "
+                             "real lengths; the default tiny one overstates them)")
     parser.add_argument("--peak-tflops", type=float, help="dense bf16 peak of the GPU, for MFU")
     parser.add_argument("--work-dir", type=Path, help="where random weights are written (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -247,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     from pipesql.models import load_tokenizer
 
-    tokenizer = load_tokenizer("tiny")  # only its pad id is used; the data are token ids already
+    tokenizer = load_tokenizer("tiny")  # the trainer only uses its pad id: the data are token ids already
+    length_tokenizer = load_tokenizer(args.tokenizer) if args.lengths_from else None
     models = ["tiny"] if args.dry_run_cpu else args.models
     peak = peak_flops(args.peak_tflops)
     results = []
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         for model in models:
             batch, accumulation, _ = RECIPES[model]
             samples = batch * accumulation * (args.warmup + args.steps)
-            lengths = sample_lengths(samples, args.seed, args.lengths_from, tokenizer)
+            lengths = sample_lengths(samples, args.seed, args.lengths_from, length_tokenizer)
             dataset = synthetic_dataset(lengths, QWEN_CONFIGS[model]["vocab_size"], args.seed)
             # Keep the sample order fixed so that every variant sees the same steps.
             weights_dtype = torch.float32 if args.dry_run_cpu else torch.bfloat16

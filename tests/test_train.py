@@ -279,3 +279,18 @@ def test_qlora_on_cpu_is_refused_with_a_clear_message(data, tmp_path):
 
     with pytest.raises(SystemExit, match="CUDA"):
         resolve_runtime(dataclasses.replace(tiny_settings(data, tmp_path), load_in_4bit=True, device="cpu"))
+
+
+def test_no_resume_refuses_to_overwrite_a_run(data, tmp_path):
+    from pipesql.train.runner import _prepare_run_dir, resolve_runtime
+
+    checkpoint = tmp_path / "run" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "adapter_model.safetensors"):
+        (checkpoint / name).write_text("x")
+    settings = tiny_settings(data, tmp_path / "run")
+    assert _prepare_run_dir(settings, resolve_runtime(settings)) == checkpoint
+    refused = dataclasses.replace(settings, resume=False)
+    with pytest.raises(SystemExit, match="already holds checkpoint-4"):
+        _prepare_run_dir(refused, resolve_runtime(refused))
+

@@ -224,12 +224,14 @@ def _load_data(settings: Settings, tokenizer):
     train_set, train_stats = load_tokenized(tokenizer, settings.train_data, max_seq_length=settings.max_seq_length,
                                             limit=settings.limit)
     dev_set, dev_stats = None, None
-    if settings.dev_data and Path(settings.dev_data).is_file():
+    # An empty --dev-data arrives as Path("") == Path("."): no dev set.
+    dev_path = settings.dev_data if settings.dev_data and str(settings.dev_data) not in ("", ".") else None
+    if dev_path and Path(dev_path).is_file():
         dev_limit = None if settings.limit is None else max(1, settings.limit // 10)
-        dev_set, dev_stats = load_tokenized(tokenizer, settings.dev_data, max_seq_length=settings.max_seq_length,
+        dev_set, dev_stats = load_tokenized(tokenizer, dev_path, max_seq_length=settings.max_seq_length,
                                             limit=dev_limit)
-    elif settings.dev_data:
-        log.warning("dev data %s not found: training without evaluation", settings.dev_data)
+    elif dev_path:
+        log.warning("dev data %s not found: training without evaluation", dev_path)
     return train_set, dev_set, {"train": train_stats.as_dict(), "dev": dev_stats.as_dict() if dev_stats else None}
 
 
@@ -244,7 +246,7 @@ def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train
 
     out = Path(settings.output_dir)
     events = read_events(out)
-    tokens, seconds = 0, 0.0
+    tokens, seconds = 0, 0.0  # training only: evaluation time is taken out
     while True:
         learning_rate = learning_rate_after(settings.learning_rate, settings.lr_backoff, events)
         injected_already = any(e.get("injected") for e in events)
@@ -266,7 +268,7 @@ def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train
             log.info("resuming from %s at learning rate %.3g", resume_from, learning_rate)
         attempt_start = time.time()
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        seconds += time.time() - attempt_start
+        seconds += time.time() - attempt_start - trainer.eval_seconds
         tokens += trainer.tokens_seen
         if trainer.tripped is None:
             return trainer, tokens, seconds
@@ -306,7 +308,7 @@ def _write_outputs(settings: Settings, runtime: Runtime, trainer, final: Path, s
         "model_name": settings.model_name, "global_step": trainer.state.global_step,
         "max_steps": trainer.state.max_steps, "epochs": trainer.state.epoch,
         "resumed_from": None if resume_from is None else resume_from.name,
-        "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall_seconds, 2),
+        "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall_seconds, 2),  # train: no eval
         "tokens_trained": tokens,
         "tokens_per_second": round(tokens / train_seconds, 1) if train_seconds else None,
         "learning_rate_final": learning_rate_after(settings.learning_rate, settings.lr_backoff, events),

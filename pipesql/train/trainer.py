@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class GuardedSFTTrainer(SFTTrainer):
         self.inject_kill_step = inject_kill_step
         self.tripped: dict[str, Any] | None = None
         self.tokens_seen = 0
+        self.eval_seconds = 0.0
         self._step_loss = None
         super().__init__(*args, **kwargs)
 
@@ -95,6 +97,14 @@ class GuardedSFTTrainer(SFTTrainer):
             self.control.should_training_stop = True
             return None
         return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        # Timed so that the run's tokens/s counts training time only.
+        start = time.perf_counter()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self.eval_seconds += time.perf_counter() - start
 
     # -- checkpoints ------------------------------------------------------------------------
 
