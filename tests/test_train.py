@@ -193,6 +193,8 @@ def test_loss_falls_and_the_run_directory_is_complete(reference_run):
     assert list((reference_run / "runs").rglob("events.out.tfevents.*"))  # TensorBoard logs
     # Checkpoints: the newest save_total_limit, plus the best by eval loss.
     assert [p.name for p in complete_checkpoints(reference_run)] == ["checkpoint-6", "checkpoint-12", "checkpoint-18"]
+    assert summary["checkpoints"] == ["checkpoint-6", "checkpoint-12", "checkpoint-18"]
+    assert summary["best_checkpoint"] in summary["checkpoints"]  # tracked by eval loss
     assert not (reference_run / STAGING).exists() or not any((reference_run / STAGING).iterdir())
     # What ships carries the inference template (tool support, no generation markers).
     saved = json.loads((reference_run / "final" / "tokenizer_config.json").read_text())
