@@ -17,6 +17,16 @@ Repairs (each measured wrong without it, see shared/notes/engines.md):
   only MIN/MAX of its SELECT (SQLite then takes ``x`` from that row), else ``MAX(x)``;
   a plain ``ANY_VALUE(x)`` in a grouped SELECT becomes the bare column too, so the row
   SQLite picks is the one the original SQLite query would have picked.
+- Date and time functions get SQLite's spelling, over the ISO text SQLite stores:
+  ``SAFE_CAST(x AS DATETIME)`` → ``DATETIME(x)`` (inside ``FORMAT_*`` and ``*_DIFF`` just ``x``,
+  which SQLite's date functions parse as they are), ``FORMAT_DATETIME(f, d)`` →
+  ``STRFTIME(f, d)``, ``DATETIME_DIFF``/``TIMESTAMP_DIFF(a, b, SECOND|MINUTE|HOUR)`` → the
+  difference of ``STRFTIME('%s', ...)`` seconds (``DAY``: of ``JULIANDAY(DATE(...))``),
+  ``DATETIME_ADD/SUB(d, INTERVAL n unit)`` → ``DATETIME(d, '+n unit')``,
+  ``DATETIME_TRUNC(d, MONTH)`` → ``DATETIME(d, 'start of month')``, ``EXTRACT(YEAR FROM d)``
+  → ``CAST(STRFTIME('%Y', d) AS INTEGER)``, ``CURRENT_DATETIME()`` → ``DATETIME('now')``
+  (sqlglot leaves these as functions SQLite does not have, or casts to a NUMERIC type).
+- ``CAST(TRUNC(x) AS INT64)`` → ``CAST(x AS INTEGER)`` (SQLite's cast already truncates).
 """
 
 from __future__ import annotations
@@ -135,6 +145,109 @@ def _any_value_to_bare_column(tree: exp.Expr) -> exp.Expr:
     return tree
 
 
+_DATE_TYPES = (exp.DType.DATE, exp.DType.DATETIME, exp.DType.TIMESTAMP, exp.DType.TIMESTAMPTZ,
+               exp.DType.TIMESTAMPLTZ, exp.DType.TIMESTAMPNTZ)
+_TS_WRAPPERS = (exp.TsOrDsToDatetime, exp.TsOrDsToTimestamp, exp.TsOrDsToDate)
+_UNIT_SECONDS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600}
+_MODIFIER_UNITS = {"SECOND", "MINUTE", "HOUR", "DAY", "MONTH", "YEAR"}
+
+
+def _fn(name: str, *args: exp.Expr) -> exp.Anonymous:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _unit(node: exp.Expr) -> str:
+    unit = node.args.get("unit")
+    return (unit.name if unit is not None else "DAY").upper().strip("'")
+
+
+def _date_cast(node: exp.Expr) -> bool:
+    return isinstance(node, (exp.Cast, exp.TryCast)) and node.to.is_type(*_DATE_TYPES)
+
+
+def _time_text(node: exp.Expr) -> exp.Expr:
+    """The SQLite text a GoogleSQL date/time value stands for: casts of text and sqlglot's
+    conversion wrappers are dropped (SQLite's date functions parse ISO text as it is)."""
+    while True:
+        if isinstance(node, _TS_WRAPPERS) or (_date_cast(node) and not node.to.is_type(exp.DType.DATE)):
+            node = node.this
+        elif isinstance(node, exp.Paren) and isinstance(node.this, (*_TS_WRAPPERS, exp.Cast, exp.TryCast)):
+            node = node.this
+        else:
+            return node
+
+
+def _seconds(node: exp.Expr) -> exp.Expr:
+    text = _time_text(node)
+    return exp.Cast(this=_fn("STRFTIME", exp.Literal.string("%s"), text.copy()), to=exp.DataType.build("INTEGER"))
+
+
+def _date_repair(node: exp.Expr) -> exp.Expr:
+    if isinstance(node, exp.TimeToStr):
+        node.set("this", _time_text(node.this).copy())
+        return node
+    if isinstance(node, (exp.DatetimeDiff, exp.TimestampDiff)):
+        unit = _unit(node)
+        a, b = node.this, node.expression
+        if unit == "DAY":
+            day = lambda x: _fn("JULIANDAY", _fn("DATE", _time_text(x).copy()))  # noqa: E731
+            return exp.Cast(this=exp.Paren(this=exp.Sub(this=day(a), expression=day(b))),
+                            to=exp.DataType.build("INTEGER"))
+        if unit in _UNIT_SECONDS:
+            size = _UNIT_SECONDS[unit]
+            if isinstance(node, exp.DatetimeDiff) and size > 1:  # boundaries crossed
+                diff = exp.Sub(this=exp.Div(this=_seconds(a), expression=exp.Literal.number(size)),
+                               expression=exp.Div(this=_seconds(b), expression=exp.Literal.number(size)))
+            else:
+                diff = exp.Sub(this=_seconds(a), expression=_seconds(b))
+                if size > 1:
+                    diff = exp.Div(this=exp.Paren(this=diff), expression=exp.Literal.number(size))
+            return exp.Paren(this=diff)
+        return node
+    if isinstance(node, (exp.DatetimeAdd, exp.DatetimeSub, exp.TimestampAdd, exp.TimestampSub)):
+        unit, amount = _unit(node), node.expression
+        if unit in _MODIFIER_UNITS and isinstance(amount, exp.Literal):
+            n = float(amount.this) if "." in amount.this else int(amount.this)
+            if isinstance(node, (exp.DatetimeSub, exp.TimestampSub)):
+                n = -n
+            return _fn("DATETIME", _time_text(node.this).copy(), exp.Literal.string(f"{n:+} {unit.lower()}"))
+        return node
+    if isinstance(node, (exp.DatetimeTrunc, exp.TimestampTrunc)) and _unit(node) in ("DAY", "MONTH", "YEAR"):
+        return _fn("DATETIME", _time_text(node.this).copy(), exp.Literal.string(f"start of {_unit(node).lower()}"))
+    if isinstance(node, exp.Extract):
+        part = node.this.name.upper()
+        codes = {"YEAR": "%Y", "MONTH": "%m", "DAY": "%d", "HOUR": "%H", "MINUTE": "%M", "SECOND": "%S",
+                 "DAYOFYEAR": "%j"}
+        if part in codes:
+            text = _fn("STRFTIME", exp.Literal.string(codes[part]), _time_text(node.expression).copy())
+            return exp.Cast(this=text, to=exp.DataType.build("INTEGER"))
+        if part == "DAYOFWEEK":  # GoogleSQL: 1 = Sunday; SQLite %w: 0 = Sunday
+            text = _fn("STRFTIME", exp.Literal.string("%w"), _time_text(node.expression).copy())
+            return exp.Add(this=exp.Cast(this=text, to=exp.DataType.build("INTEGER")), expression=exp.Literal.number(1))
+        return node
+    if isinstance(node, exp.CurrentDatetime):
+        return _fn("DATETIME", exp.Literal.string("now"))
+    if _date_cast(node) and node.to.is_type(exp.DType.TIMESTAMPTZ, exp.DType.TIMESTAMPLTZ):
+        return _fn("DATETIME", node.this.copy())  # sqlglot: CAST(x AS TIMESTAMPTZ), numeric in SQLite
+    if isinstance(node, (exp.Cast, exp.TryCast)) and node.to.is_type(*exp.DataType.INTEGER_TYPES):
+        inner = node.this
+        if isinstance(inner, exp.Trunc) and inner.args.get("decimals") is None:
+            node.set("this", inner.this)  # SQLite's CAST to INTEGER truncates toward zero itself
+        elif isinstance(inner, exp.Anonymous) and inner.name.upper() == "TRUNC" and len(inner.expressions) == 1:
+            node.set("this", inner.expressions[0])
+        return node
+    return node
+
+
+def _date_functions(tree: exp.Expr) -> exp.Expr:
+    """Children before parents: an outer repair sees its arguments already in SQLite terms."""
+    for node in reversed(list(tree.walk(bfs=False))):
+        new = _date_repair(node)
+        if new is not node:
+            node.replace(new)
+    return tree
+
+
 def pipe_to_sqlite(pipe_sql: str) -> str:
     """Translate pipe SQL to one SQLite statement. Raises :class:`TranspileError`."""
     try:
@@ -150,6 +263,7 @@ def pipe_to_sqlite(pipe_sql: str) -> str:
         tree = _wrap_set_operands(tree)
         tree = _having_max_to_bare_column(tree)
         tree = _any_value_to_bare_column(tree)
+        tree = _date_functions(tree)
         return tree.sql(dialect="sqlite")
     except SqlglotError as error:
         raise TranspileError(str(error).splitlines()[0]) from None

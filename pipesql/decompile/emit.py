@@ -538,7 +538,7 @@ def render(node: exp.Expr, env: Env, catalog: Catalog) -> str:
     identifiers restored to their schema spelling and quoted where needed."""
     tree = node.copy()
     tree = _inline_subqueries(tree, env, catalog)
-    tree = apply_rules(tree, make_typer(env.column_type))
+    tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date))
     for column in list(tree.find_all(exp.Column)):
         _finish_column(column, env)
     return tree.sql(dialect=GOOGLESQL)

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from pipesql.decompile.sqltypes import googlesql_type
+from pipesql.decompile.sqltypes import googlesql_type, is_date_type
 
 
 @dataclass(frozen=True)
 class OutputColumn:
     name: str  # as displayed
     type: str | None
+    date: bool = False  # declared DATE/DATETIME/TIMESTAMP: ISO text (type STRING)
 
 
 @dataclass
@@ -56,6 +57,21 @@ class Env:
             env, local = env.parent, False
         return None, False
 
+    def column_is_date(self, column: exp.Column) -> bool:
+        """Whether ``column`` is a base-table column declared as a date or time."""
+        if self.post_aggregate is not None and not column.table:
+            return False
+        env = self
+        while env is not None:
+            for alias, source in env.sources.items():
+                if column.table and alias != column.table.lower():
+                    continue
+                found = source.columns.get(column.name.lower())
+                if found:
+                    return found.date
+            env = env.parent
+        return False
+
     def column_type(self, column: exp.Column) -> str | None:
         if column.table:
             source, _ = self.find_source(column.table)
@@ -88,7 +104,7 @@ class Catalog:
         for table, columns in (schema or {}).items():
             tables[str(table).lower()] = (
                 str(table),
-                [OutputColumn(str(name), googlesql_type(str(kind))) for name, kind in columns.items()],
+                [OutputColumn(str(name), googlesql_type(str(kind)), is_date_type(str(kind))) for name, kind in columns.items()],
             )
         return cls(tables)
 

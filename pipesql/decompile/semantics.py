@@ -200,7 +200,175 @@ def numeric_arguments(node: exp.Expr, typer) -> exp.Expr:
     return node
 
 
+# --------------------------------------------------------------------------- dates and times
+# SQLite stores dates as ISO text and parses it in every date function; GoogleSQL needs a
+# DATETIME value. Every text operand becomes SAFE_CAST(x AS DATETIME) (NULL for text that is no
+# date, as SQLite's functions give NULL), 'now' becomes CURRENT_DATETIME(), and the result is
+# turned back into what SQLite returns: text from strftime/date/datetime/time, fractional days
+# from julianday differences. pipe_to_sqlite maps each GoogleSQL function back.
+
+_STRFTIME_CODES = set("YmdHMSwjW%")
+_DATE_FORMATS = {"DATE": "%Y-%m-%d", "DATETIME": "%Y-%m-%d %H:%M:%S", "TIME": "%H:%M:%S"}
+_MODIFIER = re.compile(r"^\s*([+-]?)\s*(\d+)\s+(second|minute|hour|day|month|year)s?\s*$", re.IGNORECASE)
+_START_OF = re.compile(r"^\s*start\s+of\s+(day|month|year)\s*$", re.IGNORECASE)
+
+
+def _datetime_type() -> exp.DataType:
+    return exp.DataType.build("DATETIME", dialect="bigquery")
+
+
+def _fn(name: str, *args: exp.Expr) -> exp.Anonymous:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _as_datetime(value: exp.Expr, typer) -> exp.Expr | None:
+    """The GoogleSQL DATETIME for a SQLite time value (ISO text or 'now'); None when the value
+    is something else (a julian day number, unix seconds), which is left alone."""
+    if isinstance(value, exp.Literal) and value.is_string and value.this.strip().lower() == "now":
+        return exp.CurrentDatetime()
+    if isinstance(value, exp.Literal) and not value.is_string:
+        return None
+    if typer(value) not in (STRING, None):
+        return None
+    return exp.TryCast(this=value, to=_datetime_type())
+
+
+def _supported_format(fmt: exp.Expr) -> bool:
+    if not (isinstance(fmt, exp.Literal) and fmt.is_string):
+        return False
+    codes = re.findall(r"%(.)", fmt.this)
+    return all(code in _STRFTIME_CODES for code in codes)
+
+
+def _format(fmt: str, value: exp.Expr) -> exp.Expr:
+    return _fn("FORMAT_DATETIME", exp.Literal.string(fmt), value)
+
+
+def _with_modifiers(value: exp.Expr, modifiers: list[exp.Expr]) -> exp.Expr | None:
+    for modifier in modifiers:
+        if not (isinstance(modifier, exp.Literal) and modifier.is_string):
+            return None
+        shift = _MODIFIER.match(modifier.this)
+        start = _START_OF.match(modifier.this)
+        if shift:
+            sign, amount, unit = shift.groups()
+            number = exp.Literal.number(amount)
+            interval = exp.Interval(this=exp.Neg(this=number) if sign == "-" else number, unit=exp.Var(this=unit.upper()))
+            value = _fn("DATETIME_ADD", value, interval)
+        elif start:
+            value = _fn("DATETIME_TRUNC", value, exp.Var(this=start.group(1).upper()))
+        else:
+            return None  # weekday N, unixepoch, localtime, ...: no GoogleSQL spelling here
+    return value
+
+
+def _julian_operand(node: exp.Expr, typer, recurse) -> exp.Expr | None:
+    """``julianday(x)`` → the DATETIME it measures; ``MIN/MAX(julianday(x))`` → ``MIN/MAX`` of
+    it (julianday is monotonic, so the extreme day is the extreme DATETIME)."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, (exp.Min, exp.Max)) and not isinstance(node.this, exp.Distinct):
+        inner = _julian_operand(node.this, typer, recurse)
+        return type(node)(this=inner) if inner is not None else None
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "JULIANDAY" and len(node.expressions) == 1:
+        return _as_datetime(recurse(node.expressions[0]), typer)
+    return None
+
+
+def _days_between(later: exp.Expr, earlier: exp.Expr) -> exp.Expr:
+    diff = _fn("DATETIME_DIFF", later, earlier, exp.Var(this="SECOND"))
+    return exp.Div(this=diff, expression=exp.Literal.number(86400))
+
+
+def _date_rule(node: exp.Expr, typer, recurse) -> exp.Expr | None:
+    """One SQLite date/time construct in GoogleSQL, or None when ``node`` is none (or has no
+    spelling here). ``recurse`` rewrites the arguments first."""
+    if isinstance(node, exp.Sub):
+        later = _julian_operand(node.this, typer, recurse)
+        earlier = _julian_operand(node.expression, typer, recurse) if later is not None else None
+        if later is not None and earlier is not None:
+            return _days_between(later, earlier)  # binds tighter than the "-" it replaces
+        if typer.is_date(node.this) and typer.is_date(node.expression):
+            # SQLite subtracts the numbers the texts start with: the years of two ISO dates
+            year = lambda x: exp.Extract(this=exp.Var(this="YEAR"), expression=exp.TryCast(this=x, to=_datetime_type()))  # noqa: E731
+            return exp.Sub(this=year(node.this), expression=year(node.expression))
+        return None
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "JULIANDAY" and len(node.expressions) == 1:
+        value = _as_datetime(recurse(node.expressions[0]), typer)
+        if value is None:
+            return None
+        epoch = exp.Cast(this=exp.Literal.string("1970-01-01 00:00:00"), to=_datetime_type())
+        day = exp.Add(this=_days_between(value, epoch), expression=exp.Literal.number("2440587.5"))
+        return day if isinstance(node.parent, (exp.Func, exp.Paren, exp.Alias, exp.Select)) else exp.Paren(this=day)
+    if isinstance(node, exp.TimeToStr) and _supported_format(node.args.get("format")):
+        value = node.this
+        if isinstance(value, (exp.TsOrDsToTimestamp, exp.TsOrDsToDatetime, exp.TsOrDsToDate)):
+            value = value.this
+        value = _as_datetime(recurse(value), typer)
+        return _format(node.args["format"].this, value) if value is not None else None
+    if isinstance(node, exp.Date) and node.this is not None and not node.expressions:
+        value = _as_datetime(recurse(node.this), typer)
+        return _format(_DATE_FORMATS["DATE"], value) if value is not None else None
+    if isinstance(node, exp.Anonymous) and node.name.upper() in _DATE_FORMATS and node.expressions:
+        value = _as_datetime(recurse(node.expressions[0]), typer)
+        if value is None:
+            return None
+        value = _with_modifiers(value, node.expressions[1:])
+        return _format(_DATE_FORMATS[node.name.upper()], value) if value is not None else None
+    return None
+
+
+def rewrite_dates(node: exp.Expr, typer) -> exp.Expr:
+    """Top-down (``julianday(a) - julianday(b)`` is one construct, not two julianday calls)."""
+    def recurse(child: exp.Expr) -> exp.Expr:
+        return rewrite_dates(child, typer)
+
+    new = _date_rule(node, typer, recurse)
+    if new is not None:
+        return new
+    for key, value in list(node.args.items()):
+        if isinstance(value, exp.Expr):
+            replaced = rewrite_dates(value, typer)
+            if replaced is not value:
+                node.set(key, replaced)
+        elif isinstance(value, list):
+            node.set(key, [rewrite_dates(v, typer) if isinstance(v, exp.Expr) else v for v in value])
+    return node
+
+
+def _digits_only_format(node: exp.Expr) -> bool:
+    if not (isinstance(node, exp.Anonymous) and node.name.upper() == "FORMAT_DATETIME"):
+        return False
+    fmt = node.expressions[0]
+    return isinstance(fmt, exp.Literal) and re.fullmatch(r"(%[YmdHMSwjW])+", fmt.this) is not None
+
+
+def formatted_date_arithmetic(node: exp.Expr, typer) -> exp.Expr:
+    """``strftime('%Y', 'now') - strftime('%Y', birthday)`` → the two years as INT64: SQLite
+    reads the digit strings as numbers in arithmetic."""
+    if isinstance(node, (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)):
+        for arg in ("this", "expression"):
+            value = node.args[arg]
+            if _digits_only_format(value):
+                node.set(arg, exp.TryCast(this=value, to=exp.DataType.build("BIGINT")))
+    return node
+
+
+def float_to_integer_cast(node: exp.Expr, typer) -> exp.Expr:
+    """``CAST(x AS INTEGER)`` on a FLOAT64 ``x`` → ``CAST(TRUNC(x) AS INT64)``: SQLite truncates
+    toward zero, GoogleSQL's cast rounds. ``ROUND(x)`` is already whole and stays as it is."""
+    if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and node.to.is_type(*exp.DataType.INTEGER_TYPES):
+        value = node.this
+        inner = value.this if isinstance(value, exp.Paren) else value
+        if typer(value) == FLOAT and not (isinstance(inner, exp.Round) and inner.args.get("decimals") is None) \
+                and not isinstance(inner, exp.Trunc):
+            node.set("this", exp.Trunc(this=inner))
+    return node
+
+
 RULES = (
+    formatted_date_arithmetic,
+    float_to_integer_cast,
     numeric_arguments,
     mixed_type_comparison,
     integer_division,
@@ -209,21 +377,34 @@ RULES = (
 )
 
 
-def make_typer(column_type):
+def make_typer(column_type, column_is_date=None):
     def typer(node: exp.Expr):
         return type_of(node, column_type)
+
+    def is_date(node: exp.Expr) -> bool:
+        """A column declared DATE/DATETIME/TIME... (typed STRING: ISO text)."""
+        while isinstance(node, exp.Paren):
+            node = node.this
+        return column_is_date is not None and isinstance(node, exp.Column) and bool(column_is_date(node))
+
+    typer.is_date = is_date
     return typer
 
 
 def apply_rules(node: exp.Expr, typer) -> exp.Expr:
-    """Rewrite bottom-up; subqueries arrive already rendered (as ``exp.Var``) and are skipped."""
+    """Date/time constructs first (top-down), then every rule bottom-up; subqueries arrive
+    already rendered (as ``exp.Var``) and are skipped."""
+    return _apply_bottom_up(rewrite_dates(node, typer), typer)
+
+
+def _apply_bottom_up(node: exp.Expr, typer) -> exp.Expr:
     for key, value in list(node.args.items()):
         if isinstance(value, exp.Expr):
-            new = apply_rules(value, typer)
+            new = _apply_bottom_up(value, typer)
             if new is not value:
                 node.set(key, new)
         elif isinstance(value, list):
-            node.set(key, [apply_rules(v, typer) if isinstance(v, exp.Expr) else v for v in value])
+            node.set(key, [_apply_bottom_up(v, typer) if isinstance(v, exp.Expr) else v for v in value])
     for rule in RULES:
         node = rule(node, typer)
     return node

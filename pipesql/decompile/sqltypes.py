@@ -17,6 +17,12 @@ STRING = "STRING"
 BOOL = "BOOL"
 
 
+def is_date_type(declared: str | None) -> bool:
+    """A declared type that holds dates or times as text (``DATE``, ``DATETIME``,
+    ``TIMESTAMP``): typed STRING like any text, but known to hold ISO dates."""
+    return googlesql_type(declared) == STRING and any(w in (declared or "").upper() for w in ("DATE", "TIME"))
+
+
 def googlesql_type(declared: str | None) -> str:
     """The GoogleSQL type a column of this declared SQLite type is given.
 
@@ -119,4 +125,17 @@ def type_of(node: exp.Expr, column_type) -> str | None:
         return None
     if isinstance(node, exp.Subquery):
         return node.meta.get("pipesql_type")
+    if isinstance(node, (exp.TimeToStr, exp.Date)):
+        return STRING  # SQLite's strftime and date() return text
+    if isinstance(node, exp.Extract):
+        return INT
+    if isinstance(node, exp.Trunc):
+        return FLOAT
+    if isinstance(node, exp.Anonymous):
+        # SQLite's own date functions, and the GoogleSQL the decompiler writes for them
+        name = node.name.upper()
+        if name in ("DATE", "DATETIME", "TIME", "FORMAT_DATETIME"):
+            return STRING
+        if name == "JULIANDAY":
+            return FLOAT
     return None
