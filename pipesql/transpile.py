@@ -196,12 +196,12 @@ def _date_repair(node: exp.Expr) -> exp.Expr:
         if unit in _UNIT_SECONDS:
             size = _UNIT_SECONDS[unit]
             if isinstance(node, exp.DatetimeDiff) and size > 1:  # boundaries crossed
-                diff = exp.Sub(this=exp.Div(this=_seconds(a), expression=exp.Literal.number(size)),
-                               expression=exp.Div(this=_seconds(b), expression=exp.Literal.number(size)))
+                diff = exp.Sub(this=exp.IntDiv(this=_seconds(a), expression=exp.Literal.number(size)),
+                               expression=exp.IntDiv(this=_seconds(b), expression=exp.Literal.number(size)))
             else:
                 diff = exp.Sub(this=_seconds(a), expression=_seconds(b))
                 if size > 1:
-                    diff = exp.Div(this=exp.Paren(this=diff), expression=exp.Literal.number(size))
+                    diff = exp.IntDiv(this=exp.Paren(this=diff), expression=exp.Literal.number(size))
             return exp.Paren(this=diff)
         return node
     if isinstance(node, (exp.DatetimeAdd, exp.DatetimeSub, exp.TimestampAdd, exp.TimestampSub)):

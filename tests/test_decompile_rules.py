@@ -13,6 +13,7 @@ SCHEMA = {
     "singer": {"Singer_ID": "INT", "Name": "TEXT", "Age": "INT", "Country": "VARCHAR(20)", "Net_Worth": "REAL"},
     "concert": {"concert_ID": "INT", "Singer_ID": "TEXT", "Year": "TEXT", "Stadium": "TEXT"},
     "order": {"id": "INT", "Order Date": "DATETIME"},
+    "loan": {"id": "INT", "loan_date": "TEXT", "due": "DATE", "returned": "DATETIME", "fee": "REAL"},
 }
 
 
@@ -156,6 +157,58 @@ SEMANTICS = [
 def test_semantics(sql, expected):
     result = decompile(sql, SCHEMA)
     assert (result.pipe_sql) == expected
+
+
+# SQLite date functions over ISO text → GoogleSQL DATETIME functions over SAFE_CAST(x AS DATETIME)
+DATES = [
+    ("SELECT strftime('%Y', loan_date), count(*) FROM loan GROUP BY strftime('%Y', loan_date)",
+     "FROM loan\n|> AGGREGATE COUNT(*) AS count_star GROUP BY FORMAT_DATETIME('%Y', SAFE_CAST(loan_date AS DATETIME)) AS timetostr_loan_date"),
+    ("SELECT id FROM loan WHERE strftime('%Y-%m', loan_date) = '2024-03'",
+     "FROM loan\n|> WHERE FORMAT_DATETIME('%Y-%m', SAFE_CAST(loan_date AS DATETIME)) = '2024-03'\n|> SELECT id"),
+    ('SELECT id, julianday(returned) - julianday(loan_date) FROM loan',
+     'FROM loan\n|> SELECT id, DATETIME_DIFF(SAFE_CAST(returned AS DATETIME), SAFE_CAST(loan_date AS DATETIME), SECOND) / 86400 AS returned_expr'),
+    ('SELECT avg(julianday(returned) - julianday(loan_date)) FROM loan',
+     'FROM loan\n|> AGGREGATE AVG(DATETIME_DIFF(SAFE_CAST(returned AS DATETIME), SAFE_CAST(loan_date AS DATETIME), SECOND) / 86400) AS avg_returned'),
+    ('SELECT id, julianday(loan_date) FROM loan',
+     "FROM loan\n|> SELECT id, (DATETIME_DIFF(SAFE_CAST(loan_date AS DATETIME), CAST('1970-01-01 00:00:00' AS DATETIME), SECOND) / 86400 + 2440587.5) AS julianday_loan_date"),
+    ("SELECT id FROM loan WHERE date(returned) = '2024-04-15'",
+     "FROM loan\n|> WHERE FORMAT_DATETIME('%Y-%m-%d', SAFE_CAST(returned AS DATETIME)) = '2024-04-15'\n|> SELECT id"),
+    ("SELECT id, date(loan_date, '+30 days') FROM loan",
+     "FROM loan\n|> SELECT id, FORMAT_DATETIME('%Y-%m-%d', DATETIME_ADD(SAFE_CAST(loan_date AS DATETIME), INTERVAL 30 DAY)) AS date_loan_date"),
+    ("SELECT id, datetime(loan_date, '-1 month', 'start of month') FROM loan",
+     "FROM loan\n|> SELECT id, FORMAT_DATETIME('%Y-%m-%d %H:%M:%S', DATETIME_TRUNC(DATETIME_ADD(SAFE_CAST(loan_date AS DATETIME), INTERVAL -1 MONTH), MONTH)) AS datetime_loan_date"),
+    ("SELECT strftime('%Y', 'now') - strftime('%Y', loan_date) FROM loan",
+     "FROM loan\n|> SELECT SAFE_CAST(FORMAT_DATETIME('%Y', CURRENT_DATETIME()) AS INT64) - SAFE_CAST(FORMAT_DATETIME('%Y', SAFE_CAST(loan_date AS DATETIME)) AS INT64) AS loan_date_expr"),
+    # two date columns subtracted: SQLite subtracts the leading numbers, the years
+    ('SELECT id FROM loan WHERE returned - due > 1',
+     'FROM loan\n|> WHERE EXTRACT(YEAR FROM SAFE_CAST(returned AS DATETIME)) - EXTRACT(YEAR FROM SAFE_CAST(due AS DATETIME)) > 1\n|> SELECT id'),
+    ("SELECT id, CAST((julianday('2025-01-01') - julianday(due)) / 365.25 AS INTEGER) FROM loan",
+     "FROM loan\n|> SELECT id, CAST(TRUNC((DATETIME_DIFF(SAFE_CAST('2025-01-01' AS DATETIME), SAFE_CAST(due AS DATETIME), SECOND) / 86400) / 365.25) AS INT64) AS cast_due"),
+    # a modifier without a GoogleSQL spelling stays as it was (round-trips, does not analyze)
+    ("SELECT id, date(loan_date, 'weekday 0') FROM loan",
+     "FROM loan\n|> SELECT id, DATE(loan_date, 'weekday 0') AS date_loan_date"),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), DATES)
+def test_dates(sql, expected):
+    assert decompile(sql, SCHEMA).pipe_sql == expected
+
+
+# CAST(x AS INTEGER): SQLite truncates a REAL, GoogleSQL's cast rounds
+CASTS = [
+    ('SELECT id, CAST(fee AS INTEGER) FROM loan',
+     'FROM loan\n|> SELECT id, CAST(TRUNC(fee) AS INT64) AS fee'),
+    ('SELECT CAST(age AS INTEGER) FROM singer',
+     'FROM singer\n|> SELECT CAST(Age AS INT64) AS age'),
+    ('SELECT id, CAST(round(fee) AS INTEGER) FROM loan',
+     'FROM loan\n|> SELECT id, CAST(ROUND(fee) AS INT64) AS cast_fee'),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), CASTS)
+def test_integer_casts(sql, expected):
+    assert decompile(sql, SCHEMA).pipe_sql == expected
 
 
 REASONS = [

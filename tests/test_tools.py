@@ -213,3 +213,18 @@ def test_describe_wide_table_keeps_every_column(tmp_path: Path) -> None:
         text = box.call("describe_table", {"table": "wide"})
     assert all(c in text for c in columns) and len(text) <= 2500
     assert "a fairly long example value" not in text  # values went first
+
+
+def test_googlesql_note_none_means_ok(db: Path, monkeypatch) -> None:
+    """analyze() returns None for a query GoogleSQL accepts: the note says OK, never 'None'."""
+    from pipesql import googlesql
+    from pipesql.tools import _googlesql_note
+
+    schema = read_sqlite_schema(db)
+    monkeypatch.setattr(googlesql, "analyze", lambda sql, schema: None)
+    assert _googlesql_note("FROM employee |> SELECT name", schema) == "GoogleSQL analysis: OK."
+    with Toolbox(db, googlesql=True) as box:
+        text = box.call("validate_pipe_sql", {"sql": "FROM employee |> SELECT name"})
+    assert text.splitlines()[-1] == "GoogleSQL analysis: OK." and "None" not in text
+    monkeypatch.setattr(googlesql, "analyze", lambda sql, schema: "Unrecognized name: x [at 1:8]")
+    assert _googlesql_note("FROM employee |> SELECT x", schema) == "GoogleSQL analysis: rejected: Unrecognized name: x [at 1:8]"
