@@ -184,6 +184,8 @@ DATES = [
      'FROM loan\n|> WHERE EXTRACT(YEAR FROM SAFE_CAST(returned AS DATETIME)) - EXTRACT(YEAR FROM SAFE_CAST(due AS DATETIME)) > 1\n|> SELECT id'),
     ("SELECT id, CAST((julianday('2025-01-01') - julianday(due)) / 365.25 AS INTEGER) FROM loan",
      "FROM loan\n|> SELECT id, CAST(TRUNC((DATETIME_DIFF(SAFE_CAST('2025-01-01' AS DATETIME), SAFE_CAST(due AS DATETIME), SECOND) / 86400) / 365.25) AS INT64) AS cast_due"),
+    ('SELECT avg(returned) FROM loan',
+     'FROM loan\n|> AGGREGATE AVG(EXTRACT(YEAR FROM SAFE_CAST(returned AS DATETIME))) AS avg_returned'),
     # a modifier without a GoogleSQL spelling stays as it was (round-trips, does not analyze)
     ("SELECT id, date(loan_date, 'weekday 0') FROM loan",
      "FROM loan\n|> SELECT id, DATE(loan_date, 'weekday 0') AS date_loan_date"),

@@ -104,6 +104,7 @@ ROUND_TRIPS = [
     # '0000-00-00' is no date: SQLite's b - b gives 0 there, EXTRACT(YEAR ...) NULL (documented)
     "SELECT id, b - b FROM d WHERE b - b = 0 AND id <> 3",
     "SELECT id, CAST(x AS INTEGER), CAST(x * 3 AS INT), CAST(id AS INTEGER) FROM d",
+    "SELECT avg(b), sum(b) FROM d WHERE id <> 3",
 ]
 
 

@@ -195,6 +195,9 @@ def numeric_arguments(node: exp.Expr, typer) -> exp.Expr:
             inner = value.expressions[0] if value.expressions else None
             if inner is not None and typer(inner) == STRING:
                 value.set("expressions", [exp.TryCast(this=inner, to=exp.DataType.build("DOUBLE"))])
+        elif value is not None and getattr(typer, "is_date", lambda _: False)(value):
+            # SQLite reads the number an ISO date starts with: its year
+            node.set("this", exp.Extract(this=exp.Var(this="YEAR"), expression=exp.TryCast(this=value, to=_datetime_type())))
         elif value is not None and typer(value) == STRING:
             node.set("this", exp.TryCast(this=value, to=exp.DataType.build("DOUBLE")))
     return node
