@@ -16,6 +16,8 @@ A stage whose module is not installed is skipped with a note, and so is what dep
 from __future__ import annotations
 
 import importlib
+import json
+import shutil
 import sys
 import time
 import traceback
@@ -29,6 +31,8 @@ from pipesql.manifest import MANIFEST_NAME, write_manifest
 from pipesql.settings import as_dict, option, resolve
 
 SUMMARY_NAME = "pipeline_summary.json"
+# Marks an output root as the pipeline's, so that a rerun may replace its stage folders.
+MARKER_NAME = ".pipesql-pipeline"
 PLOT_NAME = "pipeline_stages.png"
 DEMO = "demo"
 
@@ -132,8 +136,6 @@ STAGES: list[tuple[str, tuple[str, ...], Callable[[Settings, Layout], dict[str, 
 
 def _read_metrics(out: Path) -> dict[str, Any]:
     """A stage's figures, from the manifest every stage writes (train's summary has more)."""
-    import json
-
     metrics: dict[str, Any] = {}
     for name in (MANIFEST_NAME, "summary.json"):
         path = out / name
@@ -168,8 +170,28 @@ def run_stage(name: str, module: Any, values: dict[str, Any], out: Path) -> Stag
     return StageResult(name, status, seconds, str(out), _read_metrics(out) if out.is_dir() else {}, note)
 
 
+class PipelineError(Exception):
+    pass
+
+
+def prepare_output_root(layout: Layout) -> None:
+    """Start from empty stage folders: a rerun replaces the previous run's (train would
+    otherwise resume its finished checkpoint), but never folders the pipeline did not make."""
+    stage_dirs = [out_of(layout) for *_, out_of in STAGES if out_of(layout).parent == layout.root]
+    existing = [d for d in stage_dirs if d.exists()]
+    if existing and not (layout.root / MARKER_NAME).is_file():
+        raise PipelineError(f"{layout.root} holds {', '.join(d.name for d in existing)} not written by "
+                            "pipesql pipeline; choose another --out")
+    layout.root.mkdir(parents=True, exist_ok=True)
+    (layout.root / MARKER_NAME).touch()
+    for folder in existing:
+        print(f"pipeline: replacing the previous run's {folder}", file=sys.stderr)
+        shutil.rmtree(folder)
+
+
 def run_pipeline(settings: Settings) -> list[StageResult]:
     layout = Layout(Path(settings.out))
+    prepare_output_root(layout)
     results: dict[str, StageResult] = {}
     for name, needs, make_values, out_of in STAGES:
         if settings.skip_train and name in ("train", "merge"):
@@ -259,8 +281,11 @@ def plot_stages(results: list[StageResult], path: Path) -> Path:
 def run(settings: Settings) -> int:
     started = time.monotonic()
     out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = run_pipeline(settings)
+    try:
+        results = run_pipeline(settings)
+    except PipelineError as error:
+        print(f"pipesql pipeline: {error}", file=sys.stderr)
+        return 2
     total = round(time.monotonic() - started, 2)
     summary_path, plot_path = out / SUMMARY_NAME, out / PLOT_NAME
     ok = all(r.status != "failed" for r in results)

@@ -129,3 +129,20 @@ def test_stage_settings_wire_each_output_to_the_next_input(tmp_path):
     assert (built["train"].model_name, built["train"].max_steps) == ("tiny", 7)
     assert built["merge"].output_dir == built["train"].output_dir
     assert Path(built["evaluate"].model) == built["merge"].merged_dir
+
+
+def test_a_rerun_replaces_its_own_stage_folders_but_not_foreign_ones(stand_ins, tmp_path, capsys):
+    calls, _ = stand_ins
+    run_root = tmp_path / "run"
+    assert pipeline.run(pipeline.Settings(out=run_root)) == 0
+    (run_root / "train" / "checkpoint-30").mkdir()  # what would make train resume instead of training
+    assert pipeline.run(pipeline.Settings(out=run_root)) == 0
+    assert calls == ["validate", "generate", "train", "merge", "evaluate"] * 2
+    assert not (run_root / "train" / "checkpoint-30").exists()
+
+    foreign = tmp_path / "mine"
+    (foreign / "validate").mkdir(parents=True)
+    (foreign / "validate" / "notes.txt").write_text("keep")
+    assert pipeline.run(pipeline.Settings(out=foreign)) == 2
+    assert "not written by pipesql pipeline" in capsys.readouterr().err
+    assert (foreign / "validate" / "notes.txt").read_text() == "keep"
