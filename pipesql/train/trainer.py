@@ -96,6 +96,8 @@ class GuardedSFTTrainer(SFTTrainer):
             self.control.should_log = self.control.should_save = self.control.should_evaluate = False
             self.control.should_training_stop = True
             return None
+        if self.state.global_step >= self.state.max_steps > 0:
+            self.control.should_log = True  # the last, possibly partial, logging window too
         return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
