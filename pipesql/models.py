@@ -331,12 +331,12 @@ def load_model_and_tokenizer(
 ):
     """Load ``(model, tokenizer)`` for a registry name, hub id or directory.
 
-    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (the local rank's GPU when there
-    is one, else CPU). ``load_in_4bit`` needs CUDA and bitsandbytes (QLoRA)."""
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``None`` / ``"auto"`` (the local rank's GPU
+    when there is one, else CPU). ``load_in_4bit`` needs CUDA and bitsandbytes (QLoRA)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    if device is None:
+    if device in (None, "auto"):
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     torch_dtype = _as_dtype(dtype, device)
     path = resolve_model(name_or_path)

@@ -90,6 +90,13 @@ def test_training_template_renders_the_same_text():
             == tokenizer.apply_chat_template(conversation, tools=TOOLS, tokenize=False))
 
 
+def test_auto_device_is_cpu_without_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    model, _ = models.load_model_and_tokenizer("tiny", device="auto")
+    assert model.device.type == "cpu" and model.dtype == torch.float32
+
+
 def test_load_in_4bit_refuses_cpu():
     with pytest.raises(ValueError, match="CUDA"):
         models.load_model_and_tokenizer("tiny", device="cpu", load_in_4bit=True)
