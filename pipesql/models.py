@@ -10,7 +10,7 @@ Names:
   safetensors in the cache.
 * anything else - a Hugging Face hub id or a local directory, passed to ``from_pretrained``.
 
-The cache is ``$PIPESQL_CACHE`` or, failing that, ``$HF_HOME/pipesql`` (``~/.cache/huggingface/pipesql``).
+The cache is :func:`pipesql.cache.cache_root` (``$PIPESQL_CACHE``, else ``~/.cache/pipesql``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from pipesql.cache import cache_root
 from pipesql.train.chat_template import CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,7 @@ TOOL_TAGS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>
 
 
 def cache_dir() -> Path:
-    if os.environ.get("PIPESQL_CACHE"):
-        return Path(os.environ["PIPESQL_CACHE"]).expanduser()
-    hf_home = os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface"
-    return Path(hf_home).expanduser() / "pipesql"
+    return cache_root()
 
 
 # --------------------------------------------------------------------------------------------
