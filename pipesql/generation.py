@@ -218,9 +218,10 @@ class VllmBackend:
     chats goes in one ``generate`` call.
 
     Written against vLLM's documented offline API (``LLM(model=...)``, ``LLM.get_tokenizer``,
-    ``LLM.generate(prompts, SamplingParams)`` returning ``RequestOutput`` objects whose
-    ``outputs[0]`` has ``text``, ``token_ids`` and ``finish_reason``). vLLM cannot be installed on
-    the CPU machines this project is developed on, so this class is untested here."""
+    ``LLM.generate(prompts, SamplingParams)`` with ``{"prompt_token_ids": [...]}`` prompts,
+    returning ``RequestOutput`` objects whose ``outputs[0]`` has ``text``, ``token_ids`` and
+    ``finish_reason``). vLLM cannot be installed on the CPU machines this project is developed
+    on, so this class is untested here."""
 
     def __init__(self, model_dir: str | Path, *, dtype: str = "auto", gpu_memory_utilization: float = 0.9,
                  max_model_len: int | None = None, seed: int = 0, name: str | None = None) -> None:
@@ -243,7 +244,11 @@ class VllmBackend:
     def complete(self, chats: Sequence[Chat], params: SamplingParams) -> list[Completion]:
         from vllm import SamplingParams as VllmSamplingParams
 
-        prompts = [render_prompt(self.tokenizer, chat) for chat in chats]
+        # Token ids rather than text, tokenized as TransformersBackend does (no added BOS: the
+        # chat template writes every special token itself).
+        prompts = [{"prompt_token_ids": self.tokenizer(render_prompt(self.tokenizer, chat),
+                                                       add_special_tokens=False).input_ids}
+                   for chat in chats]
         sampling = VllmSamplingParams(
             n=1,
             temperature=params.temperature,

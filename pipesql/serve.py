@@ -367,17 +367,22 @@ class Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
+            self.close_connection = True  # the body's end is unknown: the connection cannot be reused
             raise RequestError("a Content-Length header is required", HTTPStatus.LENGTH_REQUIRED) from None
         if length > MAX_BODY_BYTES:
+            self.close_connection = True
             raise RequestError(f"body larger than {MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        data = self.rfile.read(length) if length > 0 else b""
         try:
-            return json.loads(self.rfile.read(length) or b"null")
+            return json.loads(data or b"null")
         except ValueError as error:
             raise RequestError(f"body is not valid JSON: {error}") from None
 
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         try:
+            # Read a POST body before anything can fail, so a kept-alive connection stays in step.
+            body = self._body() if method == "POST" else None
             if method == "GET" and path == "/health":
                 self._send(HTTPStatus.OK, {"status": "ok", "model": self.server.backend.name,
                                            "backend": type(self.server.backend).__name__,
@@ -391,9 +396,9 @@ class Handler(BaseHTTPRequestHandler):
 
                 self._send(HTTPStatus.OK, {"tools": TOOL_SPECS})
             elif method == "POST" and path == "/v1/chat/completions":
-                self._chat()
+                self._chat(body)
             elif method == "POST" and path.startswith("/tools/"):
-                self._tool(path[len("/tools/"):])
+                self._tool(path[len("/tools/"):], body)
             else:
                 raise RequestError(f"no endpoint {method} {path}", HTTPStatus.NOT_FOUND)
         except RequestError as error:
@@ -408,16 +413,15 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def _chat(self) -> None:
-        chat, params, parse_tools = parse_chat_request(self._body(), self.server.settings)
+    def _chat(self, body: Any) -> None:
+        chat, params, parse_tools = parse_chat_request(body, self.server.settings)
         try:
             completion = self.server.batches.submit(chat, params, timeout_s=self.server.settings.request_timeout_s)
         except TimeoutError:
             raise RequestError("generation timed out", HTTPStatus.SERVICE_UNAVAILABLE) from None
         self._send(HTTPStatus.OK, chat_response(self.server.backend.name, completion, parse_tools))
 
-    def _tool(self, name: str) -> None:
-        body = self._body()
+    def _tool(self, name: str, body: Any) -> None:
         if not isinstance(body, dict):
             raise RequestError('the body must be a JSON object: {"db_id": ..., "arguments": {...}}')
         output = self.server.tools.call(name, body.get("db_id"), body.get("arguments") or {})

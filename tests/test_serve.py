@@ -177,3 +177,24 @@ def test_parse_tool_calls():
     assert parse_tool_calls("plain") == ("plain", [])
     # A call cut off by max_tokens before its closing tag still parses when its JSON is whole.
     assert parse_tool_calls('<tool_call>{"name": "c", "arguments": {}}')[1][0]["function"]["name"] == "c"
+
+
+def test_one_kept_alive_connection_serves_requests_in_step(server):
+    import http.client
+
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT_S)
+    try:
+        for path, body, expected in [("/nowhere", {"x": "y" * 1000}, 404),
+                                     ("/v1/chat/completions", {"messages": []}, 400),
+                                     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, 200)]:
+            connection.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            payload = json.loads(response.read())
+            assert response.status == expected, payload
+        assert payload["choices"][0]["message"]["content"] == "echo: hi"
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+    finally:
+        connection.close()

@@ -85,8 +85,9 @@ def _options(settings: Settings) -> GenerationOptions:
 def _progress(total: int, description: str):
     from tqdm import tqdm
 
+    # Shown in job logs too (compose runs without a terminal), at most every few seconds there.
     return tqdm(total=total, desc=description, unit="q", file=sys.stderr, dynamic_ncols=True,
-                disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+                mininterval=0.5 if sys.stderr.isatty() else 10.0)
 
 
 def _schemas(items: Sequence[Item]) -> tuple[list[str | None], dict[str, str]]:

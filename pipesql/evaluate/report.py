@@ -108,13 +108,13 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
     right.set_xlabel("share of questions (%)")
     right.set_title("Outcome by difficulty")
     right.invert_yaxis()
-    right.legend(loc="lower center", bbox_to_anchor=(0.5, -0.38), ncol=3, fontsize=8, frameon=False)
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
 
     figure.suptitle(f"{summary.get('model', '?')} on {summary.get('benchmark', '?')} {summary.get('split', '')} "
                     f"({summary.get('mode', '?')}): {summary['execution_accuracy'] * 100:.1f}% of {summary['questions']}")
     figure.tight_layout()
     path = Path(path)
     with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=110)
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
