@@ -28,6 +28,7 @@ import json
 import logging
 import queue
 import re
+import signal
 import threading
 import time
 import uuid
@@ -446,6 +447,10 @@ def start_in_thread(server: PipesqlServer) -> threading.Thread:
     return thread
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run(settings: Settings, *, backend: Backend | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     server = make_server(settings, backend=backend)
@@ -453,6 +458,9 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
         log.warning("listening on %s: this server has no authentication", settings.host)
     log.info("serving %s at %s (databases from: %s)", server.backend.name, server.url,
              ", ".join(map(str, settings.db_dir)) or "none")
+    if threading.current_thread() is threading.main_thread():
+        # `docker compose stop` sends SIGTERM: stop as on Ctrl-C, closing the databases.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
