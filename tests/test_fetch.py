@@ -433,11 +433,14 @@ def test_hub_model_goes_through_snapshot_download_and_is_recorded(tmp_path, monk
     assert manifest["metrics"]["files"] == 2
 
 
-def test_registry_model_is_built_by_pipesql_models(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PIPESQL_CACHE", str(tmp_path / "cache"))
+def test_registry_model_is_built_by_pipesql_models(tmp_path, capsys):
+    from pipesql import models
+
     assert fetch("model", "tiny", "--data-root", tmp_path / "data") == 0
     path = Path(capsys.readouterr().out.strip())
-    assert path.parent == tmp_path / "cache" / "models" and (path / "config.json").is_file()
+    assert path == models.tiny_model_dir() and (path / "config.json").is_file()
+    manifest = json.loads((tmp_path / "data" / "models" / "tiny" / "manifest.json").read_text())
+    assert manifest["metrics"]["path"] == str(path) and manifest["metrics"]["revision"] is None
 
 
 def test_fetch_without_a_target_says_what_to_fetch(capsys):
