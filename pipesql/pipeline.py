@@ -5,7 +5,8 @@ one process, offline:
 2. generate  - golden pairs -> chat training data (step-by-step and tool-calling chats);
 3. train     - a short LoRA run (default SmolLM2-135M, a few dozen steps; fp32 on CPU);
 4. merge     - fold the adapter into a standalone model;
-5. evaluate  - execution accuracy of the merged model on the demo's dev questions.
+5. evaluate  - execution accuracy of the merged model on the demo's dev questions, as an agent
+   (one operator per step, the format the model was trained on).
 
 Each stage is the stage's own ``run(Settings(...))``, so there is one implementation of each
 thing; every stage writes into its own folder under ``--out`` (with its manifest), and the
@@ -121,7 +122,9 @@ def _merge(settings: Settings, layout: Layout) -> dict[str, Any]:
 
 def _evaluate(settings: Settings, layout: Layout) -> dict[str, Any]:
     model = settings.model if settings.skip_train else str(layout.merged)
-    return {"model": model, "benchmark": DEMO, "split": "dev", "out": layout.evaluate,
+    # Agent mode (one operator per step, each prefix checked with the tools) is what the step
+    # conversations of generate teach; a one-shot prompt is one the model never trained on.
+    return {"model": model, "benchmark": DEMO, "split": "dev", "mode": "agent", "out": layout.evaluate,
             "limit": settings.eval_limit or None, "device": settings.device}
 
 

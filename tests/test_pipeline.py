@@ -129,6 +129,7 @@ def test_stage_settings_wire_each_output_to_the_next_input(tmp_path):
     assert (built["train"].model_name, built["train"].max_steps) == ("tiny", 7)
     assert built["merge"].output_dir == built["train"].output_dir
     assert Path(built["evaluate"].model) == built["merge"].merged_dir
+    assert built["evaluate"].mode == "agent"  # the step-by-step format generate trains
 
 
 def test_a_rerun_replaces_its_own_stage_folders_but_not_foreign_ones(stand_ins, tmp_path, capsys):
