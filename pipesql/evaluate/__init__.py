@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Sequence
 from pipesql.benchmarks import BENCHMARKS, SPLITS, BenchmarkError, Item, load_items
 from pipesql.evaluate.predict import CHECK_TOOLS, GenerationOptions, Prediction, predict_agent, predict_oneshot
 from pipesql.evaluate.report import plot_summary, summarize
-from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, GoldCache, Limits, Score, score
+from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, Limits, Score, score
 from pipesql.files import write_json, write_jsonl
 from pipesql.generation import BACKENDS, Backend, load_backend
 from pipesql.settings import option
@@ -146,7 +146,6 @@ def evaluate_items(items: Sequence[Item], backend: Backend, settings: Settings) 
     by_index: dict[int, Prediction] = dict(zip(usable, predictions))
 
     limits = Limits(timeout_s=settings.timeout_s, row_cap=settings.row_cap)
-    gold_cache = GoldCache()
     records = []
     with _progress(len(items), "scoring") as bar:
         for index, item in enumerate(items):
@@ -154,7 +153,7 @@ def evaluate_items(items: Sequence[Item], backend: Backend, settings: Settings) 
             if prediction is None:
                 result = Score(GOLD_ERROR, schema_errors[item.question_id])
             else:
-                result = score(item, prediction.query, limits=limits, gold_cache=gold_cache)
+                result = score(item, prediction.query, limits=limits)
             records.append(_record(item, prediction, result))
             bar.update(1)
     return records, generation_seconds

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from pipesql.benchmarks import Item
 from pipesql.sqlexec import DatabaseError, QueryError, QueryResult, QueryTimeout, connect_readonly, execute
@@ -45,24 +44,6 @@ def _run(conn, sql: str, limits: Limits) -> QueryResult:
     return execute(conn, sql, timeout_s=limits.timeout_s, row_cap=limits.row_cap)
 
 
-class GoldCache:
-    """Gold results by question id: agent mode and re-scoring must not re-run the gold query."""
-
-    def __init__(self) -> None:
-        self._results: dict[str, QueryResult | Exception] = {}
-
-    def get(self, item: Item, conn, limits: Limits) -> QueryResult:
-        if item.question_id not in self._results:
-            try:
-                self._results[item.question_id] = _run(conn, item.gold_sql, limits)
-            except QueryError as error:
-                self._results[item.question_id] = error
-        result = self._results[item.question_id]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-
 def transpile(pipe_sql: str) -> str:
     from pipesql.transpile import pipe_to_sqlite
 
@@ -89,8 +70,7 @@ def _describe(error: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
-def score(item: Item, prediction: str | None, *, limits: Limits = Limits(), gold_cache: GoldCache | None = None,
-          conn=None) -> Score:
+def score(item: Item, prediction: str | None, *, limits: Limits = Limits(), conn=None) -> Score:
     """The status of one prediction. Never raises for a bad prediction or database: every
     failure becomes a status with a detail naming it."""
     timings: dict[str, float] = {}
@@ -112,7 +92,7 @@ def score(item: Item, prediction: str | None, *, limits: Limits = Limits(), gold
     try:
         start = time.monotonic()
         try:
-            gold = (gold_cache or GoldCache()).get(item, conn, limits)
+            gold = _run(conn, item.gold_sql, limits)
         except QueryError as error:
             return Score(GOLD_ERROR, f"gold query failed: {_describe(error)}", sqlite_sql, timings)
         timings["gold_s"] = time.monotonic() - start
@@ -135,8 +115,3 @@ def score(item: Item, prediction: str | None, *, limits: Limits = Limits(), gold
         if own_conn:
             conn.close()
 
-
-def result_preview(result: QueryResult, rows: int = 3) -> dict[str, Any]:
-    """A small JSON-friendly view of a result for trajectories."""
-    return {"columns": list(result.columns), "rows": [list(r) for r in result.rows[:rows]],
-            "row_count": len(result.rows), "truncated": result.truncated}
