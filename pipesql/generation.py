@@ -284,7 +284,7 @@ class ScriptedBackend:
         for chat in chats:
             self.calls.append((chat, params))
             text, _ = truncate_at_stop(self.answer(list(chat.messages)), params.stop)
-            completions.append(Completion(text, 0, len(text.split()), "stop"))
+            completions.append(Completion(text, 0, len(text.split()), "stop"))  # words stand in for tokens
         return completions
 
 

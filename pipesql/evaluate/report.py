@@ -92,7 +92,7 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
     for bar, accuracy, count in zip(bars, accuracies, counts):
         left.annotate(f"{accuracy:.1f}%\nn={count}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                       ha="center", va="bottom", fontsize=8)
-    left.set_ylim(0, 110)
+    left.set_ylim(0, 120)  # room for the label above a 100% bar
     left.set_ylabel("execution accuracy (%)")
     left.set_title("Execution accuracy by difficulty")
 
