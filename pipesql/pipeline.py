@@ -177,12 +177,22 @@ class PipelineError(Exception):
     pass
 
 
+def _made_by_pipeline(root: Path) -> bool:
+    """The marker written when a run starts, or the manifest of a finished run."""
+    if (root / MARKER_NAME).is_file():
+        return True
+    try:
+        return json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8")).get("stage") == "pipeline"
+    except (OSError, ValueError):
+        return False
+
+
 def prepare_output_root(layout: Layout) -> None:
     """Start from empty stage folders: a rerun replaces the previous run's (train would
     otherwise resume its finished checkpoint), but never folders the pipeline did not make."""
     stage_dirs = [out_of(layout) for *_, out_of in STAGES if out_of(layout).parent == layout.root]
     existing = [d for d in stage_dirs if d.exists()]
-    if existing and not (layout.root / MARKER_NAME).is_file():
+    if existing and not _made_by_pipeline(layout.root):
         raise PipelineError(f"{layout.root} holds {', '.join(d.name for d in existing)} not written by "
                             "pipesql pipeline; choose another --out")
     layout.root.mkdir(parents=True, exist_ok=True)
