@@ -180,7 +180,11 @@ def test_agent_statuses_retries_and_trajectories(tmp_path, demo_dir, items):
     assert len(exec_failure["steps"]) == 1 + settings.max_retries, "retries are bounded"
     assert exec_failure["prediction"] == "FROM no_such_table_anywhere"
 
-    assert records[4]["finish"] == "end_marker" and records[4]["prediction"] == ""
+    # Ending before the first operator is rejected and retried like a failing step.
+    no_query = records[4]
+    assert no_query["finish"] == "retries_exhausted" and no_query["prediction"] == ""
+    assert [s["accepted"] for s in no_query["steps"]] == [False] * (1 + settings.max_retries)
+    assert all(s["rejected"] == "end marker before any operator" for s in no_query["steps"])
     assert 0.0 in calls and settings.retry_temperature in calls
     assert summary["agent"]["finish_counts"]["end_marker"] >= 5
 

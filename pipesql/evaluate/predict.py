@@ -151,8 +151,12 @@ def _advance(state: _AgentState, completion: Completion, options: GenerationOpti
                               "answer": completion.text, "operator": step.operator, "finished": step.finished}
     state.steps.append(record)
     if step.operator is None and step.finished:
-        state.finish = FINISH_END_MARKER
-        return
+        if state.operators:
+            state.finish = FINISH_END_MARKER
+            return
+        # No query answers a question, so an end marker before the first operator is a rejected
+        # step like any other (a barely trained model otherwise stops at once, every time).
+        record["rejected"] = "end marker before any operator"
     accepted = False
     if step.operator is not None:
         candidate = "\n".join([*state.operators, step.operator])
