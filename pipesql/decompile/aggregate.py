@@ -17,6 +17,7 @@ from sqlglot import exp
 
 from pipesql.decompile.names import NameSpace, column, derive_alias
 from pipesql.decompile.scope import Catalog, Env
+from pipesql.decompile.tree import map_children
 
 AUTO_ALIAS_PREFIX = "_col_"
 
@@ -59,14 +60,7 @@ def _map(node: exp.Expr, fn: Callable[[exp.Expr], exp.Expr | None]) -> exp.Expr:
         return replacement
     if isinstance(node, (exp.Query,)):
         return node
-    for key, value in list(node.args.items()):
-        if isinstance(value, exp.Expr):
-            new = _map(value, fn)
-            if new is not value:
-                node.set(key, new)
-        elif isinstance(value, list):
-            node.set(key, [_map(v, fn) if isinstance(v, exp.Expr) else v for v in value])
-    return node
+    return map_children(node, lambda child: _map(child, fn))
 
 
 def plan(select: exp.Select, env: Env, names: NameSpace, catalog: Catalog) -> AggregatePlan | None:

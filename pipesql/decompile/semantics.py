@@ -11,6 +11,7 @@ import re
 from sqlglot import exp
 
 from pipesql.decompile.sqltypes import FLOAT, INT, STRING, numeric, type_of
+from pipesql.decompile.tree import map_children
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
@@ -329,14 +330,7 @@ def rewrite_dates(node: exp.Expr, typer) -> exp.Expr:
     new = _date_rule(node, typer, recurse)
     if new is not None:
         return new
-    for key, value in list(node.args.items()):
-        if isinstance(value, exp.Expr):
-            replaced = rewrite_dates(value, typer)
-            if replaced is not value:
-                node.set(key, replaced)
-        elif isinstance(value, list):
-            node.set(key, [rewrite_dates(v, typer) if isinstance(v, exp.Expr) else v for v in value])
-    return node
+    return map_children(node, recurse)
 
 
 def _digits_only_format(node: exp.Expr) -> bool:
@@ -401,13 +395,7 @@ def apply_rules(node: exp.Expr, typer) -> exp.Expr:
 
 
 def _apply_bottom_up(node: exp.Expr, typer) -> exp.Expr:
-    for key, value in list(node.args.items()):
-        if isinstance(value, exp.Expr):
-            new = _apply_bottom_up(value, typer)
-            if new is not value:
-                node.set(key, new)
-        elif isinstance(value, list):
-            node.set(key, [_apply_bottom_up(v, typer) if isinstance(v, exp.Expr) else v for v in value])
+    map_children(node, lambda child: _apply_bottom_up(child, typer))
     for rule in RULES:
         node = rule(node, typer)
     return node
