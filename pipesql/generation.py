@@ -23,7 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from pipesql.settings import option
+
 BACKENDS = ("auto", "transformers", "vllm")
+
+
+@dataclass
+class BackendSettings:
+    """The generation settings that evaluate and serve share; their ``Settings`` inherit them."""
+
+    backend: str = option("auto", "Generation backend: vLLM when installed with a GPU, else transformers.",
+                          choices=BACKENDS)
+    device: str = option("auto", "transformers device: auto, cpu, cuda, cuda:N.")
+    dtype: str = option("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
 
 
 @dataclass(frozen=True)

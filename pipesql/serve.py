@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pipesql.benchmarks import find_database
-from pipesql.generation import BACKENDS, Backend, Chat, Completion, SamplingParams, load_backend
+from pipesql.generation import Backend, BackendSettings, Chat, Completion, SamplingParams, load_backend
 from pipesql.settings import option
 
 log = logging.getLogger(__name__)
@@ -52,17 +52,13 @@ _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
 
 
 @dataclass
-class Settings:
+class Settings(BackendSettings):
     stage: ClassVar[str] = "serve"
 
     model: str = option("", "Model directory or registry name (tiny, smollm2-135m).")
     host: str = option("127.0.0.1", "Address to bind; anything but loopback exposes an unauthenticated server.")
     port: int = option(8000, "Port to bind (0 picks a free one).")
     db_dir: list[Path] = option([], "Folder holding <db_id>/<db_id>.sqlite for the /tools endpoints (repeatable).")
-    backend: str = option("auto", "Generation backend: vLLM when installed with a GPU, else transformers.",
-                          choices=BACKENDS)
-    device: str = option("auto", "transformers device: auto, cpu, cuda, cuda:N.")
-    dtype: str = option("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
     max_batch: int = option(16, "Most requests generated in one batch.")
     batch_wait_ms: float = option(10.0, "How long the first waiting request waits for others to join its batch.")
     max_tokens: int = option(512, "Completion tokens when a request does not say.")

@@ -29,7 +29,7 @@ from pipesql.evaluate.predict import CHECK_TOOLS, GenerationOptions, Prediction,
 from pipesql.evaluate.report import plot_summary, summarize
 from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, Limits, Score, score
 from pipesql.files import write_json, write_jsonl
-from pipesql.generation import BACKENDS, Backend, load_backend
+from pipesql.generation import Backend, BackendSettings, load_backend
 from pipesql.settings import option
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ __all__ = ["Settings", "run", "evaluate_items", "MODES", "STATUSES"]
 
 
 @dataclass
-class Settings:
+class Settings(BackendSettings):
     stage: ClassVar[str] = "evaluate"
 
     model: str = option("", "Model directory (a merged fine-tune) or registry name (tiny, smollm2-135m).")
@@ -54,10 +54,6 @@ class Settings:
                                   "checked with the agent tools.", choices=MODES)
     limit: int | None = option(None, "Evaluate only the first N questions.")
     out: Path = option(Path("out/evaluate"), "Output folder.")
-    backend: str = option("auto", "Generation backend: vLLM when installed with a GPU, else transformers.",
-                          choices=BACKENDS)
-    device: str = option("auto", "transformers device: auto, cpu, cuda, cuda:N.")
-    dtype: str = option("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
     batch_size: int = option(16, "Questions per generate call (transformers: per forward pass).")
     max_new_tokens: int = option(384, "Longest one-shot answer, in tokens.")
     step_max_new_tokens: int = option(128, "Longest agent step answer, in tokens.")
