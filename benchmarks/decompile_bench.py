@@ -1,15 +1,17 @@
-"""Decompiler cost per query against sqlglot's own parse + qualify + generate (the floor).
+"""Decompiler cost per query against sqlglot's own parse + qualify + generate (the floor), and
+validation throughput on the same queries.
 
-    python benchmarks/decompile_bench.py [--split dev|train] [--limit N]
+    python benchmarks/decompile_bench.py [--split dev|train] [--limit N] [--workers N]
 
 Both sides run on the same Spider queries with the same schemas, in one process, best of
-``--repeat`` passes each; the ratio is decompile time / floor time.
+``--repeat`` passes each; the ratio is decompile time / floor time. Validation (execute gold,
+decompile, round trip, execute, compare) then runs once on the same items, without and with the
+ZetaSQL check, and is printed as items/s and as a multiple of the floor's cost per query.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,24 +22,29 @@ from sqlglot.optimizer.qualify import qualify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipesql.benchmarks import load_items  # noqa: E402
 from pipesql.decompile import decompile  # noqa: E402
 from pipesql.schema import read_sqlite_schema  # noqa: E402
+from pipesql.validate import CheckOptions, validate_items  # noqa: E402
 
 SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
 
 
 def load(split: str, limit: int | None):
-    files = ["dev.json"] if split == "dev" else ["train_spider.json", "train_others.json"]
-    items = [i for f in files for i in json.loads((SPIDER / f).read_text())]
-    schemas, work = {}, []
+    """The benchmark items whose database is present, and (gold SQL, schema) for each."""
+    items = [i for i in load_items("spider", SPIDER, split) if i.db_path.is_file()]
+    items = items[:limit] if limit else items
+    schemas = {}
     for item in items:
-        path = SPIDER / "database" / item["db_id"] / f"{item['db_id']}.sqlite"
-        if not path.is_file():
-            continue
-        if item["db_id"] not in schemas:
-            schemas[item["db_id"]] = read_sqlite_schema(path).sqlglot_mapping()
-        work.append((item["query"], schemas[item["db_id"]]))
-    return work[:limit] if limit else work
+        if item.db_id not in schemas:
+            schemas[item.db_id] = read_sqlite_schema(item.db_path).sqlglot_mapping()
+    return items, [(item.gold_sql, schemas[item.db_id]) for item in items]
+
+
+def validation_seconds(items, workers: int, googlesql: bool) -> float:
+    start = time.perf_counter()
+    validate_items(items, workers=workers, options=CheckOptions(googlesql=googlesql), progress=False)
+    return time.perf_counter() - start
 
 
 def floor(sql, schema):
@@ -64,8 +71,9 @@ def main() -> int:
     parser.add_argument("--split", choices=["dev", "train"], default="dev")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="validation worker processes")
     args = parser.parse_args()
-    work = load(args.split, args.limit)
+    items, work = load(args.split, args.limit)
     floor_s = timed(floor, work, args.repeat)
     ours_s = timed(decompile, work, args.repeat)
     n = len(work)
@@ -73,6 +81,11 @@ def main() -> int:
     print(f"sqlglot parse+qualify+generate: {1e3 * floor_s / n:.3f} ms/query")
     print(f"pipesql decompile:              {1e3 * ours_s / n:.3f} ms/query")
     print(f"ratio: {ours_s / floor_s:.2f}x")
+    for googlesql in (False, True):
+        seconds = validation_seconds(items, args.workers, googlesql)
+        label = "with ZetaSQL" if googlesql else "without ZetaSQL"
+        print(f"validate ({label}, {args.workers} worker(s)): {n / seconds:.1f} items/s, "
+              f"{1e3 * seconds / n:.2f} ms/item = {seconds / floor_s:.1f}x the floor")
     return 0
 
 
