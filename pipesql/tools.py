@@ -38,6 +38,31 @@ SAMPLE_LIMIT_MAX = 10
 TIMEOUT_S = 10.0
 _CACHE_SIZE = 512
 
+
+class _Memo:
+    """A bounded LRU of ``compute(key)`` that remembers :class:`ToolError` failures too, so a
+    query that failed once is not translated or run again."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._entries: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, key: str, compute: Callable[[str], Any]) -> Any:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            outcome = self._entries[key]
+        else:
+            try:
+                outcome = compute(key)
+            except ToolError as error:
+                outcome = error
+            self._entries[key] = outcome
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        if isinstance(outcome, ToolError):
+            raise outcome
+        return outcome
+
 TOOL_SPECS: list[dict[str, Any]] = [
     {
         "type": "function",
@@ -166,8 +191,8 @@ class Toolbox:
         self._conn: sqlite3.Connection | None = None
         self._schema: DatabaseSchema | None = None
         self._row_counts: dict[str, int | None] = {}
-        self._results: OrderedDict[str, QueryResult | ToolError] = OrderedDict()
-        self._translations: OrderedDict[str, str | ToolError] = OrderedDict()
+        self._results = _Memo(_CACHE_SIZE)
+        self._translations = _Memo(_CACHE_SIZE)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -215,47 +240,20 @@ class Toolbox:
 
     def translate(self, pipe_sql: str) -> str:
         """:func:`to_sqlite`, cached by SQL text (bounded LRU)."""
-        key = pipe_sql.strip()
-        if key in self._translations:
-            self._translations.move_to_end(key)
-            cached = self._translations[key]
-        else:
-            try:
-                cached = to_sqlite(key)
-            except ToolError as error:
-                cached = error
-            self._translations[key] = cached
-            if len(self._translations) > _CACHE_SIZE:
-                self._translations.popitem(last=False)
-        if isinstance(cached, ToolError):
-            raise cached
-        return cached
+        return self._translations.get(pipe_sql.strip(), to_sqlite)
 
     def run_pipe(self, pipe_sql: str) -> QueryResult:
         """Translate and run a pipe query (first ``row_cap`` rows); raises :class:`ToolError`.
 
         Results and failures are cached by SQL text (bounded LRU)."""
-        key = pipe_sql.strip()
-        if key in self._results:
-            self._results.move_to_end(key)
-            cached = self._results[key]
-            if isinstance(cached, ToolError):
-                raise cached
-            return cached
+        return self._results.get(pipe_sql.strip(), self._run_uncached)
+
+    def _run_uncached(self, pipe_sql: str) -> QueryResult:
+        sqlite_sql = self.translate(pipe_sql)
         try:
-            sqlite_sql = self.translate(key)
-            try:
-                outcome: QueryResult | ToolError = execute(self.conn, sqlite_sql, timeout_s=self.timeout_s, row_cap=self.row_cap)
-            except QueryError as error:
-                outcome = ToolError(f"the database rejected the query: {error}")
-        except ToolError as error:
-            outcome = error
-        self._results[key] = outcome
-        if len(self._results) > _CACHE_SIZE:
-            self._results.popitem(last=False)
-        if isinstance(outcome, ToolError):
-            raise outcome
-        return outcome
+            return execute(self.conn, sqlite_sql, timeout_s=self.timeout_s, row_cap=self.row_cap)
+        except QueryError as error:
+            raise ToolError(f"the database rejected the query: {error}") from None
 
     # -- the five tools ---------------------------------------------------------------------
 
