@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from pipesql.cache import cache_root
+from pipesql.files import atomic_open
 from pipesql.schema import DatabaseSchema, schema_from_connection
 from pipesql.sqlexec import DEFAULT_ROW_CAP, connect_readonly
 
@@ -198,9 +199,8 @@ def _load_module(engine):
             with contextlib.suppress(WasmtimeError, OSError):
                 return Module.deserialize_file(engine, str(path))
         module = Module.from_file(engine, str(_wasm_path()))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(module.serialize())
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as handle:
+            handle.write(module.serialize())
         return module
 
 

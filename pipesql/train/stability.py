@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipesql.files import atomic_open
+from pipesql.files import atomic_open, read_jsonl
 
 EVENTS_NAME = "stability_events.jsonl"
 
@@ -73,7 +73,7 @@ def read_events(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / EVENTS_NAME
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [record for _, record in read_jsonl(path)]
 
 
 def append_event(run_dir: str | Path, event: dict[str, Any]) -> None:
