@@ -22,9 +22,9 @@ from sqlglot.optimizer.qualify import qualify
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipesql.benchmarks import load_items  # noqa: E402
+from pipesql.corpora.items import load_items  # noqa: E402
 from pipesql.decompile import decompile  # noqa: E402
-from pipesql.schema import read_sqlite_schema  # noqa: E402
+from pipesql.sql.schema import read_sqlite_schema  # noqa: E402
 from pipesql.validate import CheckOptions, validate_items  # noqa: E402
 
 SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")

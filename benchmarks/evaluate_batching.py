@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from pipesql.benchmarks import load_items
+from pipesql.corpora.items import load_items
 from pipesql.evaluate.predict import oneshot_chat
-from pipesql.generation import SamplingParams, TransformersBackend, resolve_model
-from pipesql.schema_text import schema_text
+from pipesql.models.backends import SamplingParams, TransformersBackend, resolve_model
+from pipesql.agent.schema_text import schema_text
 
 
 def main() -> None:

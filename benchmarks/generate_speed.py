@@ -21,14 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipesql.benchmarks import find_database, load_items
+from pipesql.corpora.items import find_database, load_items
 from pipesql.generate import Settings, run
-from pipesql.sqlexec import QueryError, connect_readonly, execute
+from pipesql.sql.execute import QueryError, connect_readonly, execute
 
 
 def decompiled_spider_pairs(spider: Path, path: Path) -> int:
     from pipesql.decompile import decompile
-    from pipesql.schema import read_sqlite_schema
+    from pipesql.sql.schema import read_sqlite_schema
 
     schemas: dict = {}
     written = 0

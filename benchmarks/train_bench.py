@@ -149,12 +149,12 @@ def measure(model: str, variant: Variant, model_dir: Path, dataset, tokenizer, a
     import torch
     from transformers import TrainerCallback
 
-    from pipesql.settings import resolve
+    from pipesql.config.settings import resolve
     from pipesql.train import Settings
     from pipesql.train.runner import lora_config, resolve_runtime, sft_config
     from pipesql.train.stability import StabilityGuard
     from pipesql.train.trainer import GuardedSFTTrainer
-    from pipesql.models import load_model_and_tokenizer
+    from pipesql.models.loading import load_model_and_tokenizer
 
     qlora = RECIPES[model][2] and not args.dry_run_cpu
     settings = resolve(Settings, dict(
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
               "Run it on a GPU machine, or use --dry-run-cpu to check its logic.", file=sys.stderr)
         return 2
     torch.backends.cuda.matmul.allow_tf32 = True
-    from pipesql.models import load_tokenizer
+    from pipesql.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer("tiny")  # the trainer only uses its pad id: the data are token ids already
     length_tokenizer = load_tokenizer(args.tokenizer) if args.lengths_from else None

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import replace
 
-from pipesql.benchmarks import load_items
+from pipesql.corpora.items import load_items
 from pipesql.validate import CheckOptions, validate_items
 from pipesql.validate.runner import default_workers
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     items = [i for i in load_items(args.benchmark, args.data_dir, args.split, None) if i.db_path.is_file()]
     items = items[: args.limit] if args.limit else items
-    from pipesql import googlesql
+    from pipesql.sql import googlesql
 
     googlesql.ensure_compiled()
     with_googlesql = CheckOptions()

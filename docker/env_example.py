@@ -55,7 +55,7 @@ def _comment(text: str, width: int = 98) -> list[str]:
 
 def settings_lines() -> list[str]:
     from pipesql.cli import COMMANDS, load_command
-    from pipesql.settings import env_name
+    from pipesql.config.settings import env_name
 
     lines: list[str] = []
     for command, (_, description) in COMMANDS.items():

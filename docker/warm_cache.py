@@ -1,5 +1,5 @@
 """Fill the pipesql cache at image build time, so a container's first job does not pay for it:
-the demo corpus and the compiled ZetaSQL module (see pipesql.googlesql)."""
+the demo corpus and the compiled ZetaSQL module (see pipesql.sql.googlesql)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import time
 
 
 def main() -> int:
-    from pipesql.demo import ensure_corpus
+    from pipesql.corpora.demo import ensure_corpus
 
     started = time.monotonic()
     print(f"demo corpus: {ensure_corpus()}", file=sys.stderr)
-    from pipesql import googlesql
+    from pipesql.sql import googlesql
 
     googlesql.ensure_compiled()
     print(f"ZetaSQL module compiled and cached ({time.monotonic() - started:.0f} s)", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The ``pipesql`` command: one subcommand per job.
 
-Each job is a module exposing a ``Settings`` dataclass (see :mod:`pipesql.settings`) and a
+Each job is a module exposing a ``Settings`` dataclass (see :mod:`pipesql.config.settings`) and a
 ``run(settings) -> int`` function. Modules are imported only when their subcommand runs, so
 ``pipesql decompile`` never pays for importing torch.
 """
@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from pipesql import __version__
-from pipesql.settings import add_arguments, resolve
+from pipesql.config.settings import add_arguments, resolve
 
 # name -> (module, one-line description); the order is the data flow.
 COMMANDS: dict[str, tuple[str, str]] = {

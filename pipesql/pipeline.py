@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from pipesql.cli import COMMANDS
-from pipesql.files import write_json
-from pipesql.manifest import MANIFEST_NAME, write_manifest
-from pipesql.settings import as_dict, option, resolve
+from pipesql.storage.files import write_json
+from pipesql.storage.manifest import MANIFEST_NAME, write_manifest
+from pipesql.config.settings import as_dict, option, resolve
 
 SUMMARY_NAME = "pipeline_summary.json"
 # Marks an output root as the pipeline's, so that a rerun may replace its stage folders.
@@ -305,7 +305,7 @@ def run(settings: Settings) -> int:
     write_json(summary_path, {"settings": as_dict(settings), "ok": ok, "seconds": total,
                               "stages": [asdict(r) for r in results]})
     plot_stages(results, plot_path)
-    # The stage folders too, so that one `python -m pipesql.manifest OUT` checks a moved run.
+    # The stage folders too, so that one `python -m pipesql.storage.manifest OUT` checks a moved run.
     stage_dirs = [Path(r.out) for r in results if r.out and Path(r.out).is_dir()]
     write_manifest(out, "pipeline", settings, outputs=[summary_path, plot_path, *stage_dirs], metrics={
         "ok": ok, "seconds": total, **{f"{r.name}_status": r.status for r in results},

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from pipesql.compare import (DUPLICATE_DIFF, EXTRA_ROWS, MISSING_ROWS, NULL_DIFF, REORDER, TYPE_DIFF, WRONG_VALUES,
+from pipesql.sql.compare import (DUPLICATE_DIFF, EXTRA_ROWS, MISSING_ROWS, NULL_DIFF, REORDER, TYPE_DIFF, WRONG_VALUES,
                              TieProbe, compare, compare_results, orders_output, tie_probe, tie_window)
 
 

@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from pipesql.cli import COMMANDS, command_parser, load_command
-from pipesql.settings import env_name, read_dotenv, resolve
+from pipesql.config.settings import env_name, read_dotenv, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose.yaml"
@@ -427,4 +427,4 @@ def test_gpu_smoke_workflow_runs_the_smoke_service_on_a_self_hosted_gpu_runner()
     commands = [step.get("run", "") for step in job["steps"]]
     assert any(re.search(r"docker compose (--env-file \S+ )?run --rm smoke\s*$", c) for c in commands)
     assert any("config --quiet" in c for c in commands)
-    assert any("pipesql.manifest" in c for c in commands)  # the hand-off check
+    assert any("pipesql.storage.manifest" in c for c in commands)  # the hand-off check

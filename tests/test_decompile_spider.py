@@ -15,9 +15,9 @@ import sqlglot
 from sqlglot import exp
 
 from pipesql.decompile import decompile
-from pipesql.schema import read_sqlite_schema
-from pipesql.sqlexec import QueryError, connect_readonly, execute
-from pipesql.transpile import pipe_to_sqlite
+from pipesql.sql.schema import read_sqlite_schema
+from pipesql.sql.execute import QueryError, connect_readonly, execute
+from pipesql.sql.transpile import pipe_to_sqlite
 
 SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).parents[2] / "shared/data/spider")
 pytestmark = pytest.mark.skipif(not (SPIDER / "dev.json").is_file(), reason="Spider data not present")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipesql.benchmarks import load_items
-from pipesql.demo import MARKER, DemoCorpusError, corpus_version, ensure_corpus
-from pipesql.demo.questions import QUESTIONS
-from pipesql.schema import read_spider_tables, read_sqlite_schema
-from pipesql.sqlexec import connect_readonly, execute
+from pipesql.corpora.items import load_items
+from pipesql.corpora.demo import MARKER, DemoCorpusError, corpus_version, ensure_corpus
+from pipesql.corpora.demo.questions import QUESTIONS
+from pipesql.sql.schema import read_spider_tables, read_sqlite_schema
+from pipesql.sql.execute import connect_readonly, execute
 
 
 def _digest_tree(root: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipesql.difficulty import Components, components_of, hardness_from_counts, spider_hardness
+from pipesql.corpora.difficulty import Components, components_of, hardness_from_counts, spider_hardness
 
 SPIDER_DIR = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
 

@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from pipesql import prompts
-from pipesql.benchmarks import Item, load_items
+from pipesql.agent import prompts
+from pipesql.corpora.items import Item, load_items
 from pipesql.decompile import decompile
 from pipesql.evaluate import RESULTS_NAME, SUMMARY_NAME, CHART_NAME, Settings, run
 from pipesql.evaluate.scoring import (EXEC_ERROR, GOLD_ERROR, MATCH, MISMATCH, NO_PREDICTION, STATUSES,
                                       TRANSPILE_ERROR, Limits, score)
-from pipesql.generation import ScriptedBackend
-from pipesql.schema import read_sqlite_schema
+from pipesql.models.backends import ScriptedBackend
+from pipesql.sql.schema import read_sqlite_schema
 
 LIMIT = 10
 
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> Path:
-    from pipesql.demo import ensure_corpus
+    from pipesql.corpora.demo import ensure_corpus
 
     return ensure_corpus(tmp_path_factory.mktemp("demo"))
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pipesql import benchmarks, cli
+from pipesql import cli
+from pipesql.corpora import items as benchmarks
 from pipesql.fetch import archive, datasets, download, landing
-from pipesql.manifest import verify_manifest
+from pipesql.storage.manifest import verify_manifest
 
 SHARED_SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
 needs_spider = pytest.mark.skipif(not (SHARED_SPIDER / "dev.json").is_file(), reason="needs ../shared/data/spider")
@@ -434,7 +435,7 @@ def test_hub_model_goes_through_snapshot_download_and_is_recorded(tmp_path, monk
 
 
 def test_registry_model_is_built_by_pipesql_models(tmp_path, capsys):
-    from pipesql import models
+    from pipesql.models import loading as models
 
     assert fetch("model", "tiny", "--data-root", tmp_path / "data") == 0
     path = Path(capsys.readouterr().out.strip())

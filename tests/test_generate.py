@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipesql import prompts
+from pipesql.agent import prompts
 from pipesql.cli import main as cli_main
 from pipesql.decompile import split_operators
 from pipesql.generate import Settings, run
@@ -17,9 +17,9 @@ from pipesql.generate.split import DEV, TRAIN, assign_splits, question_key
 from pipesql.generate.stats import percentiles
 from pipesql.generate.toolchat import DIRECT, EXPLORE, INCREMENTAL, pattern_for, tables_read
 from pipesql.generate.trajectory import operator_kind, trajectory_samples
-from pipesql.sqlexec import connect_readonly, execute
-from pipesql.tools import TOOL_SPECS, Toolbox
-from pipesql.transpile import pipe_to_sqlite
+from pipesql.sql.execute import connect_readonly, execute
+from pipesql.agent.tools import TOOL_SPECS, Toolbox
+from pipesql.sql.transpile import pipe_to_sqlite
 
 
 def build_school(path: Path) -> None:
@@ -303,7 +303,7 @@ def test_tool_ratio_is_a_seeded_share(corpus: dict, tmp_path: Path) -> None:
 def test_patterns_and_tables_read() -> None:
     assert pattern_for("easy", 9) == DIRECT and pattern_for("moderate", 1) == EXPLORE
     assert pattern_for("extra", 1) == INCREMENTAL and pattern_for(None, 2) == DIRECT and pattern_for(None, 6) == INCREMENTAL
-    from pipesql.schema import Column, DatabaseSchema, Table
+    from pipesql.sql.schema import Column, DatabaseSchema, Table
 
     schema = DatabaseSchema((Table("class", (Column("class_id", "INT"),)), Table("student", (Column("name", "TEXT"),)),
                              Table("stud", (Column("x", "INT"),))))
@@ -343,9 +343,9 @@ def test_percentiles() -> None:
 
 
 def test_benchmark_demo_in_place_of_db_dir(tmp_path: Path) -> None:
-    from pipesql.benchmarks import load_items
+    from pipesql.corpora.items import load_items
     from pipesql.decompile import decompile
-    from pipesql.schema import read_sqlite_schema
+    from pipesql.sql.schema import read_sqlite_schema
 
     data_dir = tmp_path / "demo"
     items = load_items("demo", data_dir, "all")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipesql.benchmarks import load_items
+from pipesql.corpora.items import load_items
 from pipesql.decompile import decompile
 from pipesql.generate import Settings, run
-from pipesql.schema import read_sqlite_schema
+from pipesql.sql.schema import read_sqlite_schema
 
 SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
 

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from pipesql.generation import (  # noqa: E402
+from pipesql.models.backends import (  # noqa: E402
     Chat,
     SamplingParams,
     ScriptedBackend,

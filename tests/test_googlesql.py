@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipesql import googlesql
-from pipesql.demo import ensure_corpus
-from pipesql.schema import read_sqlite_schema
+from pipesql.sql import googlesql
+from pipesql.corpora.demo import ensure_corpus
+from pipesql.sql.schema import read_sqlite_schema
 
 
 @pytest.fixture(scope="module")

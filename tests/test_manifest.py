@@ -8,9 +8,9 @@ from typing import ClassVar
 
 import pytest
 
-from pipesql import manifest
-from pipesql.manifest import MANIFEST_NAME, verify_manifest, write_manifest
-from pipesql.settings import option
+from pipesql.storage import manifest
+from pipesql.storage.manifest import MANIFEST_NAME, verify_manifest, write_manifest
+from pipesql.config.settings import option
 
 
 @dataclass

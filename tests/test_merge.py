@@ -13,10 +13,10 @@ pytest.importorskip("peft")
 from train_fixture import write_fixture  # noqa: E402
 
 from pipesql import merge  # noqa: E402
-from pipesql.models import load_model_and_tokenizer  # noqa: E402
-from pipesql.settings import resolve  # noqa: E402
+from pipesql.models.loading import load_model_and_tokenizer  # noqa: E402
+from pipesql.config.settings import resolve  # noqa: E402
 from pipesql.train import Settings as TrainSettings  # noqa: E402
-from pipesql.train.chat_template import CHAT_TEMPLATE  # noqa: E402
+from pipesql.models.chat_template import CHAT_TEMPLATE  # noqa: E402
 from pipesql.train.runner import run_training  # noqa: E402
 
 

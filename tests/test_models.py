@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from pipesql import models  # noqa: E402
-from pipesql.train.chat_template import CHAT_TEMPLATE, TRAINING_CHAT_TEMPLATE  # noqa: E402
+from pipesql.models import loading as models  # noqa: E402
+from pipesql.models.chat_template import CHAT_TEMPLATE, TRAINING_CHAT_TEMPLATE  # noqa: E402
 
 TOOLS = [{"type": "function", "function": {
     "name": "describe_table", "description": "Columns of a table.",

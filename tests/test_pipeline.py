@@ -13,8 +13,8 @@ from typing import ClassVar
 import pytest
 
 from pipesql import pipeline
-from pipesql.manifest import verify_manifest, write_manifest
-from pipesql.settings import option
+from pipesql.storage.manifest import verify_manifest, write_manifest
+from pipesql.config.settings import option
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipesql import schema_text as st
-from pipesql.schema import read_sqlite_schema
-from pipesql.sqlexec import DatabaseError
+from pipesql.agent import schema_text as st
+from pipesql.sql.schema import read_sqlite_schema
+from pipesql.sql.execute import DatabaseError
 
 SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
 

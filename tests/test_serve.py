@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipesql.generation import ScriptedBackend
+from pipesql.models.backends import ScriptedBackend
 from pipesql.serve import Settings, make_server, parse_tool_calls, start_in_thread
 
 TIMEOUT_S = 60

@@ -6,7 +6,7 @@ from typing import ClassVar
 import pytest
 
 from pipesql import cli
-from pipesql.settings import add_arguments, env_name, option, read_dotenv, resolve
+from pipesql.config.settings import add_arguments, env_name, option, read_dotenv, resolve
 
 
 @dataclass

@@ -2,9 +2,9 @@ import sqlite3
 
 import pytest
 
-from pipesql.files import atomic_open, read_jsonl, write_jsonl
-from pipesql.schema import read_sqlite_schema
-from pipesql.sqlexec import DatabaseError, QueryError, QueryTimeout, connect_readonly, execute
+from pipesql.storage.files import atomic_open, read_jsonl, write_jsonl
+from pipesql.sql.schema import read_sqlite_schema
+from pipesql.sql.execute import DatabaseError, QueryError, QueryTimeout, connect_readonly, execute
 
 
 @pytest.fixture

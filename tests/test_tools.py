@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies
 
-from pipesql import schema_text
-from pipesql.schema import read_sqlite_schema
-from pipesql.tools import (CHAR_CAP, ROW_CAP, SAMPLE_LIMIT_MAX, TOOL_NAMES, TOOL_SPECS, Toolbox, format_result, to_sqlite,
+from pipesql.agent import schema_text
+from pipesql.sql.schema import read_sqlite_schema
+from pipesql.agent.tools import (CHAR_CAP, ROW_CAP, SAMPLE_LIMIT_MAX, TOOL_NAMES, TOOL_SPECS, Toolbox, format_result, to_sqlite,
                            ToolError)
-from pipesql.sqlexec import connect_readonly, execute
+from pipesql.sql.execute import connect_readonly, execute
 
 
 def build_db(path: Path) -> Path:
@@ -59,7 +59,7 @@ def test_specs_are_openai_function_tools() -> None:
 
 
 def test_list_tables_counts_are_real(toolbox: Toolbox) -> None:
-    assert toolbox.list_tables().splitlines() == [
+    assert toolbox.call("list_tables").splitlines() == [
         "dept (2 columns, 3 rows)", "employee (5 columns, 50 rows)", "numbers (1 columns, 2000 rows)"]
 
 
@@ -181,7 +181,7 @@ def test_format_result_marks_truncation(db: Path) -> None:
 
 def _zetasql_ready() -> bool:
     try:
-        from pipesql.googlesql import compiled_module_path
+        from pipesql.sql.googlesql import compiled_module_path
 
         return compiled_module_path().is_file()
     except Exception:
@@ -217,8 +217,8 @@ def test_describe_wide_table_keeps_every_column(tmp_path: Path) -> None:
 
 def test_googlesql_note_none_means_ok(db: Path, monkeypatch) -> None:
     """analyze() returns None for a query GoogleSQL accepts: the note says OK, never 'None'."""
-    from pipesql import googlesql
-    from pipesql.tools import _googlesql_note
+    from pipesql.sql import googlesql
+    from pipesql.agent.tools.query import googlesql_note as _googlesql_note
 
     schema = read_sqlite_schema(db)
     monkeypatch.setattr(googlesql, "analyze", lambda sql, schema: None)

@@ -15,11 +15,11 @@ pytest.importorskip("trl")
 
 from train_fixture import write_fixture  # noqa: E402
 
-from pipesql import models  # noqa: E402
+from pipesql.models import loading as models  # noqa: E402
 from pipesql.cli import command_parser  # noqa: E402
-from pipesql.settings import as_dict, resolve  # noqa: E402
+from pipesql.config.settings import as_dict, resolve  # noqa: E402
 from pipesql.train import Settings  # noqa: E402
-from pipesql.train.chat_template import CHAT_TEMPLATE  # noqa: E402
+from pipesql.models.chat_template import CHAT_TEMPLATE  # noqa: E402
 from pipesql.train.checkpoints import STAGING, complete_checkpoints  # noqa: E402
 from pipesql.train.data import load_tokenized, normalize_conversation, tokenize_conversation  # noqa: E402
 from pipesql.train.runner import TrainingDiverged, run_training  # noqa: E402

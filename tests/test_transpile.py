@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from pipesql.transpile import TranspileError, pipe_to_sqlite
+from pipesql.sql.transpile import TranspileError, pipe_to_sqlite
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ ROUND_TRIPS = [
 
 @pytest.mark.parametrize("sql", ROUND_TRIPS)
 def test_date_and_cast_round_trip(sql):
-    from pipesql.compare import compare
+    from pipesql.sql.compare import compare
     from pipesql.decompile import decompile
 
     db = sqlite3.connect(":memory:")

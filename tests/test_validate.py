@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import pipesql.decompile
-from pipesql.benchmarks import Item, load_items
+from pipesql.corpora.items import Item, load_items
 from pipesql.decompile import DecompileResult
-from pipesql.demo import ensure_corpus
-from pipesql.files import read_jsonl
+from pipesql.corpora.demo import ensure_corpus
+from pipesql.storage.files import read_jsonl
 from pipesql.validate import CheckOptions, Settings, run, validate_items
 from pipesql.validate.check import (DB_CORRUPT, DB_MISSING, DECOMPILE_FAIL, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY,
                                     RT_ERROR, TIMEOUT, statement_kind)

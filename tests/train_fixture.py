@@ -8,7 +8,7 @@ import json
 import random
 from pathlib import Path
 
-from pipesql import prompts
+from pipesql.agent import prompts
 
 TABLES = {
     "singer": ["singer_id", "name", "country", "age"],

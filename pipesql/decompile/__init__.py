@@ -91,8 +91,4 @@ def split_operators(pipe_sql: str) -> list[str]:
             start = i
         i += 1
     pieces.append(pipe_sql[start:])
-    operators = [" ".join(p.split()) if False else p.strip() for p in pieces]
-    operators = [op for op in operators if op]
-    if operators and operators[0].upper().startswith("WITH") and "\n" in operators[0]:
-        return operators
-    return operators
+    return [piece.strip() for piece in pieces if piece.strip()]

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from pipesql.decompile.names import NameSpace, column, derive_alias
+from pipesql.decompile.names import AUTO_ALIAS_PREFIX, NameSpace, column, derive_alias
 from pipesql.decompile.scope import Catalog, Env
 from pipesql.decompile.tree import map_children
 
-AUTO_ALIAS_PREFIX = "_col_"
 
 
 @dataclass

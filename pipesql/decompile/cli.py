@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from pipesql.decompile import decompile
-from pipesql.settings import option
+from pipesql.config.settings import option
 
 
 @dataclass
@@ -38,11 +38,11 @@ def _read_sql(settings: Settings) -> str:
 
 def _schema(settings: Settings):
     if settings.db is not None:
-        from pipesql.schema import read_sqlite_schema
+        from pipesql.sql.schema import read_sqlite_schema
 
         return read_sqlite_schema(settings.db).sqlglot_mapping()
     if settings.tables_json is not None:
-        from pipesql.schema import read_spider_tables
+        from pipesql.sql.schema import read_spider_tables
 
         if not settings.db_id:
             raise SystemExit("--tables-json needs --db-id")

@@ -14,13 +14,12 @@ from sqlglot import exp
 
 from pipesql.decompile import aggregate
 from pipesql.decompile.errors import Unsupported
-from pipesql.decompile.names import NameSpace, derive_alias, identifier
+from pipesql.decompile.names import AUTO_ALIAS_PREFIX, NameSpace, derive_alias, identifier
 from pipesql.decompile.scope import Catalog, Env, OutputColumn, Source
 from pipesql.decompile.semantics import apply_rules, make_typer
-from pipesql.decompile.sqltypes import type_of
+from pipesql.sql.types import type_of
 
 GOOGLESQL = "bigquery"
-AUTO_ALIAS_PREFIX = "_col_"
 
 
 @dataclass
@@ -75,12 +74,9 @@ def _emit_ctes(with_: exp.With, catalog: Catalog, outer: Env | None) -> str:
     for cte in with_.expressions:
         name = cte.alias
         body = emit_query(cte.this, catalog, outer)
-        outputs = body.outputs
-        column_names = [c.name for c in cte.args["alias"].columns] if cte.args.get("alias") else []
-        if column_names:
-            outputs = [OutputColumn(n, o.type) for n, o in zip(column_names, outputs)]
+        if cte.args.get("alias") and cte.args["alias"].columns:
             raise Unsupported("unsupported:cte_column_list")
-        frame[name.lower()] = (name, outputs)
+        frame[name.lower()] = (name, body.outputs)
         parts.append(f"{_ident(name)} AS ({body.inline()})")
     return "WITH " + ", ".join(parts)
 
@@ -246,7 +242,6 @@ def projection_plan(state: SelectState) -> None:
         state.select_needed = False
         state.outputs = [c for src in local_aliases for c in src.ordered()]
         return
-    used = NameSpace()
     for expression in expressions:
         if isinstance(expression, exp.Star):
             if state.plan:
@@ -282,7 +277,6 @@ def projection_plan(state: SelectState) -> None:
             explicit = True
             if isinstance(expression, exp.Alias):
                 state.renamed[expression.alias.lower()] = name
-        used.reserve(name)
         state.projections.append((name, inner, explicit))
     typer = make_typer(state.env.column_type)
     state.outputs = [OutputColumn(n, typer(e)) for n, e, _ in state.projections]
@@ -513,10 +507,6 @@ def _output_name_for(term: exp.Expr, state: SelectState, names: list[str]) -> st
     matches = [i for i, (_, e, _) in enumerate(state.projections) if e.sql() == signature]
     if len(matches) == 1 and names.count(names[matches[0]]) == 1:
         return state.projections[matches[0]][0]
-    if not state.select_needed and not state.plan and isinstance(term, exp.Column):
-        candidates = [c.name for c in state.outputs if c.name.lower() == term.name.lower()]
-        if len(candidates) == 1:
-            return None
     return None
 
 

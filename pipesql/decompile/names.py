@@ -12,6 +12,8 @@ import re
 from sqlglot import exp
 
 _SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# sqlglot's qualify names unaliased projections _col_0, _col_1, ...: never a user's name.
+AUTO_ALIAS_PREFIX = "_col_"
 
 
 def identifier(name: str) -> exp.Identifier:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from pipesql.decompile.sqltypes import googlesql_type, is_date_type
+from pipesql.sql.types import googlesql_type, is_date_type
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import re
 
 from sqlglot import exp
 
-from pipesql.decompile.sqltypes import FLOAT, INT, STRING, numeric, type_of
+from pipesql.sql.types import FLOAT, INT, STRING, numeric, type_of
 from pipesql.decompile.tree import map_children
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")

@@ -11,8 +11,8 @@ Writes to ``--out``:
 - ``eval_chart.png``: accuracy by difficulty and the outcome of each difficulty's questions;
 - ``manifest.json``.
 
-Python API: ``run(settings, backend=...)`` evaluates with any :class:`pipesql.generation.Backend`
-(e.g. a :class:`~pipesql.generation.ScriptedBackend` to score given predictions).
+Python API: ``run(settings, backend=...)`` evaluates with any :class:`pipesql.models.backends.Backend`
+(e.g. a :class:`~pipesql.models.backends.ScriptedBackend` to score given predictions).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from pipesql.benchmarks import BENCHMARKS, SPLITS, BenchmarkError, Item, load_items
+from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, Item, load_items
 from pipesql.evaluate.predict import CHECK_TOOLS, GenerationOptions, Prediction, predict_agent, predict_oneshot
 from pipesql.evaluate.report import plot_summary, summarize
 from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, Limits, Score, score
-from pipesql.files import write_json, write_jsonl
-from pipesql.generation import Backend, BackendSettings, load_backend
-from pipesql.settings import option
+from pipesql.storage.files import write_json, write_jsonl
+from pipesql.models.backends import Backend, BackendSettings, load_backend
+from pipesql.config.settings import option
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def _progress(total: int, description: str):
 
 def _schemas(items: Sequence[Item]) -> tuple[list[str | None], dict[str, str]]:
     """Prompt schema per item; items whose database cannot be read get ``None`` and an error."""
-    from pipesql.schema_text import schema_text
-    from pipesql.sqlexec import DatabaseError
+    from pipesql.agent.schema_text import schema_text
+    from pipesql.sql.execute import DatabaseError
 
     schemas: list[str | None] = []
     errors: dict[str, str] = {}
@@ -157,7 +157,7 @@ def evaluate_items(items: Sequence[Item], backend: Backend, settings: Settings) 
 
 def run(settings: Settings, *, backend: Backend | None = None) -> int:
     """Evaluate and write the outputs. ``backend`` overrides loading ``settings.model``."""
-    from pipesql.manifest import write_manifest
+    from pipesql.storage.manifest import write_manifest
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if backend is None and not settings.model:

@@ -1,13 +1,13 @@
 """Predictions for a list of benchmark items: one-shot, or step by step as an agent.
 
-Both modes build their prompts with :mod:`pipesql.prompts` and :func:`pipesql.schema_text.schema_text`,
+Both modes build their prompts with :mod:`pipesql.agent.prompts` and :func:`pipesql.agent.schema_text.schema_text`,
 the functions the training data was made with, and generate for many questions at once.
 
 **One-shot**: ``ONESHOT_SYSTEM_PROMPT`` + ``oneshot_user_message``; the answer is the whole query.
 
 **Agent**: the step protocol of the training data. Each round asks every unfinished question for
 its next operator (``STEP_SYSTEM_PROMPT`` + ``step_user_message`` with the query so far). The new
-prefix is checked with the shared agent tools (:class:`pipesql.tools.Toolbox`, by default
+prefix is checked with the shared agent tools (:class:`pipesql.agent.tools.Toolbox`, by default
 ``execute_pipe_sql``, whose output is the prefix's columns and first rows). A prefix the tool
 rejects is not kept: the step is asked again, sampling (``retry_temperature``) so that a
 different candidate can come out, at most ``max_retries`` times. A question ends at the end
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pipesql import prompts
-from pipesql.benchmarks import Item
+from pipesql.agent import prompts
+from pipesql.corpora.items import Item
 from pipesql.evaluate.answers import extract_query, parse_step
-from pipesql.generation import Backend, Chat, Completion, SamplingParams
+from pipesql.models.backends import Backend, Chat, Completion, SamplingParams
 
 CHECK_TOOLS = ("execute_pipe_sql", "validate_pipe_sql")
 # Tool output kept in a trajectory: enough to see the prefix's columns and first rows.
@@ -182,7 +182,7 @@ def _advance(state: _AgentState, completion: Completion, options: GenerationOpti
 
 def predict_agent(items: Sequence[Item], schemas: Sequence[str], backend: Backend, options: GenerationOptions,
                   progress: Progress = _no_progress) -> list[Prediction]:
-    from pipesql.tools import Toolbox
+    from pipesql.agent.tools import Toolbox
 
     if options.check_tool not in CHECK_TOOLS:
         raise ValueError(f"unknown check tool {options.check_tool!r}; choose from {CHECK_TOOLS}")

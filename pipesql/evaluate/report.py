@@ -79,7 +79,7 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipesql.files import atomic_open
+    from pipesql.storage.files import atomic_open
 
     labels = list(summary["by_difficulty"])
     groups = [summary["by_difficulty"][d] for d in labels]

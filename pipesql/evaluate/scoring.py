@@ -2,7 +2,7 @@
 
 The prediction is round-tripped to SQLite exactly as validation does (``pipe_to_sqlite``), run
 read-only with a time limit and a row cap, and compared with the gold result by
-:mod:`pipesql.compare` (tie-aware; row order matters only when the gold query orders its output). A prediction
+:mod:`pipesql.sql.compare` (tie-aware; row order matters only when the gold query orders its output). A prediction
 cannot fail as a whole batch: every failure becomes a status with a detail.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from pipesql.benchmarks import Item
-from pipesql.sqlexec import DatabaseError, QueryError, QueryResult, QueryTimeout, connect_readonly, execute
+from pipesql.corpora.items import Item
+from pipesql.sql.execute import DatabaseError, QueryError, QueryResult, QueryTimeout, connect_readonly, execute
 
 MATCH = "match"
 MISMATCH = "mismatch"
@@ -45,16 +45,16 @@ def _run(conn, sql: str, limits: Limits) -> QueryResult:
 
 
 def transpile(pipe_sql: str) -> str:
-    from pipesql.transpile import pipe_to_sqlite
+    from pipesql.sql.transpile import pipe_to_sqlite
 
     return pipe_to_sqlite(pipe_sql)
 
 
 def compare_to_gold(item: Item, gold: QueryResult, predicted: QueryResult, conn, limits: Limits) -> tuple[bool, str]:
-    """``(match, detail)`` by :func:`pipesql.compare.compare_results`: order counts when the gold
+    """``(match, detail)`` by :func:`pipesql.sql.compare.compare_results`: order counts when the gold
     orders its output, and rows tied on the gold's order key may come in any order and choice
     (the tie probe re-runs on the gold's database, under the same limits)."""
-    from pipesql.compare import compare_results
+    from pipesql.sql.compare import compare_results
 
     def rerun(sql: str):
         return _run(conn, sql, limits).rows

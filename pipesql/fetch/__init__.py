@@ -10,7 +10,7 @@
 
 Every dataset folder is built beside its destination and renamed into place once verified, with
 a ``manifest.json`` holding the counts and a SHA-256 of each file; a second fetch that finds it
-intact does nothing. Layouts are those :mod:`pipesql.benchmarks` reads.
+intact does nothing. Layouts are those :mod:`pipesql.corpora.items` reads.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pipesql.fetch.archive import ArchiveError, copy_tree, find_root, is_archive
 from pipesql.fetch.datasets import Verification, unpack_into, unpack_nested_databases, verify_bird_part, verify_spider
 from pipesql.fetch.download import DownloadError, gdrive_download, http_download
 from pipesql.fetch.landing import LandingError, read_landed_manifest, staged
-from pipesql.manifest import write_manifest
-from pipesql.settings import option
+from pipesql.storage.manifest import write_manifest
+from pipesql.config.settings import option
 
 # Spider 1.0 as linked from the project page (spider_data.zip).
 SPIDER_GDRIVE_ID = "1TqleXec_OykOYFREKKtschzY29dUcVAQ"
@@ -167,9 +167,9 @@ def fetch_bird(settings: Settings) -> int:
 
 def fetch_model(settings: Settings) -> int:
     """A registry model (``tiny``, ``smollm2-135m``) is built into the pipesql cache by
-    :mod:`pipesql.models`; anything else is a hub id downloaded into the Hugging Face cache
+    :mod:`pipesql.models.loading`; anything else is a hub id downloaded into the Hugging Face cache
     (``$HF_HOME``), which resumes interrupted files by itself."""
-    from pipesql import models
+    from pipesql.models import loading as models
 
     if not settings.name:
         raise FetchError("pipesql fetch model NAME: say which model")

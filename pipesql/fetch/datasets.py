@@ -1,5 +1,5 @@
 """What a fetched Spider or BIRD folder must hold, how an unpacked archive is put into that
-layout (see :mod:`pipesql.benchmarks`), and the verification that counts what is there against
+layout (see :mod:`pipesql.corpora.items`), and the verification that counts what is there against
 the official release."""
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from pipesql.files import _UMASK
-from pipesql.manifest import MANIFEST_NAME
+from pipesql.storage.files import _UMASK
+from pipesql.storage.manifest import MANIFEST_NAME
 
 STAGING_INFIX = ".tmp-"
 

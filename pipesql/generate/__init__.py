@@ -4,7 +4,7 @@ For each golden pair (question, gold SQL, pipe SQL) whose every pipe prefix exec
 round trip (pipe SQL -> SQLite, read-only, time limit):
 
 - N *step* samples, one per operator, and one *end* sample answering
-  :data:`pipesql.prompts.END_MARKER` (:mod:`pipesql.generate.trajectory`);
+  :data:`pipesql.agent.prompts.END_MARKER` (:mod:`pipesql.generate.trajectory`);
 - for a seeded ``--tool-ratio`` share of pairs (with ``--tool-calling``), one *tools* sample: a
   multi-turn conversation using the five agent tools (:mod:`pipesql.generate.toolchat`).
 

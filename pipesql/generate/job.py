@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipesql.benchmarks import BENCHMARKS, database_dirs, find_database
-from pipesql.files import write_json, write_jsonl
+from pipesql.corpora.items import BENCHMARKS, database_dirs, find_database
+from pipesql.storage.files import write_json, write_jsonl
 from pipesql.generate.pairs import MISSING_DATABASE, GoldenPair, Problem, count_reasons, read_golden_pairs
 from pipesql.generate.plot import plot_stats
 from pipesql.generate.split import DEV, TRAIN, assign_splits
 from pipesql.generate.stats import char_lengths, sample_stats, samples_per_pair, token_lengths
 from pipesql.generate.worker import DatabaseResult, DatabaseWork, WorkOptions, run_task
-from pipesql.manifest import write_manifest
-from pipesql.settings import option
+from pipesql.storage.manifest import write_manifest
+from pipesql.config.settings import option
 
 # How many problems of one reason are printed; all of them are in skipped.jsonl.
 _PRINTED_PER_REASON = 10
@@ -114,7 +114,7 @@ def run_work(work: list[DatabaseWork], options: WorkOptions, workers: int, total
 def _warm_imports() -> None:
     import importlib
 
-    for name in ("sqlglot", "pipesql.decompile", "pipesql.transpile"):
+    for name in ("sqlglot", "pipesql.decompile", "pipesql.sql.transpile"):
         try:
             importlib.import_module(name)
         except ImportError:
@@ -129,7 +129,7 @@ def load_length_measure(name: str | None):
 
     path = name
     try:
-        from pipesql.models import resolve_model
+        from pipesql.models.loading import resolve_model
 
         path = resolve_model(name)
     except ImportError:

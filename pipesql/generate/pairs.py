@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from pipesql.files import BadLine, read_jsonl
+from pipesql.storage.files import BadLine, read_jsonl
 
 REQUIRED_FIELDS = ("question_id", "db_id", "question", "gold_sql", "pipe_sql")
 

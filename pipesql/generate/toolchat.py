@@ -1,5 +1,5 @@
 """Tool-calling conversations: an agent that looks at the database, builds the query with the
-five tools (:mod:`pipesql.tools`, outputs really computed) and ends with the full pipe query.
+five tools (:mod:`pipesql.agent.tools`, outputs really computed) and ends with the full pipe query.
 
 The pattern grows with the question's difficulty:
 
@@ -21,11 +21,11 @@ import json
 import re
 from typing import Any, Sequence
 
-from pipesql import prompts
+from pipesql.agent import prompts
 from pipesql.generate.pairs import GoldenPair
 from pipesql.generate.trajectory import TOOLS, sample_record
-from pipesql.schema import DatabaseSchema
-from pipesql.tools import TOOL_SPECS, Toolbox
+from pipesql.sql.schema import DatabaseSchema
+from pipesql.agent.tools import TOOL_SPECS, Toolbox
 
 TOOLS_JSON = json.dumps(TOOL_SPECS, ensure_ascii=False)
 DIRECT, EXPLORE, INCREMENTAL = "direct", "explore", "incremental"

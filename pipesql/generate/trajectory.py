@@ -2,7 +2,7 @@
 
 Sample k (0-based) shows the question, the schema and the first k operators ("the query so
 far") and answers with operator k; the last sample shows the whole query and answers with
-:data:`pipesql.prompts.END_MARKER`, so an agent learns when to stop::
+:data:`pipesql.agent.prompts.END_MARKER`, so an agent learns when to stop::
 
     FROM singer                      <- answer of step 0 (query so far: "(empty)")
     |> WHERE age > 30                <- answer of step 1
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from pipesql import prompts
+from pipesql.agent import prompts
 from pipesql.generate.pairs import GoldenPair
 
 STEP = "step"

@@ -1,6 +1,6 @@
 """The samples of one database's pairs: the unit of work handed to a process.
 
-One :class:`~pipesql.tools.Toolbox` per database holds the read-only connection, and the schema
+One :class:`~pipesql.agent.tools.Toolbox` per database holds the read-only connection, and the schema
 text is rendered once, so the cost per pair is the round trip and execution of its prefixes.
 Tool-calling conversations reuse the prefix results the toolbox cached while checking them.
 """
@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipesql import prompts
+from pipesql.agent import prompts
 from pipesql.generate.pairs import NO_OPERATORS, PREFIX_FAILED, GoldenPair, Problem
 from pipesql.generate.split import seeded_fraction
 from pipesql.generate.toolchat import ToolChatError, tool_chat_sample
 from pipesql.generate.trajectory import operator_kind, trajectory_samples
-from pipesql.schema_text import schema_text
-from pipesql.sqlexec import DatabaseError
-from pipesql.tools import Toolbox, ToolError
+from pipesql.agent.schema_text import schema_text
+from pipesql.sql.execute import DatabaseError
+from pipesql.agent.tools import Toolbox, ToolError
 
 UNREADABLE_DATABASE = "unreadable_database"
 TOOL_CHAT_FAILED = "tool_chat_failed"

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from pipesql.files import BadLine, read_jsonl
-from pipesql.train.chat_template import TRAINING_CHAT_TEMPLATE
+from pipesql.storage.files import BadLine, read_jsonl
+from pipesql.models.chat_template import TRAINING_CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
 

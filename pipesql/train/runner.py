@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipesql.files import write_json
-from pipesql.manifest import write_manifest
-from pipesql.settings import as_dict
+from pipesql.storage.files import write_json
+from pipesql.storage.manifest import write_manifest
+from pipesql.config.settings import as_dict
 from pipesql.train.checkpoints import STAGING, complete_checkpoints, latest_checkpoint, publish, remove_incomplete
 from pipesql.train.settings import Settings
 from pipesql.train.stability import (
@@ -161,7 +161,7 @@ def lora_config(settings: Settings):
 def _load_model(settings: Settings, runtime: Runtime):
     import torch
 
-    from pipesql.models import load_model_and_tokenizer
+    from pipesql.models.loading import load_model_and_tokenizer
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[runtime.precision]
     # The frozen base may be half precision; PEFT keeps the trainable adapter in fp32, which the
@@ -192,8 +192,8 @@ def _run_config(settings: Settings, base_path: str, runtime: Runtime, stats: dic
 
 
 def run_training(settings: Settings) -> int:
-    from pipesql.models import load_tokenizer, resolve_model
-    from pipesql.train.chat_template import template_to_save
+    from pipesql.models.loading import load_tokenizer, resolve_model
+    from pipesql.models.chat_template import template_to_save
 
     started = time.time()
     runtime = resolve_runtime(settings)

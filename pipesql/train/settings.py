@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pipesql.settings import option
+from pipesql.config.settings import option
 
 QWEN_1_5B = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
 QWEN_7B = "Qwen/Qwen2.5-Coder-7B-Instruct"

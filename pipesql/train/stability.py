@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipesql.files import atomic_open, read_jsonl
+from pipesql.storage.files import atomic_open, read_jsonl
 
 EVENTS_NAME = "stability_events.jsonl"
 

@@ -10,7 +10,7 @@ class and diagnostics. GoogleSQL (ZetaSQL) is asked about every pipe query too. 
 ``--out``: ``golden_pairs.jsonl``, ``quarantine.jsonl``, ``summary.json``, ``report.md``,
 ``classes.png`` and ``manifest.json``.
 
-Python API: :func:`validate_items` (records for any list of :class:`pipesql.benchmarks.Item`).
+Python API: :func:`validate_items` (records for any list of :class:`pipesql.corpora.items.Item`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pipesql.benchmarks import BENCHMARKS, SPLITS, BenchmarkError, load_items
-from pipesql.settings import option
-from pipesql.sqlexec import DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S
+from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, load_items
+from pipesql.config.settings import option
+from pipesql.sql.execute import DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S
 from pipesql.validate.check import CLASSES, CheckOptions, check_item
 from pipesql.validate.runner import default_workers, validate_items
 
@@ -51,13 +51,13 @@ class Settings:
 
 
 def run(settings: Settings) -> int:
-    from pipesql.manifest import write_manifest
+    from pipesql.storage.manifest import write_manifest
     from pipesql.validate.report import summarize, write_outputs
 
     if settings.data_dir is None and settings.benchmark != "demo":
         print(f"pipesql validate: --data-dir is required for {settings.benchmark}", file=sys.stderr)
         return 2
-    from pipesql.demo import DemoCorpusError
+    from pipesql.corpora.demo import DemoCorpusError
 
     try:
         items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
@@ -78,7 +78,7 @@ def run(settings: Settings) -> int:
     outputs = write_outputs(out, records, summary, title)
     inputs = [settings.data_dir] if settings.data_dir else []
     if settings.benchmark == "demo":
-        from pipesql.demo import ensure_corpus
+        from pipesql.corpora.demo import ensure_corpus
 
         inputs = [ensure_corpus(settings.data_dir)]
     write_manifest(out, Settings.stage, settings, inputs=inputs, outputs=outputs, metrics=summary)

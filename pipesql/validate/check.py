@@ -2,8 +2,8 @@
 
 For an item: open its database read-only; execute the gold SQL (time limit, row cap);
 decompile it against the database's schema; translate the pipe SQL back to SQLite
-(:func:`pipesql.transpile.pipe_to_sqlite`); execute that; compare the two results as execution
-evaluation does (:func:`pipesql.compare.compare_results`, tie-aware). Then ask GoogleSQL
+(:func:`pipesql.sql.transpile.pipe_to_sqlite`); execute that; compare the two results as execution
+evaluation does (:func:`pipesql.sql.compare.compare_results`, tie-aware). Then ask GoogleSQL
 (ZetaSQL) whether it accepts the pipe SQL and, for small databases, whether it computes the
 gold's result too.
 
@@ -22,9 +22,9 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from pipesql.benchmarks import Item
-from pipesql.schema import DatabaseSchema, schema_from_connection
-from pipesql.sqlexec import (DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
+from pipesql.corpora.items import Item
+from pipesql.sql.schema import DatabaseSchema, schema_from_connection
+from pipesql.sql.execute import (DEFAULT_ROW_CAP, quote_identifier, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
                              QueryTimeout, connect_readonly, execute)
 
 # Classes of a validation record.
@@ -70,7 +70,7 @@ class DatabaseCache:
         conn = connect_readonly(path)
         try:
             schema = schema_from_connection(conn)
-            total_rows = sum(conn.execute(f'SELECT count(*) FROM "{t.name.replace(chr(34), chr(34) * 2)}"').fetchone()[0]
+            total_rows = sum(conn.execute(f"SELECT count(*) FROM {quote_identifier(t.name)}").fetchone()[0]
                              for t in schema.tables)
         except sqlite3.DatabaseError as error:
             conn.close()
@@ -138,9 +138,9 @@ def check_item(item: Item, options: CheckOptions, databases: DatabaseCache) -> d
 
 
 def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: dict) -> dict:
-    from pipesql.compare import compare_results
+    from pipesql.sql.compare import compare_results
     from pipesql.decompile import decompile
-    from pipesql.transpile import pipe_to_sqlite
+    from pipesql.sql.transpile import pipe_to_sqlite
 
     timings: dict[str, float] = {}
     path = Path(item.db_path)
@@ -210,11 +210,11 @@ def googlesql_check(pipe_sql: str, item: Item, schema: DatabaseSchema, total_row
                     conn: sqlite3.Connection, options: CheckOptions) -> dict[str, Any]:
     """``{"analyzed", "error", "executed", "match", ...}``: does GoogleSQL accept the pipe SQL,
     and (small databases) does it compute the gold's rows? Never raises."""
-    from pipesql.compare import compare_results
+    from pipesql.sql.compare import compare_results
 
     outcome: dict[str, Any] = {"analyzed": False, "error": None, "executed": False, "match": None}
     try:
-        from pipesql import googlesql
+        from pipesql.sql import googlesql
 
         engine = googlesql.instance()
     except Exception as failure:  # the engine could not start: record why, keep validating

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipesql.files import atomic_open, write_json, write_jsonl
+from pipesql.storage.files import atomic_open, write_json, write_jsonl
 from pipesql.validate.check import CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY
 
 # Classes that say the benchmark item is unusable, not that pipesql failed it (grey in the chart).

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Iterable, Sequence
 
-from pipesql.benchmarks import Item
+from pipesql.corpora.items import Item
 from pipesql.validate.check import CheckOptions, DatabaseCache, check_item
 
 CHUNK_SIZE = 24
@@ -84,7 +84,7 @@ def validate_items(items: Iterable[Item], *, workers: int | None = None, options
 def _prepare_googlesql() -> None:
     # Compile (or find) the cached ZetaSQL module once here, so workers never compile it side by side.
     try:
-        from pipesql import googlesql
+        from pipesql.sql import googlesql
 
         googlesql.ensure_compiled()
     except Exception as error:  # workers will record the engine as unavailable

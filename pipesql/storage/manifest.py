@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pipesql import __version__
-from pipesql.files import sha256_file, write_json
-from pipesql.settings import as_dict
+from pipesql.storage.files import sha256_file, write_json
+from pipesql.config.settings import as_dict
 
 MANIFEST_NAME = "manifest.json"
 _PACKAGES = ("sqlglot", "sqlglotc", "zetasql", "torch", "transformers", "trl", "peft", "datasets",
@@ -152,10 +152,10 @@ def verify_manifest(folder: str | Path) -> ManifestCheck:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipesql.manifest FOLDER...``: verify hand-off folders; exit 1 on a problem."""
+    """``python -m pipesql.storage.manifest FOLDER...``: verify hand-off folders; exit 1 on a problem."""
     folders = sys.argv[1:] if argv is None else argv
     if not folders:
-        print("usage: python -m pipesql.manifest FOLDER [FOLDER ...]", file=sys.stderr)
+        print("usage: python -m pipesql.storage.manifest FOLDER [FOLDER ...]", file=sys.stderr)
         return 2
     failed = False
     for folder in folders:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from pipesql.settings import option
+from pipesql.config.settings import option
 
 BACKENDS = ("auto", "transformers", "vllm")
 
@@ -156,7 +156,7 @@ class TransformersBackend:
 
     def __init__(self, model_dir: str | Path, *, device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, name: str | None = None) -> None:
-        from pipesql.models import load_model_and_tokenizer
+        from pipesql.models.loading import load_model_and_tokenizer
 
         self.model_dir = Path(model_dir)
         self.name = name or self.model_dir.name
@@ -310,11 +310,11 @@ def vllm_available() -> bool:
 
 def resolve_model(model: str | Path) -> Path:
     """A model directory, or a registry name (``tiny``, ``smollm2-135m``) that
-    :mod:`pipesql.models` materialises into one."""
+    :mod:`pipesql.models.loading` materialises into one."""
     path = Path(model)
     if path.is_dir():
         return path
-    from pipesql.models import resolve_model as resolve_registry_name
+    from pipesql.models.loading import resolve_model as resolve_registry_name
 
     # Anything else (a hub id) goes to from_pretrained unchanged; offline it fails there, naming it.
     return Path(resolve_registry_name(str(model)))

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from pipesql.schema import DatabaseSchema, Table, schema_from_connection
-from pipesql.sqlexec import DatabaseError, QueryError, connect_readonly, execute
+from pipesql.sql.schema import DatabaseSchema, Table, schema_from_connection
+from pipesql.sql.execute import DatabaseError, QueryError, connect_readonly, execute
+from pipesql.sql.execute import quote_identifier as sqlite_identifier
 
 DEFAULT_VALUES_PER_COLUMN = 3
 DEFAULT_VALUE_CHARS = 40
@@ -50,10 +51,6 @@ def quote_identifier(name: str) -> str:
     if _PLAIN_IDENTIFIER.match(name):
         return name
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-def _sqlite_quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _string_literal(text: str) -> str:
@@ -97,8 +94,8 @@ def sample_column_values(conn: sqlite3.Connection, table: Table, limit: int = DE
     if limit <= 0:
         return ColumnValues(table.name, values)
     for column in table.columns:
-        name = _sqlite_quote(column.name)
-        sql = (f"SELECT DISTINCT {name} FROM (SELECT {name} FROM {_sqlite_quote(table.name)} "
+        name = sqlite_identifier(column.name)
+        sql = (f"SELECT DISTINCT {name} FROM (SELECT {name} FROM {sqlite_identifier(table.name)} "
                f"WHERE {name} IS NOT NULL LIMIT {SCAN_ROWS}) LIMIT {limit}")
         try:
             result = execute(conn, sql, timeout_s=_SAMPLE_TIMEOUT_S, row_cap=limit)
@@ -239,7 +236,7 @@ def schema_text(db_path: str | Path, *, values_per_column: int = DEFAULT_VALUES_
     By default the whole schema, as the model sees it at inference. ``trim_to_query`` (a SQLite
     query) keeps only the tables and columns that query uses (see :func:`columns_used_by`): an
     option for experiments, not what evaluation does. Cached per database file within a process.
-    Raises :class:`pipesql.sqlexec.DatabaseError` when the file is missing or unreadable.
+    Raises :class:`pipesql.sql.execute.DatabaseError` when the file is missing or unreadable.
     """
     if trim_to_query is None:
         return _rendered(*_cache_key(db_path), values_per_column, value_chars, max_chars)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pipesql.files import write_json
-from pipesql.manifest import write_manifest
-from pipesql.settings import option
+from pipesql.storage.files import write_json
+from pipesql.storage.manifest import write_manifest
+from pipesql.config.settings import option
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def merge_adapter(adapter_dir: Path, base_model: str, target: Path, *, dtype: st
     """Write base + adapter, merged, to ``target`` (staged beside it, then renamed)."""
     from peft import PeftModel
 
-    from pipesql.models import load_model_and_tokenizer, load_tokenizer
+    from pipesql.models.loading import load_model_and_tokenizer, load_tokenizer
 
     base, _ = load_model_and_tokenizer(base_model, dtype=dtype, device=device)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipesql.sqlexec import DatabaseError, connect_readonly
+from pipesql.sql.execute import DatabaseError, connect_readonly, quote_identifier
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,6 @@ class DatabaseSchema:
         return {t.name: {c.name: c.type or "TEXT" for c in t.columns} for t in self.tables}
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def schema_from_connection(conn: sqlite3.Connection) -> DatabaseSchema:
     names = [row[0] for row in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
@@ -65,11 +61,11 @@ def schema_from_connection(conn: sqlite3.Connection) -> DatabaseSchema:
     for name in names:
         columns = tuple(
             Column(name=row[1], type=(row[2] or "").upper(), primary_key=bool(row[5]))
-            for row in conn.execute(f"PRAGMA table_info({_quote(name)})")
+            for row in conn.execute(f"PRAGMA table_info({quote_identifier(name)})")
         )
         foreign_keys = tuple(
             ForeignKey(column=row[3], ref_table=row[2], ref_column=row[4] or "")
-            for row in conn.execute(f"PRAGMA foreign_key_list({_quote(name)})")
+            for row in conn.execute(f"PRAGMA foreign_key_list({quote_identifier(name)})")
         )
         tables.append(Table(name, columns, foreign_keys))
     return DatabaseSchema(tuple(tables))

@@ -10,7 +10,7 @@ Endpoints (JSON in, JSON out):
 - ``GET /v1/models``: the one model served.
 - ``GET /tools``: the tool schemas (OpenAI function format), ready to pass as ``tools``.
 - ``POST /tools/{name}`` with ``{"db_id": ..., "arguments": {...}}``: runs one of the shared agent
-  tools (:mod:`pipesql.tools`) on ``<db-dir>/<db_id>/<db_id>.sqlite``, read-only, with a time
+  tools (:mod:`pipesql.agent.tools`) on ``<db-dir>/<db_id>/<db_id>.sqlite``, read-only, with a time
   limit and bounded output.
 - ``GET /health``.
 
@@ -39,9 +39,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipesql.benchmarks import find_database
-from pipesql.generation import Backend, BackendSettings, Chat, Completion, SamplingParams, load_backend
-from pipesql.settings import option
+from pipesql.corpora.items import find_database
+from pipesql.models.backends import Backend, BackendSettings, Chat, Completion, SamplingParams, load_backend
+from pipesql.config.settings import option
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class BatchQueue:
 # --- tools ----------------------------------------------------------------------------------------
 
 class ToolService:
-    """The shared agent tools, one :class:`pipesql.tools.Toolbox` per database, each used by one
+    """The shared agent tools, one :class:`pipesql.agent.tools.Toolbox` per database, each used by one
     request at a time (a toolbox holds one SQLite connection)."""
 
     def __init__(self, db_dirs: list[Path], *, timeout_s: float = 10.0, row_cap: int = 20):
@@ -158,7 +158,7 @@ class ToolService:
         self._lock = threading.Lock()
 
     def _toolbox(self, db_id: str):
-        from pipesql.tools import Toolbox
+        from pipesql.agent.tools import Toolbox
 
         with self._lock:
             if db_id not in self._toolboxes:
@@ -170,7 +170,7 @@ class ToolService:
             return self._toolboxes[db_id]
 
     def call(self, name: str, db_id: Any, arguments: Any) -> str:
-        from pipesql.tools import TOOL_NAMES
+        from pipesql.agent.tools import TOOL_NAMES
 
         if name not in TOOL_NAMES:
             raise RequestError(f"unknown tool {name!r}; tools: {', '.join(TOOL_NAMES)}", HTTPStatus.NOT_FOUND)
@@ -389,7 +389,7 @@ class Handler(BaseHTTPRequestHandler):
                     "id": self.server.backend.name, "object": "model", "created": int(self.server.started),
                     "owned_by": "pipesql"}]})
             elif method == "GET" and path == "/tools":
-                from pipesql.tools import TOOL_SPECS
+                from pipesql.agent.tools import TOOL_SPECS
 
                 self._send(HTTPStatus.OK, {"tools": TOOL_SPECS})
             elif method == "POST" and path == "/v1/chat/completions":

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipesql.cache import cache_root
+from pipesql.storage.cache import cache_root
 
 MARKER = ".pipesql-demo"
 _SOURCES = ("databases.py", "questions.py", "corpus.py")
@@ -64,7 +64,7 @@ def ensure_corpus(data_dir: str | Path | None = None) -> Path:
         raise DemoCorpusError(f"{target} exists and is not a pipesql demo corpus; not overwriting it")
     target.parent.mkdir(parents=True, exist_ok=True)
 
-    from pipesql.demo.corpus import build_corpus
+    from pipesql.corpora.demo.corpus import build_corpus
 
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
     try:

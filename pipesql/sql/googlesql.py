@@ -12,7 +12,7 @@ wasmtime. This module wraps it for pipesql:
 mode is EXTERNAL, i.e. BigQuery's type names (FLOAT64, not DOUBLE).
 
 **Types.** Each column is given the GoogleSQL type the decompiler assumes for it,
-:func:`pipesql.decompile.sqltypes.googlesql_type` (one mapping for both, so the decompiler's
+:func:`pipesql.sql.types.googlesql_type` (one mapping for both, so the decompiler's
 casts line up): ``*INT*`` → INT64; ``CHAR``/``CLOB``/``TEXT``/``BLOB``/undeclared → STRING;
 ``REAL``/``FLOA``/``DOUB`` → FLOAT64; ``DATE``/``TIME``/``YEAR`` → STRING (the benchmarks keep
 dates as ISO text, and GoogleSQL refuses to compare STRING with DATE); ``BOOL`` → INT64 (0/1);
@@ -58,10 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipesql.cache import cache_root
-from pipesql.files import atomic_open
-from pipesql.schema import DatabaseSchema, schema_from_connection
-from pipesql.sqlexec import DEFAULT_ROW_CAP, connect_readonly
+from pipesql.storage.cache import cache_root
+from pipesql.storage.files import atomic_open
+from pipesql.sql.schema import DatabaseSchema, schema_from_connection
+from pipesql.sql.execute import DEFAULT_ROW_CAP, connect_readonly, quote_identifier
 
 DEFAULT_TIMEOUT_S = 30.0
 ANALYZE_TIMEOUT_S = 20.0
@@ -107,7 +107,7 @@ class GoogleSQLResult:
 
 def googlesql_type(declared: str | None) -> str:
     """The GoogleSQL type of a column of this declared SQLite type (the decompiler's mapping)."""
-    from pipesql.decompile.sqltypes import googlesql_type as decompiler_mapping
+    from pipesql.sql.types import googlesql_type as decompiler_mapping
 
     return decompiler_mapping(declared)
 
@@ -429,17 +429,17 @@ def load_database(path: Path, pb=None) -> tuple[DatabaseSchema, dict]:
         schema = schema_from_connection(conn)
         total = 0
         for table in schema.tables:
-            total += conn.execute(f'SELECT count(*) FROM "{_escape(table.name)}"').fetchone()[0]
+            total += conn.execute(f"SELECT count(*) FROM {quote_identifier(table.name)}").fetchone()[0]
             if total > MAX_EXECUTE_ROWS:
                 raise NotRepresentable(f"{path.name}: more than {MAX_EXECUTE_ROWS} rows")
         types = catalog_types(schema)
         contents = {}
         for table in schema.tables:
             column_types = [types[table.name][c.name] for c in table.columns]
-            names = ", ".join(f'"{_escape(c.name)}"' for c in table.columns)
+            names = ", ".join(quote_identifier(c.name) for c in table.columns)
             content = pb.TableContent()
             content.table_data.SetInParent()  # an empty table must still say it has (no) rows
-            for stored in conn.execute(f'SELECT {names} FROM "{_escape(table.name)}"'):
+            for stored in conn.execute(f"SELECT {names} FROM {quote_identifier(table.name)}"):
                 row = content.table_data.row.add()
                 for column, type_name, value in zip(table.columns, column_types, stored):
                     try:
@@ -452,10 +452,6 @@ def load_database(path: Path, pb=None) -> tuple[DatabaseSchema, dict]:
         raise GoogleSQLError(f"cannot read {path}: {error}") from None
     finally:
         conn.close()
-
-
-def _escape(identifier: str) -> str:
-    return identifier.replace('"', '""')
 
 
 def _set_cell(cell, value: Any, type_name: str) -> None:

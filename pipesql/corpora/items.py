@@ -6,7 +6,7 @@ Expected layouts (what ``pipesql fetch`` produces):
   ``DIR/database/<db_id>/<db_id>.sqlite``
 - bird: ``DIR/dev/dev.json`` + ``DIR/dev/dev_databases/<db_id>/<db_id>.sqlite`` and
   ``DIR/train/train.json`` + ``DIR/train/train_databases/<db_id>/<db_id>.sqlite``
-- demo: the Spider layout, built on demand by :mod:`pipesql.demo` (no download)
+- demo: the Spider layout, built on demand by :mod:`pipesql.corpora.demo` (no download)
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _load_json(path: Path) -> list[dict]:
 
 
 def load_spider(data_dir: Path, split: str) -> list[Item]:
-    from pipesql.difficulty import spider_hardness
+    from pipesql.corpora.difficulty import spider_hardness
 
     items = []
     for prefix, filename in _spider_files(split):
@@ -91,7 +91,7 @@ def load_items(benchmark: str, data_dir: str | Path | None, split: str, limit: i
     if split not in SPLITS:
         raise BenchmarkError(f"unknown split {split!r}; choose from {SPLITS}")
     if benchmark == "demo":
-        from pipesql.demo import ensure_corpus
+        from pipesql.corpora.demo import ensure_corpus
 
         items = load_spider(ensure_corpus(data_dir), split)
     elif benchmark == "spider":
@@ -106,7 +106,7 @@ def load_items(benchmark: str, data_dir: str | Path | None, split: str, limit: i
 def database_dirs(benchmark: str, data_dir: str | Path | None) -> list[Path]:
     """Folders holding ``<db_id>/<db_id>.sqlite`` for a benchmark (what ``--db-dir`` takes)."""
     if benchmark == "demo":
-        from pipesql.demo import ensure_corpus
+        from pipesql.corpora.demo import ensure_corpus
 
         return [ensure_corpus(data_dir) / "database"]
     root = Path(data_dir)

@@ -10,7 +10,7 @@ Names:
   safetensors in the cache.
 * anything else - a Hugging Face hub id or a local directory, passed to ``from_pretrained``.
 
-The cache is :func:`pipesql.cache.cache_root` (``$PIPESQL_CACHE``, else ``~/.cache/pipesql``).
+The cache is :func:`pipesql.storage.cache.cache_root` (``$PIPESQL_CACHE``, else ``~/.cache/pipesql``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pipesql.cache import cache_root
-from pipesql.files import atomic_open
-from pipesql.train.chat_template import CHAT_TEMPLATE
+from pipesql.storage.cache import cache_root
+from pipesql.storage.files import atomic_open
+from pipesql.models.chat_template import CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def cache_dir() -> Path:
 def _tokenizer_corpus() -> list[str]:
     """Text the tiny tokenizer learns its merges from: the prompts, SQL and pipe SQL, tool-call
     JSON and plain English. Fixed, so the tokenizer (and so the model) is deterministic."""
-    from pipesql import prompts
+    from pipesql.agent import prompts
 
     keywords = (
         "SELECT FROM WHERE GROUP BY ORDER HAVING LIMIT JOIN LEFT RIGHT INNER OUTER ON AS AND OR NOT "

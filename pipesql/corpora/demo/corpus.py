@@ -16,10 +16,10 @@ import sqlite3
 import zlib
 from pathlib import Path
 
-from pipesql.demo.databases import DATABASES
-from pipesql.demo.questions import QUESTIONS
-from pipesql.difficulty import spider_hardness
-from pipesql.schema import DatabaseSchema, schema_from_connection
+from pipesql.corpora.demo.databases import DATABASES
+from pipesql.corpora.demo.questions import QUESTIONS
+from pipesql.corpora.difficulty import spider_hardness
+from pipesql.sql.schema import DatabaseSchema, schema_from_connection
 
 SPLIT_FILES = {"dev": "dev.json", "train": "train_spider.json"}
 _SPIDER_KIND = (("INT", "number"), ("REAL", "number"), ("NUMERIC", "number"), ("BOOL", "boolean"),

@@ -1,0 +1,1 @@
+"""The agent: its five tools, prompts and the schema text it reads."""

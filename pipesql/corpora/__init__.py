@@ -1,0 +1,1 @@
+"""Text-to-SQL items: Spider/BIRD loaders, the embedded demo corpus, difficulty."""

@@ -1,0 +1,1 @@
+"""Models: loading weights and tokenizers, the chat template, generation backends."""

@@ -1,0 +1,1 @@
+"""The SQL layer: sandboxed execution, schemas, pipe -> SQLite translation, result comparison, GoogleSQL check, types."""

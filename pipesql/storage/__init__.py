@@ -1,0 +1,1 @@
+"""Files on disk: atomic writes, JSONL, manifests and the cache root."""
