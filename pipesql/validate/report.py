@@ -64,13 +64,28 @@ def summarize(records: Sequence[dict], seconds: float, workers: int) -> dict[str
         "seconds": round(seconds, 2),
         "items_per_second": round(len(records) / seconds, 2) if seconds > 0 else None,
         "workers": workers,
+        "stage_seconds": stage_seconds(records),
     }
 
 
 def golden_pair(record: dict) -> dict:
+    """The record as training data reads it. Timings are left out (their totals are in the
+    summary) so that the same inputs give the same file, byte for byte, and the same hash."""
     keys = ("question_id", "db_id", "difficulty", "question", "evidence", "gold_sql", "pipe_sql",
             "round_tripped_sql", "validation", "googlesql")
-    return {key: record.get(key) for key in keys}
+    pair = {key: record.get(key) for key in keys}
+    pair["validation"] = {k: v for k, v in (record.get("validation") or {}).items() if k != "seconds"}
+    return pair
+
+
+def stage_seconds(records: Sequence[dict]) -> dict[str, float]:
+    """Seconds spent in each step of the check, summed over items (the per-item figures stay in
+    quarantine.jsonl)."""
+    totals: dict[str, float] = {}
+    for record in records:
+        for step, seconds in ((record.get("validation") or {}).get("seconds") or {}).items():
+            totals[step] = totals.get(step, 0.0) + seconds
+    return {step: round(total, 2) for step, total in sorted(totals.items())}
 
 
 def write_chart(path: Path, summary: dict) -> None:
