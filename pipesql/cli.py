@@ -35,11 +35,20 @@ def load_command(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipesql", description="Pipe-SQL training data and models.")
+    parser = argparse.ArgumentParser(prog="pipesql", description="Pipe-SQL training data and models.",
+                                     epilog=commands_listing(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pipesql {__version__}")
     parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND",
-                        help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+                        help="one of the commands below; `pipesql COMMAND --help` lists its flags")
     return parser
+
+
+def commands_listing() -> str:
+    """One line per command, in data-flow order (argparse would run them into one paragraph)."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {description}" for name, (_, description) in COMMANDS.items()]
+    return "commands:\n" + "\n".join(lines)
 
 
 def command_parser(name: str, settings_cls: type) -> argparse.ArgumentParser:

@@ -75,7 +75,7 @@ def resolve_runtime(settings: Settings) -> Runtime:
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda was asked for but no CUDA GPU is visible")
     if settings.load_in_4bit and not cuda:
-        raise SystemExit("--load-in-4bit (QLoRA) needs a CUDA GPU and bitsandbytes; use --no-4bit on CPU")
+        raise SystemExit("--load-in-4bit (QLoRA) needs a CUDA GPU and bitsandbytes; use --no-load-in-4bit on CPU")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = f"cuda:{local_rank}" if cuda else "cpu"
     precision = settings.precision
@@ -85,7 +85,7 @@ def resolve_runtime(settings: Settings) -> Runtime:
         raise SystemExit(f"--precision {precision} needs a CUDA GPU; CPU training runs in fp32")
     if settings.load_in_4bit and precision == "fp16":
         # bitsandbytes 4-bit layers compute in bf16; the fp16 grad scaler cannot unscale them.
-        raise SystemExit("QLoRA needs bf16 compute: use a GPU with bf16 or --no-4bit")
+        raise SystemExit("QLoRA needs bf16 compute: use a GPU with bf16 or --no-load-in-4bit")
     batching = settings.batching if settings.batching != "auto" else ("padding-free" if cuda else "padded")
     liger = settings.liger if settings.liger is not None else (cuda and _importable("liger_kernel"))
     if liger and not _importable("liger_kernel"):
