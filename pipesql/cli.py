@@ -14,6 +14,7 @@ from typing import Sequence
 
 from pipesql import __version__
 from pipesql.config.settings import add_arguments, resolve
+from pipesql.models.loading import ModelUnavailable
 
 # name -> (module, one-line description); the order is the data flow.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -66,7 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = load_command(name)
     cli_values = vars(command_parser(name, module.Settings).parse_args(rest))
     settings = resolve(module.Settings, cli_values)
-    return int(module.run(settings) or 0)
+    try:
+        return int(module.run(settings) or 0)
+    except ModelUnavailable as error:  # any job that loads a model; the message says what to do
+        raise SystemExit(f"pipesql {name}: {error}") from None
 
 
 if __name__ == "__main__":

@@ -316,7 +316,8 @@ def resolve_model(model: str | Path) -> Path:
         return path
     from pipesql.models.loading import resolve_model as resolve_registry_name
 
-    # Anything else (a hub id) goes to from_pretrained unchanged; offline it fails there, naming it.
+    # Anything else (a hub id) goes to from_pretrained unchanged; offline, loading fails fast
+    # (loading.require_loadable) with what to use instead.
     return Path(resolve_registry_name(str(model)))
 
 

