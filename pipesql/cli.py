@@ -14,6 +14,7 @@ from typing import Sequence
 
 from pipesql import __version__
 from pipesql.config.settings import add_arguments, resolve
+from pipesql.models.loading import ModelUnavailable
 
 # name -> (module, one-line description); the order is the data flow.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -35,11 +36,20 @@ def load_command(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipesql", description="Pipe-SQL training data and models.")
+    parser = argparse.ArgumentParser(prog="pipesql", description="Pipe-SQL training data and models.",
+                                     epilog=commands_listing(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pipesql {__version__}")
     parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND",
-                        help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+                        help="one of the commands below; `pipesql COMMAND --help` lists its flags")
     return parser
+
+
+def commands_listing() -> str:
+    """One line per command, in data-flow order (argparse would run them into one paragraph)."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {description}" for name, (_, description) in COMMANDS.items()]
+    return "commands:\n" + "\n".join(lines)
 
 
 def command_parser(name: str, settings_cls: type) -> argparse.ArgumentParser:
@@ -57,7 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = load_command(name)
     cli_values = vars(command_parser(name, module.Settings).parse_args(rest))
     settings = resolve(module.Settings, cli_values)
-    return int(module.run(settings) or 0)
+    try:
+        return int(module.run(settings) or 0)
+    except ModelUnavailable as error:  # any job that loads a model; the message says what to do
+        raise SystemExit(f"pipesql {name}: {error}") from None
 
 
 if __name__ == "__main__":

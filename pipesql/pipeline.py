@@ -102,18 +102,21 @@ def _validate(settings: Settings, layout: Layout) -> dict[str, Any]:
 
 
 def _generate(settings: Settings, layout: Layout) -> dict[str, Any]:
+    # The model's own tokenizer, so stats.png measures lengths in tokens, the unit of train's cut-off.
     return {"golden_pairs": layout.validate / "golden_pairs.jsonl", "benchmark": DEMO,
-            "output_dir": layout.generate, "tool_calling": True}
+            "output_dir": layout.generate, "tool_calling": True, "tokenizer": settings.model}
 
 
 def _train(settings: Settings, layout: Layout) -> dict[str, Any]:
     # The smoke preset, made cheap enough for two CPU cores: one conversation a step, no
-    # activation recomputation (a 135M model fits), no dev-loss passes (evaluate measures the
-    # model), one checkpoint at the end.
+    # activation recomputation (a 135M model fits), one checkpoint at the end. The loss is logged
+    # every step and the dev loss (the smoke preset's 20 dev conversations) at the start and
+    # three times after, so training_curves.png has a train and an eval curve.
     return {"preset": "smoke", "model_name": settings.model, "train_data": layout.generate / "train.jsonl",
-            "dev_data": None, "output_dir": layout.train, "max_steps": settings.max_steps,
+            "dev_data": layout.generate / "dev.jsonl", "output_dir": layout.train, "max_steps": settings.max_steps,
             "max_seq_length": settings.max_seq_length, "device": settings.device,
-            "per_device_train_batch_size": 1, "gradient_checkpointing": False, "save_steps": settings.max_steps}
+            "per_device_train_batch_size": 1, "gradient_checkpointing": False, "save_steps": settings.max_steps,
+            "logging_steps": 1, "eval_steps": max(1, settings.max_steps // 3)}
 
 
 def _merge(settings: Settings, layout: Layout) -> dict[str, Any]:
@@ -248,12 +251,31 @@ def measured(result: StageResult) -> str:
     if result.name == "generate":
         return f"{m.get('samples', '?'):,} samples (train {m.get('train_samples', '?')}, dev {m.get('dev_samples', '?')})"
     if result.name == "train":
-        return (f"train loss {_number(m.get('first_train_loss'))} -> {_number(m.get('final_train_loss'))} "
-                f"in {m.get('global_step', '?')} steps")
+        from pipesql.train.report import reported_loss
+
+        what, first, last = reported_loss(m)
+        return f"{what} {_number(first)} -> {_number(last)} in {m.get('global_step', '?')} steps"
     if result.name == "evaluate":
         return (f"execution accuracy {_percent(m.get('execution_accuracy'))} "
                 f"({m.get('matches', '?')}/{m.get('questions', '?')})")
     return ""
+
+
+def artifacts(layout: Layout) -> list[tuple[str, Path]]:
+    """What a person opens after a run, in data-flow order: every plot, the pairs, the training
+    data, the model, the per-question results. Only those that exist."""
+    from pipesql.evaluate import CHART_NAME, RESULTS_NAME
+    from pipesql.train.report import PLOT_NAME as TRAINING_PLOT
+    from pipesql.validate.report import CHART, GOLDEN_PAIRS
+
+    wanted = [
+        ("golden pairs", layout.validate / GOLDEN_PAIRS), ("validation classes", layout.validate / CHART),
+        ("training data", layout.generate / "train.jsonl"), ("sample lengths", layout.generate / "stats.png"),
+        ("training curves", layout.train / TRAINING_PLOT), ("merged model", layout.merged),
+        ("per-question results", layout.evaluate / RESULTS_NAME), ("accuracy chart", layout.evaluate / CHART_NAME),
+        ("stage times", layout.root / PLOT_NAME), ("summary", layout.root / SUMMARY_NAME),
+    ]
+    return [(what, path) for what, path in wanted if path.exists()]
 
 
 def print_report(settings: Settings, results: list[StageResult], total_seconds: float, summary_path: Path) -> None:
@@ -263,27 +285,51 @@ def print_report(settings: Settings, results: list[StageResult], total_seconds: 
         seconds = f"{result.seconds:.1f}" if result.status != "skipped" else "-"
         print(f"{result.name:<9} {result.status:<8} {seconds:>8}  {result.out or '-':<34} {measured(result)}")
     print(f"{'total':<9} {'':<8} {total_seconds:>8.1f}")
+    print("\nartifacts:")
+    for what, path in artifacts(Layout(Path(settings.out))):
+        print(f"  {what:<21} {path}")
     print(f"summary: {summary_path}")
 
 
+def _seconds_label(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def plot_stages(results: list[StageResult], path: Path) -> Path:
-    """Seconds per stage, each bar labelled with what the stage measured."""
+    """Seconds per stage on a log axis (train takes hundreds of times longer than validate, and a
+    linear axis hides the short stages), each bar labelled with its time, and what each stage
+    measured in a column of its own beside the axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     colors = {"ok": "tab:green", "failed": "tab:red", "skipped": "tab:gray"}
-    figure, axis = plt.subplots(figsize=(10, 3.2))
-    names = [r.name for r in results][::-1]
-    bars = axis.barh(names, [r.seconds for r in results][::-1], color=[colors[r.status] for r in results][::-1])
-    for bar, result in zip(bars, results[::-1]):
-        label = f" {result.status}: {measured(result)}" if result.status != "ok" else f" {measured(result)}"
-        axis.annotate(label, (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
-    axis.set_xlabel("seconds")
-    axis.set_title("pipesql pipeline on the demo corpus")
-    axis.set_xlim(0, max([r.seconds for r in results] + [1]) * 2.2)  # room for the labels
-    figure.tight_layout()
+    shown = results[::-1]  # the first stage at the top
+    floor = 0.1  # a log axis needs a left edge; stages that took less still get a visible stub
+    longest = max([r.seconds for r in results] + [1.0])
+    figure, axis = plt.subplots(figsize=(10, 0.45 * len(results) + 1.4))
+    widths = [0.0 if r.status == "skipped" else max(r.seconds - floor, floor) for r in shown]
+    bars = axis.barh([r.name for r in shown], widths, left=floor,
+                     color=[colors[r.status] for r in shown])
+    axis.set_xscale("log")
+    axis.set_xlim(floor, longest * 12)  # room for the time label after the longest bar
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g} s"))
+    for bar, result in zip(bars, shown):
+        middle = bar.get_y() + bar.get_height() / 2
+        label = _seconds_label(result.seconds) if result.status != "skipped" else "skipped"
+        axis.annotate(f" {label}", (bar.get_x() + bar.get_width(), middle), va="center", fontsize=8)
+        note = measured(result) if result.status == "ok" else f"{result.status}: {measured(result)}"
+        axis.annotate(note, (1.02, middle), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+                      annotation_clip=False)
+    axis.set_xlabel("seconds (log scale)")
+    total = sum(r.seconds for r in results)
+    axis.set_title(f"pipesql pipeline on the demo corpus: {_seconds_label(total)} in all", loc="left")
+    figure.subplots_adjust(left=0.1, right=0.55, bottom=0.8 / figure.get_figheight(),
+                           top=1 - 0.45 / figure.get_figheight())
     tmp = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(tmp, dpi=110)
     plt.close(figure)

@@ -149,10 +149,10 @@ def test_agent_statuses_retries_and_trajectories(tmp_path, demo_dir, items):
     calls: list[float] = []
 
     class Backend(ScriptedBackend):
-        def complete(self, chats, params):
+        def complete(self, chats, params, on_finished=None):
             calls.extend(params.temperature for _ in chats)
             self.answer = lambda messages: script(messages, params.temperature)
-            return super().complete(chats, params)
+            return super().complete(chats, params, on_finished)
 
     settings = _settings(tmp_path, demo_dir, "agent", max_retries=2, max_steps=12)
     assert run(settings, backend=Backend(lambda m: "")) == 0

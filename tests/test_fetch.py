@@ -449,6 +449,18 @@ def test_fetch_without_a_target_says_what_to_fetch(capsys):
     assert "spider, bird, model" in capsys.readouterr().err
 
 
+def test_failed_download_points_at_importing_a_local_copy(tmp_path, monkeypatch, capsys):
+    import gdown
+
+    def offline(**kwargs):
+        raise ConnectionError("Failed to resolve 'drive.google.com'")
+
+    monkeypatch.setattr(gdown, "download", offline)
+    assert fetch("spider", "--data-dir", tmp_path / "spider") == 1
+    err = capsys.readouterr().err
+    assert "drive.google.com" in err and "pipesql fetch spider --from PATH" in err
+
+
 def test_fetch_job_script_lands_the_dataset_under_data_root(tmp_path):
     """jobs/fetch.sh, the compose `fetch` service's entrypoint, run natively."""
     source = make_spider(tmp_path / "src")

@@ -63,7 +63,7 @@ def test_sft_trainer_runs_on_the_files(generated: Path, tmp_path: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     config = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=2, max_length=2048,
                        assistant_only_loss=True, report_to=[], logging_steps=1, use_cpu=True, save_strategy="no",
-                       eval_strategy="no")
+                       eval_strategy="no", activation_checkpointing=False)  # the new name: no FutureWarning
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer)
     result = trainer.train()
     assert result.global_step == 2 and result.training_loss > 0

@@ -130,3 +130,23 @@ def test_vllm_backend_says_what_is_missing():
         pytest.skip("vLLM is installed here")
     with pytest.raises(RuntimeError, match="--backend transformers"):
         load_backend("tiny", "vllm")
+
+
+def test_answers_are_reported_as_they_finish_not_per_batch():
+    from pipesql.models.backends import finished_rows_watcher
+
+    reports: list[int] = []
+    watcher = finished_rows_watcher({7, 0}, 3, reports.append)
+    keep_going = watcher(torch.tensor([[5, 7], [5, 6], [5, 6]]), None)
+    assert reports == [1] and not keep_going.any()  # row 0 ended; generation goes on for the rest
+    watcher(torch.tensor([[5, 7, 0], [5, 6, 7], [5, 6, 6]]), None)  # row 0 now pads: not counted again
+    assert reports == [1, 1]
+    watcher.report_rest()  # row 2 ran out of tokens
+    assert reports == [1, 1, 1]
+    assert finished_rows_watcher({7}, 3, None) is None
+
+
+def test_every_chat_is_reported_finished_once(backend):
+    reports: list[int] = []
+    completions = backend.complete(_chats(7), SamplingParams(max_new_tokens=8), on_finished=reports.append)
+    assert sum(reports) == len(completions) == 7 and len(reports) >= 3  # at least once per batch of 3

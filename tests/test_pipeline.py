@@ -56,6 +56,20 @@ def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
     for name in stages:
         assert f"\n{name} " in report
     assert "execution accuracy" in report and str(out / pipeline.SUMMARY_NAME) in report
+    # Every plot and the per-question results are named in the report, and exist.
+    plots = sorted(out.rglob("*.png"))
+    assert len(plots) == 5 and all(str(plot) in report for plot in plots)
+    assert str(out / "evaluate" / "eval_results.jsonl") in report
+    # The train curve has an eval curve beside it, and the figure quoted says what it is.
+    assert stages["train"]["metrics"]["final_eval_loss"] is not None
+    assert "eval loss (dev set)" in report
+    # Nothing left over, nothing private, a model card that names the base model.
+    assert not (out / "train" / ".staging").exists()
+    private = [p for p in out.rglob("*") if p.is_file() and not p.stat().st_mode & 0o044]
+    assert private == []
+    card = (out / "train" / "README.md").read_text()
+    assert "base_model: tiny" in card and "None" not in card
+    assert "FutureWarning" not in result.stderr
 
 
 # --- orchestration, with stand-in stages (fast): skipping, failure, what depends on what

@@ -73,3 +73,29 @@ def test_every_command_module_exposes_settings_and_run():
         assert hasattr(module, "Settings") and callable(module.run), name
         assert module.Settings.stage, name
         cli.command_parser(name, module.Settings)  # flags derive without clashes
+
+
+def test_top_level_help_lists_one_command_per_line(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    for name, (_, description) in cli.COMMANDS.items():
+        assert any(line.split()[:1] == [name] and line.rstrip().endswith(description) for line in lines), name
+    assert not any(".;" in line for line in lines)
+
+
+def test_help_shows_defaults_as_typed_and_one_flag_per_boolean(capsys):
+    @dataclass
+    class Shown:
+        stage: ClassVar[str] = "demo"
+        out: Path = option(Path("runs/x"), "where")
+        quantize: bool = option(False, "quantize", aliases=["--no-quant"])
+        names: list[str] = option(["a", "b"], "names")
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Shown)
+    text = " ".join(parser.format_help().split())
+    assert "default runs/x]" in text and "PosixPath" not in text
+    assert "default a,b]" in text
+    assert "--no-quant " not in text and "--no-quant]" not in text and "--quantize | --no-quantize" in text
+    assert parser.parse_args(["--no-quant"]).quantize is False  # still accepted

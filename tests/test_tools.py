@@ -179,17 +179,16 @@ def test_format_result_marks_truncation(db: Path) -> None:
     assert read_sqlite_schema(db).table("numbers") is not None
 
 
-def _zetasql_ready() -> bool:
-    try:
-        from pipesql.sql.googlesql import compiled_module_path
+@pytest.fixture(scope="module")
+def zetasql_compiled() -> Path:
+    # Compiled once per machine (about 70 s the first time, then cached), so a fresh machine runs
+    # this test too rather than skipping it.
+    from pipesql.sql.googlesql import ensure_compiled
 
-        return compiled_module_path().is_file()
-    except Exception:
-        return False
+    return ensure_compiled()
 
 
-@pytest.mark.skipif(not _zetasql_ready(), reason="ZetaSQL module not compiled on this machine (a 70 s first start)")
-def test_validate_with_googlesql_analysis(db: Path) -> None:
+def test_validate_with_googlesql_analysis(db: Path, zetasql_compiled: Path) -> None:
     with Toolbox(db, googlesql=True) as box:
         ok = box.call("validate_pipe_sql", {"sql": "FROM employee |> WHERE salary > 1000 |> SELECT name"})
         assert ok.splitlines() == ["OK: the query parses as GoogleSQL and compiles against the database.",

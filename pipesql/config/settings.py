@@ -37,7 +37,8 @@ def option(
     aliases: typing.Sequence[str] = (),
 ) -> Any:
     """A settings field. Mutable defaults (lists) are copied per instance. ``aliases`` are extra
-    flags; for a boolean, an alias starting with ``--no-`` sets it false, any other sets it true."""
+    flags; for a boolean, an alias starting with ``--no-`` sets it false, any other sets it true.
+    A boolean's aliases are accepted but not listed in ``--help``."""
     metadata = {"help": help, "choices": choices, "positional": positional, "flag": flag,
                 "aliases": tuple(aliases)}
     if isinstance(default, list):
@@ -116,6 +117,16 @@ def read_dotenv(path: str | os.PathLike = ".env") -> dict[str, str]:
     return values
 
 
+def shown_default(default: Any) -> str:
+    """A default as a user would type it: paths and strings bare, lists comma-separated (the
+    environment-variable form), None as "none"."""
+    if default is None:
+        return "none"
+    if isinstance(default, (list, tuple)):
+        return ",".join(shown_default(item) for item in default) or "empty"
+    return str(default) if default != "" else '""'
+
+
 def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> None:
     """Add one flag per field. Defaults are suppressed so that resolution can tell which flags
     the user actually gave."""
@@ -126,7 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> None:
         default = None if field.default is dataclasses.MISSING else field.default
         if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = field.default_factory()  # type: ignore[misc]
-        help_text = f"{help_text} [env {env_name(settings_cls, field)}; default {default!r}]"
+        help_text = f"{help_text} [env {env_name(settings_cls, field)}; default {shown_default(default)}]"
         kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
         if field.metadata.get("choices"):
             kwargs["choices"] = list(field.metadata["choices"])
@@ -140,9 +151,10 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
             for alias in aliases:
                 negative = alias.startswith("--no-")
-                same_as = "--no-" + flag_name(field)[2:] if negative else flag_name(field)
+                # Accepted for the replaced system's scripts, but not listed: --help shows one
+                # flag per setting.
                 parser.add_argument(alias, dest=field.name, default=argparse.SUPPRESS,
-                                    action="store_false" if negative else "store_true", help=f"same as {same_as}")
+                                    action="store_false" if negative else "store_true", help=argparse.SUPPRESS)
             aliases = ()
         elif _is_list(tp):
             kwargs["action"] = "append"

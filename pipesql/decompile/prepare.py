@@ -6,6 +6,7 @@ double-quoted strings into string literals, qualify every column with its range 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import sqlglot
@@ -78,7 +79,35 @@ def qualified(tree: exp.Expr, schema, dialect: str) -> exp.Expr:
             identify=False,
         )
     except SqlglotError as error:
-        raise Unsupported(f"unsupported:qualify ({str(error).splitlines()[0][:80]})") from None
+        first_line = str(error).splitlines()[0] if str(error) else "error"
+        unknown = re.fullmatch(r"Unknown column: (\S+)", first_line)
+        detail = unknown_column_hint(tree, schema or {}, unknown.group(1)) if unknown else first_line[:80]
+        raise Unsupported(f"unsupported:qualify ({detail})") from None
+
+
+def unknown_column_hint(tree: exp.Expr, schema: Mapping[str, Mapping[str, str]], column: str) -> str:
+    """What a person needs to fix a wrong column: the table it was looked up in, that table's
+    columns, and the tables that do have it.
+
+    ``SELECT T2.singer_id FROM concert AS T2`` (concert_singer) → ``unknown column T2.singer_id:
+    table concert has no column singer_id; its columns: concert_ID, ...; singer_id is in singer,
+    singer_in_concert``.
+    """
+    by_name = {name.lower(): (name, columns) for name, columns in schema.items()}
+    range_tables = {t.alias_or_name.lower(): t.name for t in tree.find_all(exp.Table)}
+    holders = [name for name, columns in schema.items() if column.lower() in {c.lower() for c in columns}]
+    holder_keys = {name.lower() for name in holders}
+    elsewhere = f"; {column} is in {', '.join(holders)}" if holders else ""
+    # The reference that failed: qualified by a range variable whose table lacks the column.
+    for used in tree.find_all(exp.Column):
+        table = range_tables.get(used.table.lower()) if used.table else None
+        if used.name.lower() == column.lower() and table and table.lower() in by_name and table.lower() not in holder_keys:
+            break
+    else:
+        return f"unknown column {column}{elsewhere}"
+    table_name, columns = by_name[table.lower()]
+    return (f"unknown column {used.table}.{column}: table {table_name} has no column {column}; "
+            f"its columns: {', '.join(columns)}{elsewhere}")
 
 
 def prepare(sql: str, schema, dialect: str) -> exp.Expr:

@@ -30,6 +30,7 @@ from pipesql.evaluate.report import plot_summary, summarize
 from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, Limits, Score, score
 from pipesql.storage.files import write_json, write_jsonl
 from pipesql.models.backends import Backend, BackendSettings, load_backend
+from pipesql.models.loading import describe_model
 from pipesql.config.settings import option
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,33 @@ def _options(settings: Settings) -> GenerationOptions:
     )
 
 
-def _progress(total: int, description: str):
+def _progress(total: int, description: str, **options: Any):
     from tqdm import tqdm
 
     # Shown in job logs too (compose runs without a terminal), at most every few seconds there.
     return tqdm(total=total, desc=description, unit="q", file=sys.stderr, dynamic_ncols=True,
-                mininterval=0.5 if sys.stderr.isatty() else 10.0)
+                mininterval=0.5 if sys.stderr.isatty() else 10.0, **options)
+
+
+def _predict_with_progress(items: Sequence[Item], schemas: Sequence[str], backend: Backend,
+                           settings: Settings) -> list[Prediction]:
+    """One-shot: the bar counts answers as they finish. Agent: questions finish together in the
+    last rounds, so the bar counts finished questions without an ETA (it would extrapolate
+    from the first early finisher) and shows the model answers so far, which move each step."""
+    options = _options(settings)
+    if settings.mode != "agent":
+        with _progress(len(items), "oneshot generation") as bar:
+            return predict_oneshot(items, schemas, backend, options, bar.update)
+    answers = 0
+    with _progress(len(items), "agent generation",
+                   bar_format="{desc}: {n_fmt}/{total_fmt} questions finished [{elapsed}{postfix}]") as bar:
+        def on_answer(count: int) -> None:
+            nonlocal answers
+            answers += count
+            bar.set_postfix_str(f"{answers} model answers", refresh=False)
+            bar.update(0)  # redraws when mininterval allows
+
+        return predict_agent(items, schemas, backend, options, bar.update, on_answer)
 
 
 def _schemas(items: Sequence[Item]) -> tuple[list[str | None], dict[str, str]]:
@@ -133,11 +155,8 @@ def evaluate_items(items: Sequence[Item], backend: Backend, settings: Settings) 
     for message in schema_errors.values():
         log.error("skipping generation: %s", message)
     usable = [i for i, s in enumerate(schemas) if s is not None]
-    options = _options(settings)
-    predict = predict_agent if settings.mode == "agent" else predict_oneshot
     started = time.monotonic()
-    with _progress(len(usable), f"{settings.mode} generation") as bar:
-        predictions = predict([items[i] for i in usable], [schemas[i] for i in usable], backend, options, bar.update)
+    predictions = _predict_with_progress([items[i] for i in usable], [schemas[i] for i in usable], backend, settings)
     generation_seconds = time.monotonic() - started
     by_index: dict[int, Prediction] = dict(zip(usable, predictions))
 
@@ -181,7 +200,8 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
     seconds = time.monotonic() - started
     out = Path(settings.out)
     summary = summarize(records, seconds=seconds, generation_seconds=generation_seconds, context={
-        "model": backend.name, "backend": type(backend).__name__, "mode": settings.mode,
+        "model": backend.name, "model_description": describe_model(settings.model or backend.name),
+        "backend": type(backend).__name__, "mode": settings.mode,
         "benchmark": settings.benchmark, "split": settings.split, "limit": settings.limit,
     })
     results_path, summary_path, chart_path = out / RESULTS_NAME, out / SUMMARY_NAME, out / CHART_NAME

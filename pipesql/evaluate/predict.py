@@ -72,19 +72,18 @@ def _no_progress(_: int) -> None:
 def complete_in_batches(backend: Backend, chats: Sequence[Chat], params: SamplingParams, batch_size: int,
                         progress: Progress = _no_progress) -> tuple[list[Completion], list[float]]:
     """Completions for ``chats`` generated ``batch_size`` at a time, with each chat's share of
-    its batch's wall time."""
+    its batch's wall time. ``progress`` is told of each answer as the backend finishes it."""
     completions: list[Completion] = []
     shares: list[float] = []
     for start in range(0, len(chats), batch_size):
         batch = chats[start:start + batch_size]
         began = time.monotonic()
-        results = backend.complete(batch, params)
+        results = backend.complete(batch, params, on_finished=progress)
         if len(results) != len(batch):
             raise RuntimeError(f"backend {backend.name!r} returned {len(results)} completions for {len(batch)} chats")
         elapsed = time.monotonic() - began
         completions.extend(results)
         shares.extend([elapsed / len(batch)] * len(batch))
-        progress(len(batch))
     return completions, shares
 
 
@@ -181,7 +180,9 @@ def _advance(state: _AgentState, completion: Completion, options: GenerationOpti
 
 
 def predict_agent(items: Sequence[Item], schemas: Sequence[str], backend: Backend, options: GenerationOptions,
-                  progress: Progress = _no_progress) -> list[Prediction]:
+                  progress: Progress = _no_progress, on_answer: Progress = _no_progress) -> list[Prediction]:
+    """``progress``: questions finished; ``on_answer``: model answers (steps) finished, which is
+    what moves while every question is still being built."""
     from pipesql.agent.tools import Toolbox
 
     if options.check_tool not in CHECK_TOOLS:
@@ -210,7 +211,7 @@ def predict_agent(items: Sequence[Item], schemas: Sequence[str], backend: Backen
                 if not group:
                     continue
                 chats = [step_chat(s.item, s.schema, s.query) for s in group]
-                completions, shares = complete_in_batches(backend, chats, params, options.batch_size)
+                completions, shares = complete_in_batches(backend, chats, params, options.batch_size, on_answer)
                 for state, completion, share in zip(group, completions, shares):
                     state.generate_s += share
                     state.completion_tokens += completion.completion_tokens

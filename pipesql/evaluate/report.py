@@ -90,9 +90,11 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     bars = left.bar(names, accuracies, color=["#1565c0"] * len(labels) + ["#0d47a1"])
     for bar, accuracy, count in zip(bars, accuracies, counts):
+        inside = accuracy > 85  # a label above a tall bar would need an axis past 100%
         left.annotate(f"{accuracy:.1f}%\nn={count}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                      ha="center", va="bottom", fontsize=8)
-    left.set_ylim(0, 120)  # room for the label above a 100% bar
+                      xytext=(0, -3 if inside else 2), textcoords="offset points", ha="center",
+                      va="top" if inside else "bottom", fontsize=8, color="white" if inside else "black")
+    left.set_ylim(0, 100)
     left.set_ylabel("execution accuracy (%)")
     left.set_title("Execution accuracy by difficulty")
 
@@ -110,7 +112,8 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
     right.invert_yaxis()
     right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
 
-    figure.suptitle(f"{summary.get('model', '?')} on {summary.get('benchmark', '?')} {summary.get('split', '')} "
+    model = summary.get("model_description") or summary.get("model", "?")
+    figure.suptitle(f"{model} on {summary.get('benchmark', '?')} {summary.get('split', '')} "
                     f"({summary.get('mode', '?')}): {summary['execution_accuracy'] * 100:.1f}% of {summary['questions']}")
     figure.tight_layout()
     path = Path(path)

@@ -202,6 +202,11 @@ def run(settings: Settings) -> int:
         return 2
     try:
         return handlers[settings.target](settings)
-    except (FetchError, DownloadError, ArchiveError, LandingError) as error:
+    except DownloadError as error:
+        _say(f"pipesql fetch {settings.target}: {error}")
+        _say(f"Offline, or the download keeps failing? Import a copy you already have instead: "
+             f"pipesql fetch {settings.target} --from PATH (a folder, .zip or .tar archive)")
+        return 1
+    except (FetchError, ArchiveError, LandingError) as error:
         _say(f"pipesql fetch {settings.target}: {error}")
         return 1

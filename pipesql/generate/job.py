@@ -33,7 +33,7 @@ class Settings:
     benchmark: str | None = option(None, "Use this benchmark's database folders (with --data-dir; demo needs none).",
                                    choices=BENCHMARKS)
     data_dir: Path | None = option(None, "Benchmark root for --benchmark spider/bird (demo: where to build it).")
-    output_dir: Path = option(Path("data/training"), "Where train.jsonl, dev.jsonl and stats.json go.")
+    output_dir: Path = option(Path("out/generate"), "Where train.jsonl, dev.jsonl and stats.json go.")
     tool_calling: bool = option(False, "Also write tool-calling conversations for a share of the pairs.")
     tool_ratio: float = option(0.3, "Share of pairs that also get a tool-calling conversation (seeded choice).")
     limit: int | None = option(None, "Use only the first N usable pairs of the file.")

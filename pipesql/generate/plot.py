@@ -22,9 +22,16 @@ def plot_stats(path: Path, samples: Sequence[Mapping[str, Any]], lengths: Sequen
     bins = [low + (high - low) * i / 50 for i in range(51)] if high > low else 10  # shared, so kinds compare
     for kind in kinds:
         values = [n for s, n in zip(samples, lengths) if s["kind"] == kind]
-        left.hist(values, bins=bins, alpha=0.6, label=f"{kind} ({len(values)})")
+        # Outlines over a light fill: kinds of similar length (step, end) overlap, and filled
+        # bars would hide whichever is drawn first.
+        _, _, patches = left.hist(values, bins=bins, histtype="step", linewidth=1.8, label=f"{kind} ({len(values)})")
+        left.hist(values, bins=bins, histtype="stepfilled", alpha=0.15, color=patches[0].get_edgecolor())
     if unit == "tokens":
-        left.axvline(TARGET_TOKENS, color="black", linestyle="--", linewidth=1, label=f"{TARGET_TOKENS} tokens")
+        left.axvline(TARGET_TOKENS, color="black", linestyle="--", linewidth=1,
+                     label=f"{TARGET_TOKENS} tokens (train's default --max-seq-length)")
+    else:  # the cut-off is in tokens, so it cannot be drawn on this axis
+        left.annotate("characters: give --tokenizer for tokens, the unit of train's --max-seq-length",
+                      (0.98, 0.75), xycoords="axes fraction", ha="right", fontsize=8, color="tab:gray")
     left.set_xlabel(f"sample length ({unit})")
     left.set_ylabel("samples")
     left.set_title("Sample lengths by kind")

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pipesql.storage.files import write_json
+from pipesql.storage.files import share_file_modes, write_json
 from pipesql.storage.manifest import write_manifest
 from pipesql.config.settings import option
+from pipesql.models.loading import MERGE_RECORD_NAME
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def merge_adapter(adapter_dir: Path, base_model: str, target: Path, *, dtype: st
     shutil.rmtree(staged, ignore_errors=True)
     merged.save_pretrained(staged)
     tokenizer.save_pretrained(staged)
+    share_file_modes(staged)
     if target.exists():
         shutil.rmtree(target)
     staged.rename(target)
@@ -106,7 +108,7 @@ def run(settings: Settings) -> int:
     device = None if settings.device == "auto" else settings.device
     log.info("merging %s into %s", adapter_dir, base_model)
     merge_adapter(adapter_dir, base_model, target, dtype=settings.dtype, device=device)
-    write_json(target / "pipesql_merge.json", {"base_model": base_model, "adapter": str(adapter_dir)})
+    write_json(target / MERGE_RECORD_NAME, {"base_model": base_model, "adapter": str(adapter_dir)})
     write_manifest(target, "merge", settings, inputs=[adapter_dir], outputs=[target],
                    metrics={"base_model": base_model, "adapter": adapter_dir.name})
     print(f"merged {adapter_dir} into {base_model}: {target}")

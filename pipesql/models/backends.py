@@ -83,12 +83,23 @@ class Completion:
     finish_reason: str = "stop"  # "stop" (end of turn or a stop string) or "length"
 
 
+# Told how many more answers of a call are finished, as they finish; over one call the counts
+# add up to the number of chats (a backend that cannot tell earlier reports them all at its end).
+Finished = Callable[[int], None]
+
+
 class Backend(Protocol):
     name: str  # what the model is called in results and in /v1/models
 
-    def complete(self, chats: Sequence[Chat], params: SamplingParams) -> list[Completion]:
+    def complete(self, chats: Sequence[Chat], params: SamplingParams,
+                 on_finished: Finished | None = None) -> list[Completion]:
         """One completion per chat, in the order given."""
         ...
+
+
+def _report_all(chats: Sequence[Chat], on_finished: Finished | None) -> None:
+    if on_finished is not None and chats:
+        on_finished(len(chats))
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -192,13 +203,16 @@ class TransformersBackend:
             options["stop_strings"] = list(params.stop)
         return GenerationConfig(**options)
 
-    def complete(self, chats: Sequence[Chat], params: SamplingParams) -> list[Completion]:
+    def complete(self, chats: Sequence[Chat], params: SamplingParams,
+                 on_finished: Finished | None = None) -> list[Completion]:
         prompts = [render_prompt(self.tokenizer, chat) for chat in chats]
         with self._lock:
-            return self._complete_prompts(prompts, params)
+            return self._complete_prompts(prompts, params, on_finished)
 
-    def _complete_prompts(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+    def _complete_prompts(self, prompts: list[str], params: SamplingParams,
+                          on_finished: Finished | None = None) -> list[Completion]:
         import torch
+        from transformers import StoppingCriteriaList
 
         if params.seed is not None:
             torch.manual_seed(params.seed)
@@ -211,8 +225,12 @@ class TransformersBackend:
             batch = order[start:start + self.batch_size]
             encoded = self.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
                                      add_special_tokens=False).to(self.device)
+            watcher = finished_rows_watcher(end_ids, len(batch), on_finished)
             with torch.inference_mode():
-                output = self.model.generate(**encoded, generation_config=config, tokenizer=self.tokenizer)
+                output = self.model.generate(**encoded, generation_config=config, tokenizer=self.tokenizer,
+                                             stopping_criteria=StoppingCriteriaList([watcher] if watcher else []))
+            if watcher:
+                watcher.report_rest()
             new_tokens = output[:, encoded["input_ids"].shape[1]:].tolist()
             for row, index in enumerate(batch):
                 tokens = new_tokens[row]
@@ -223,6 +241,36 @@ class TransformersBackend:
                 finish = "stop" if ended is not None or stopped or len(kept) < params.max_new_tokens else "length"
                 results[index] = Completion(text, lengths[index], len(kept), finish)
         return [r for r in results if r is not None]
+
+
+def finished_rows_watcher(end_ids: set[int], rows: int, on_finished: Finished | None):
+    """A stopping criterion that never stops anything: it reports rows of a ``generate`` batch as
+    they emit an end token, so progress moves per answer instead of once per batch. ``None``
+    when nobody listens."""
+    if on_finished is None:
+        return None
+    import torch
+    from transformers import StoppingCriteria
+
+    class FinishedRows(StoppingCriteria):
+        def __init__(self) -> None:
+            self.done = torch.zeros(rows, dtype=torch.bool)
+            self.end_ids = torch.tensor(sorted(end_ids))
+
+        def __call__(self, input_ids, scores, **kwargs):
+            ended = torch.isin(input_ids[:, -1].cpu(), self.end_ids) & ~self.done
+            if ended.any():
+                self.done |= ended
+                on_finished(int(ended.sum()))
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+        def report_rest(self) -> None:
+            # rows cut by max_new_tokens or a stop string never emitted an end token
+            if not self.done.all():
+                on_finished(int((~self.done).sum()))
+                self.done[:] = True
+
+    return FinishedRows()
 
 
 class VllmBackend:
@@ -253,7 +301,8 @@ class VllmBackend:
         self.tokenizer = self.llm.get_tokenizer()
         self._lock = threading.Lock()
 
-    def complete(self, chats: Sequence[Chat], params: SamplingParams) -> list[Completion]:
+    def complete(self, chats: Sequence[Chat], params: SamplingParams,
+                 on_finished: Finished | None = None) -> list[Completion]:
         from vllm import SamplingParams as VllmSamplingParams
 
         # Token ids rather than text, tokenized as TransformersBackend does (no added BOS: the
@@ -271,6 +320,7 @@ class VllmBackend:
         )
         with self._lock:
             outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
+        _report_all(chats, on_finished)
         return [
             Completion(
                 text=output.outputs[0].text,
@@ -291,12 +341,14 @@ class ScriptedBackend:
     name: str = "scripted"
     calls: list[tuple[Chat, SamplingParams]] = field(default_factory=list)
 
-    def complete(self, chats: Sequence[Chat], params: SamplingParams) -> list[Completion]:
+    def complete(self, chats: Sequence[Chat], params: SamplingParams,
+                 on_finished: Finished | None = None) -> list[Completion]:
         completions = []
         for chat in chats:
             self.calls.append((chat, params))
             text, _ = truncate_at_stop(self.answer(list(chat.messages)), params.stop)
             completions.append(Completion(text, 0, len(text.split()), "stop"))  # words stand in for tokens
+            _report_all([chat], on_finished)
         return completions
 
 
@@ -316,7 +368,8 @@ def resolve_model(model: str | Path) -> Path:
         return path
     from pipesql.models.loading import resolve_model as resolve_registry_name
 
-    # Anything else (a hub id) goes to from_pretrained unchanged; offline it fails there, naming it.
+    # Anything else (a hub id) goes to from_pretrained unchanged; offline, loading fails fast
+    # (loading.require_loadable) with what to use instead.
     return Path(resolve_registry_name(str(model)))
 
 

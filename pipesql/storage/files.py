@@ -22,6 +22,15 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def share_file_modes(folder: str | Path) -> None:
+    """Give every file under ``folder`` the mode a plain ``open()`` would (0666 less the umask).
+    safetensors 0.8 creates its files 0600, so a saved model would be the one thing in a run
+    (or in the shared model cache) that other users cannot read."""
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and rename it into place on success, so a

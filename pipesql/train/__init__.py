@@ -10,9 +10,13 @@ from pipesql.train.settings import Settings
 
 
 def run(settings: Settings) -> int:
+    from pipesql.train.data import TrainingDataError
     from pipesql.train.runner import run_training
 
-    return run_training(settings)
+    try:
+        return run_training(settings)
+    except TrainingDataError as error:  # the message names the file; a traceback would bury it
+        raise SystemExit(f"pipesql train: {error}") from None
 
 
 __all__ = ["Settings", "run"]

@@ -11,6 +11,8 @@ import re
 import shutil
 from pathlib import Path
 
+from pipesql.storage.files import share_file_modes
+
 STAGING = ".staging"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # What a resumable checkpoint must hold (the weights file depends on PEFT vs full model).
@@ -59,6 +61,11 @@ def remove_incomplete(run_dir: str | Path) -> list[Path]:
 def publish(staged: Path, final: Path) -> None:
     """Move a fully written checkpoint into place (replacing one of the same step, which a
     rolled-back run may write again)."""
+    share_file_modes(staged)
     if final.exists():
         shutil.rmtree(final)
     staged.rename(final)
+    try:  # the staging area, once empty, is not left behind in a finished run
+        staged.parent.rmdir()
+    except OSError:
+        pass  # not empty (another save in flight) or already gone

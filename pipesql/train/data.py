@@ -30,6 +30,10 @@ class ConversationError(ValueError):
     """A row that is not a usable training conversation."""
 
 
+class TrainingDataError(ValueError):
+    """A training or dev file that cannot be trained on at all (missing, or no usable row)."""
+
+
 def _decode_arguments(arguments: Any) -> Any:
     if isinstance(arguments, str):
         try:
@@ -133,7 +137,7 @@ def load_tokenized(tokenizer, path: str | Path, *, max_seq_length: int, limit: i
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"training data not found: {path} (write it with `pipesql generate`)")
+        raise TrainingDataError(f"training data not found: {path} (write it with `pipesql generate`)")
     stats = DatasetStats(str(path))
     bad_lines: list[BadLine] = []
 
@@ -151,8 +155,9 @@ def load_tokenized(tokenizer, path: str | Path, *, max_seq_length: int, limit: i
     if stats.too_long:
         log.warning("%s: skipped %d conversations longer than %d tokens", path, stats.too_long, max_seq_length)
     if not examples:
-        raise ValueError(f"{path}: no usable conversations ({stats.rows} rows, {len(stats.bad)} bad, "
-                         f"{stats.too_long} longer than {max_seq_length} tokens)")
+        first_problem = f"; first: {stats.bad[0]}" if stats.bad else ""
+        raise TrainingDataError(f"{path}: no usable conversations ({stats.rows} rows, {len(stats.bad)} bad, "
+                                f"{stats.too_long} longer than {max_seq_length} tokens{first_problem})")
     columns = {"input_ids": [e["input_ids"] for e in examples],
                "assistant_masks": [e["assistant_masks"] for e in examples]}
     return Dataset.from_dict(columns), stats

@@ -75,7 +75,7 @@ def resolve_runtime(settings: Settings) -> Runtime:
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda was asked for but no CUDA GPU is visible")
     if settings.load_in_4bit and not cuda:
-        raise SystemExit("--load-in-4bit (QLoRA) needs a CUDA GPU and bitsandbytes; use --no-4bit on CPU")
+        raise SystemExit("--load-in-4bit (QLoRA) needs a CUDA GPU and bitsandbytes; use --no-load-in-4bit on CPU")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = f"cuda:{local_rank}" if cuda else "cpu"
     precision = settings.precision
@@ -85,7 +85,7 @@ def resolve_runtime(settings: Settings) -> Runtime:
         raise SystemExit(f"--precision {precision} needs a CUDA GPU; CPU training runs in fp32")
     if settings.load_in_4bit and precision == "fp16":
         # bitsandbytes 4-bit layers compute in bf16; the fp16 grad scaler cannot unscale them.
-        raise SystemExit("QLoRA needs bf16 compute: use a GPU with bf16 or --no-4bit")
+        raise SystemExit("QLoRA needs bf16 compute: use a GPU with bf16 or --no-load-in-4bit")
     batching = settings.batching if settings.batching != "auto" else ("padding-free" if cuda else "padded")
     liger = settings.liger if settings.liger is not None else (cuda and _importable("liger_kernel"))
     if liger and not _importable("liger_kernel"):
@@ -319,13 +319,27 @@ def _write_outputs(settings: Settings, runtime: Runtime, trainer, final: Path, s
         **summarize_history(history),
     }
     write_json(out / SUMMARY_NAME, summary)
-    outputs = [final, out / SUMMARY_NAME, out / RUN_CONFIG_NAME] + ([plot] if plot else [])
+    card = _write_model_card(settings, out, summary)
+    outputs = [final, out / SUMMARY_NAME, out / RUN_CONFIG_NAME, card] + ([plot] if plot else [])
     write_manifest(out, "train", settings, inputs=[p for p in (settings.train_data, settings.dev_data) if p],
                    outputs=outputs, metrics={k: summary[k] for k in (
                        "global_step", "first_train_loss", "final_train_loss", "final_eval_loss", "tokens_per_second",
                        "rollbacks")})
     log.info("trained %d steps in %.0f s; final adapter in %s", trainer.state.global_step, train_seconds, final)
     return summary
+
+
+def _write_model_card(settings: Settings, out: Path, summary: dict[str, Any]) -> Path:
+    from pipesql.models.loading import resolve_model
+    from pipesql.storage.files import atomic_open
+    from pipesql.train.report import MODEL_CARD_NAME, model_card
+
+    text = model_card(summary, base_model=settings.model_name, base_path=resolve_model(settings.model_name),
+                      train_data=str(settings.train_data), lora_r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                      learning_rate=settings.learning_rate)
+    with atomic_open(out / MODEL_CARD_NAME, "w") as handle:
+        handle.write(text)
+    return out / MODEL_CARD_NAME
 
 
 def _save_final(trainer, out: Path, runtime: Runtime) -> Path:

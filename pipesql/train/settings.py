@@ -44,8 +44,8 @@ class Settings:
 
     preset: str = option("1.5b", "Recipe whose values fill every flag not given.", choices=["1.5b", "7b", "smoke"])
     model_name: str = option(QWEN_1_5B, "Base model: a hub id, a directory, or a registry name (tiny, smollm2-135m).")
-    train_data: Path = option(Path("data/training/train.jsonl"), "Training conversations (JSONL from pipesql generate).")
-    dev_data: Path | None = option(Path("data/training/dev.jsonl"), "Dev conversations for eval loss; empty: none.")
+    train_data: Path = option(Path("out/generate/train.jsonl"), "Training conversations (JSONL from pipesql generate).")
+    dev_data: Path | None = option(Path("out/generate/dev.jsonl"), "Dev conversations for eval loss; empty: none.")
     output_dir: Path = option(Path("runs/train-1.5b"), "Run directory: checkpoints, final adapter, logs, plots.")
     max_seq_length: int = option(4096, "Longest conversation in tokens; longer ones are skipped and counted.")
     per_device_train_batch_size: int = option(4, "Conversations (or packed rows) per device per micro-batch.")

@@ -108,6 +108,11 @@ class GuardedSFTTrainer(SFTTrainer):
         finally:
             self.eval_seconds += time.perf_counter() - start
 
+    def create_model_card(self, *args, **kwargs):
+        # TRL writes one at every checkpoint, linking a local base model as "[None](...)";
+        # pipesql train writes its own README.md when the run ends (train.report.model_card).
+        return None
+
     # -- checkpoints ------------------------------------------------------------------------
 
     def _get_output_dir(self, trial):
