@@ -1,0 +1,180 @@
+"""The sandbox (pipesql.sql.execute) through every Python entry point that runs SQL someone else
+wrote: the agent tools (generate and the evaluation agent), evaluate's scoring, and execute()
+itself (validate's gold SQL). Each attack runs on a copy of a database in a tmp dir; the tests
+check the database's hash, that no file appeared, that later answers are unchanged, and the
+time and memory bounds. The same attacks over HTTP are in test_serve.py."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from pipesql.agent.tools import Toolbox, format_result
+from pipesql.corpora.items import Item
+from pipesql.evaluate.scoring import EXEC_ERROR, MATCH, TRANSPILE_ERROR, Limits, score
+from pipesql.sql.execute import (MAX_VALUE_BYTES, QueryError, QueryRefused, QueryTimeout, connect_readonly, execute,
+                                 require_query)
+from pipesql.sql.transpile import MAX_PIPE_OPERATORS, MAX_PIPE_SQL_CHARS, TranspileError, pipe_to_sqlite
+from sandbox_attacks import (HUGE_VALUES, PROBES, TEN_MILLION_ROWS, TEN_MILLION_ROWS_SORTED, WRITES, build_db,
+                             file_hash, files_under, fill, reset_peak_rss, rss_mb)
+
+TOOL_TIMEOUT_S = 2.0
+
+
+@pytest.fixture()
+def scene(tmp_path: Path):
+    """A database, a second copy an attack would like to change, and their folder's files."""
+    db = build_db(tmp_path / "music.sqlite")
+    victim = tmp_path / "victim.sqlite"
+    shutil.copy(db, victim)
+    return db, victim, tmp_path / "created.sqlite"
+
+
+def _answers(box: Toolbox) -> list[str]:
+    """The probes on the toolbox's own connection, past its answer cache."""
+    return [format_result(box.execute(box.translate(probe))) for probe in PROBES]
+
+
+def _fresh_answers(db: Path) -> list[str]:
+    with Toolbox(db) as box:
+        return _answers(box)
+
+
+@pytest.mark.parametrize("tool", ["execute_pipe_sql", "validate_pipe_sql"])
+def test_tools_cannot_write_open_files_or_change_later_answers(scene, tool):
+    db, victim, new_file = scene
+    folder, hashes = db.parent, (file_hash(db), file_hash(victim))
+    files_before = files_under(folder)
+    with Toolbox(db, timeout_s=TOOL_TIMEOUT_S) as box:
+        before = _answers(box)
+        for attack in WRITES:
+            out = box.call(tool, {"sql": fill(attack, victim, new_file)})
+            assert out.startswith("Error:"), (attack, out)
+        assert _answers(box) == before  # same connection, same toolbox: nothing carried over
+    assert (file_hash(db), file_hash(victim)) == hashes
+    assert files_under(folder) == files_before and not new_file.exists()
+    assert _fresh_answers(db) == before
+
+
+def test_the_gate_names_what_it_refused(scene):
+    db, victim, new_file = scene
+    with Toolbox(db) as box:
+        assert "only read-only queries may run, not DELETE" in box.call("execute_pipe_sql", {"sql": WRITES[1]})
+        assert "not authorized" in box.call("execute_pipe_sql", {"sql": WRITES[-1].format(new_file=new_file)})
+    for refused in ["PRAGMA case_sensitive_like = 1", "SELECT 1; SELECT 2", "ATTACH 'x.db' AS x", "VACUUM",
+                    "WITH a AS (SELECT 1) DELETE FROM singer", "", "EXPLAIN DELETE FROM singer"]:
+        with pytest.raises(QueryRefused):
+            require_query(refused)
+    for allowed in ["SELECT 1", "WITH a AS (SELECT 1) SELECT * FROM a", "SELECT 1 UNION SELECT 2",
+                    "EXPLAIN SELECT * FROM singer", "VALUES (1)"]:
+        require_query(allowed)
+
+
+def test_raw_sql_writes_are_refused_by_the_authorizer_too(scene):
+    """SQL that slips past the gate (sqlglot cannot parse it) still cannot write: the authorizer
+    denies it while SQLite prepares it."""
+    db, victim, new_file = scene
+    conn = connect_readonly(db)
+    for sql in [f"ATTACH DATABASE '{victim}' AS w", f"VACUUM INTO '{new_file}'", "PRAGMA case_sensitive_like = 1",
+                "CREATE TEMP TABLE t AS SELECT 1", "BEGIN IMMEDIATE", "SAVEPOINT s"]:
+        with pytest.raises(QueryError):
+            execute(conn, sql)
+        # the same statement straight through sqlite3, as trusted code would send it, is denied too
+        with pytest.raises(sqlite3.DatabaseError):
+            conn.execute(sql)
+    assert execute(conn, "SELECT name FROM singer WHERE name LIKE 'a%' ORDER BY name").rows == (("ANNE",), ("Ada",), ("alan",))
+    assert not new_file.exists()
+
+
+def test_scoring_a_malicious_prediction_changes_nothing(scene):
+    db, victim, new_file = scene
+    hashes = (file_hash(db), file_hash(victim))
+    item = Item("q-1", "music", "how many singers?", "SELECT count(*) FROM singer", db)
+    for attack in WRITES:
+        outcome = score(item, fill(attack, victim, new_file), limits=Limits(timeout_s=TOOL_TIMEOUT_S))
+        assert outcome.status in (EXEC_ERROR, TRANSPILE_ERROR), (attack, outcome)
+    assert score(item, "FROM singer |> AGGREGATE COUNT(*) AS n").status == MATCH
+    assert (file_hash(db), file_hash(victim)) == hashes and not new_file.exists()
+
+
+@pytest.mark.parametrize("attack", HUGE_VALUES)
+def test_a_huge_value_fails_at_once_in_little_memory(scene, attack):
+    db, _, _ = scene
+    reset_peak_rss()
+    rss_before = rss_mb("VmRSS")
+    with Toolbox(db, timeout_s=TOOL_TIMEOUT_S) as box:
+        start = time.monotonic()
+        out = box.call("execute_pipe_sql", {"sql": attack})
+        seconds = time.monotonic() - start
+    assert out.startswith("Error:") and ("too big" in out or "exceeded" in out), out
+    assert seconds < TOOL_TIMEOUT_S + 1
+    assert rss_mb("VmHWM") - rss_before < 100
+
+
+def test_ten_million_rows_stream_only_the_cap(scene):
+    db, _, _ = scene
+    reset_peak_rss()
+    rss_before = rss_mb("VmRSS")
+    with Toolbox(db, timeout_s=TOOL_TIMEOUT_S) as box:
+        start = time.monotonic()
+        first = box.call("execute_pipe_sql", {"sql": TEN_MILLION_ROWS})
+        assert first.splitlines()[-1] == "(first 20 rows shown; the result has more)"
+        assert time.monotonic() - start < 1
+        start = time.monotonic()
+        sorted_ = box.call("execute_pipe_sql", {"sql": TEN_MILLION_ROWS_SORTED})  # must read all 10M to sort
+        seconds = time.monotonic() - start
+    assert sorted_.startswith("Error:") and f"exceeded {TOOL_TIMEOUT_S:g} s" in sorted_
+    assert seconds < TOOL_TIMEOUT_S + 1
+    assert rss_mb("VmHWM") - rss_before < 100
+
+
+def test_result_bytes_are_bounded_while_streaming(scene):
+    db, _, _ = scene
+    conn = connect_readonly(db)
+    wide = (f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000) "
+            f"SELECT i, randomblob({MAX_VALUE_BYTES // 2}) FROM n")
+    with pytest.raises(QueryError, match="result larger than 8388608 bytes"):
+        execute(conn, wide, row_cap=1_000, max_bytes=8 << 20)
+
+
+def test_timeout_holds_inside_a_single_statement(scene):
+    db, _, _ = scene
+    conn = connect_readonly(db)
+    start = time.monotonic()
+    with pytest.raises(QueryTimeout):
+        execute(conn, TEN_MILLION_ROWS_SORTED.replace("FROM n |> ORDER BY i DESC", "SELECT max(i) FROM n"), timeout_s=0.3)
+    assert time.monotonic() - start < 1.3
+    # the connection is usable at once, and a late watchdog never interrupts the next query
+    for _ in range(50):
+        assert execute(conn, "SELECT count(*) FROM singer", timeout_s=0.01).rows == ((4,),)
+
+
+def test_translation_is_bounded_in_size_and_time():
+    with pytest.raises(TranspileError, match="longer than"):
+        pipe_to_sqlite("FROM singer |> WHERE " + " OR ".join(["age = 1"] * 200_000))  # the issue's 1.3 MB query
+    with pytest.raises(TranspileError, match="pipe operators"):
+        pipe_to_sqlite("FROM singer" + " |> SELECT name" * (MAX_PIPE_OPERATORS + 1))
+    # the worst shapes found, at the bounds, still translate (or fail) in well under the tool limit
+    worst = ["FROM singer" + " |> SELECT name" * MAX_PIPE_OPERATORS,
+             ("FROM singer |> WHERE " + " OR ".join(f"age = {i}" for i in range(2000)))[:MAX_PIPE_SQL_CHARS],
+             "FROM singer |> WHERE age IN " + "(FROM singer |> WHERE age IN " * 60 + "(1)" + ")" * 60]
+    for query in worst:
+        start = time.monotonic()
+        try:
+            pipe_to_sqlite(query)
+        except TranspileError:
+            pass
+        assert time.monotonic() - start < 2.0
+
+
+def test_schema_reading_still_works_on_a_sandboxed_connection(scene):
+    from pipesql.sql.schema import schema_from_connection
+
+    db, _, _ = scene
+    schema = schema_from_connection(connect_readonly(db))
+    assert [t.name for t in schema.tables] == ["singer", "concert"]
+    assert schema.table("concert").foreign_keys[0].ref_table == "singer"
