@@ -135,8 +135,15 @@ def test_requests_arriving_together_are_generated_together(server):
     ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
     ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 10_000}, "max_tokens"),
     ({"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "temperature"),
-    ({"messages": [{"role": "user", "content": "x"}], "stream": True}, "streaming"),
-    ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n = 1"),
+    ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n: Input should be 1"),
+    ({"messages": [{"role": "user", "content": "x"}], "stop": ["a"] * 5}, "stop"),
+    ({"messages": [{"role": "user", "content": "x"}], "stop": "s" * 65}, "stop"),
+    ({"messages": [{"role": "user"}]}, "needs content"),
+    ({"messages": "hello"}, "messages"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, "content"),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, "tools.0.function"),
+    ({"messages": [{"role": "user", "content": "x"}], "temperature": True}, "temperature"),
+    ([1, 2, 3], "Input should be a valid dictionary"),
 ])
 def test_bad_chat_requests_get_a_clear_400(server, body, message):
     status, answer = _request(server.url + "/v1/chat/completions", body)
