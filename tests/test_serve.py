@@ -458,3 +458,17 @@ def test_prompts_are_capped_at_the_model_context(tiny_server):
     status, body, _ = _call(tiny_server, "POST", "/v1/chat/completions",
                             {"messages": [{"role": "user", "content": "How many singers?"}], "max_tokens": 3})
     assert status == 200 and body["usage"]["completion_tokens"] <= 3
+
+
+def test_tools_only_serves_the_tools_and_no_model(music):
+    settings = Settings(port=0, db_dir=[music[0]], tools_only=True)
+    server = make_server(settings)
+    start_in_thread(server)
+    try:
+        assert _call(server, "GET", "/health")[1]["model"] is None
+        status, body, _ = _call(server, "POST", "/tools/execute_pipe_sql",
+                                {"db_id": "music", "arguments": {"sql": "FROM singer |> AGGREGATE COUNT(*) AS n"}})
+        assert status == 200 and body["output"].splitlines()[:2] == ["n", "4"]
+        assert _call(server, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})[0] == 404
+    finally:
+        server.server_close()

@@ -15,6 +15,9 @@ FastAPI + uvicorn, with pydantic models for the request bodies (:mod:`pipesql.se
   sandbox (:mod:`pipesql.sql.execute`).
 - ``GET /health``.
 
+``--tools-only`` serves ``/tools`` and ``/health`` without a model: beside vLLM's own OpenAI
+server when vLLM is installed (docs/evaluation.md says how).
+
 Modules: :mod:`~pipesql.serve.schemas` (what a request may hold), :mod:`~pipesql.serve.app`
 (the guard, routes, templating and the context cap), :mod:`~pipesql.serve.batching` (requests
 arriving together generate together), :mod:`~pipesql.serve.tools` (one toolbox per database),
@@ -55,6 +58,7 @@ class Settings(BackendSettings):
                                          "(repeatable; '*' serves any).")
     allowed_origin: list[str] = option([], "Browser origins allowed to call the server (CORS); none by default.")
     db_dir: list[Path] = option([], "Folder holding <db_id>/<db_id>.sqlite for the /tools endpoints (repeatable).")
+    tools_only: bool = option(False, "Serve only /tools and /health, no model (beside vLLM's OpenAI server).")
     max_batch: int = option(16, "Most requests generated in one batch.")
     batch_wait_ms: float = option(10.0, "How long the first waiting request waits for others to join its batch.")
     max_tokens: int = option(512, "Completion tokens when a request does not say.")
@@ -74,6 +78,8 @@ def make_server(settings: Settings, *, backend: Backend | None = None) -> Server
     from pipesql.serve.server import check_binding
 
     check_binding(settings)  # before loading a model for nothing
+    if settings.tools_only:
+        return Server(settings, None)
     if backend is None:
         if not settings.model:
             raise SystemExit("pipesql serve: --model is required (a directory or a registry name)")
@@ -89,7 +95,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 def run(settings: Settings, *, backend: Backend | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     server = make_server(settings, backend=backend)
-    log.info("serving %s at %s (databases from: %s)%s", server.backend.name, server.url,
+    log.info("serving %s at %s (databases from: %s)%s", server.backend.name if server.backend else "the tools only",
+             server.url,
              ", ".join(map(str, settings.db_dir)) or "none", "; API key required" if settings.api_key else "")
     if threading.current_thread() is threading.main_thread():
         # `docker compose stop` sends SIGTERM: stop as on Ctrl-C, closing the databases.

@@ -253,14 +253,11 @@ async def _sse(chunks: list[dict[str, Any]]) -> AsyncIterator[str]:
 
 # --- the application ----------------------------------------------------------------------------------
 
-def create_app(settings: Any, backend: Backend, batches: BatchQueue, tools: ToolService) -> FastAPI:
-    """The ASGI app for ``settings`` (a :class:`pipesql.serve.Settings`)."""
-    from pipesql.agent.tools import TOOL_SPECS
-
+def create_app(settings: Any, backend: Backend | None, batches: BatchQueue | None, tools: ToolService) -> FastAPI:
+    """The ASGI app for ``settings`` (a :class:`pipesql.serve.Settings`): the chat endpoints
+    when there is a ``backend`` (``--tools-only`` serves none), the tools always."""
     app = FastAPI(title="pipesql", docs_url=None, redoc_url=None, openapi_url=None)
     started = time.time()
-    preparer = ChatPreparer(backend, max_tokens=settings.max_tokens, max_tokens_limit=settings.max_tokens_limit,
-                            context=context_tokens(backend, settings.max_context_tokens))
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -275,29 +272,36 @@ def create_app(settings: Any, backend: Backend, batches: BatchQueue, tools: Tool
         message = f"no endpoint {request.method} {request.url.path}" if error.status_code in (404, 405) else str(error.detail)
         return error_response(error.status_code, message)
 
-    async def body_as(model: type, request: Request) -> Any:
-        try:
-            return model.model_validate(await read_json(request, settings.max_body_bytes))
-        except ValidationError as error:
-            raise ApiError(400, _validation_message(error)) from None
-
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": backend.name, "backend": type(backend).__name__,
-                "uptime_s": round(time.time() - started, 1)}
+        return {"status": "ok", "model": backend.name if backend else None,
+                "backend": type(backend).__name__ if backend else None, "uptime_s": round(time.time() - started, 1)}
+
+    if backend is not None and batches is not None:
+        _chat_routes(app, settings, backend, batches, started)
+    _tool_routes(app, settings, tools)
+    return app
+
+
+async def _body_as(model: type, request: Request, limit: int) -> Any:
+    try:
+        return model.model_validate(await read_json(request, limit))
+    except ValidationError as error:
+        raise ApiError(400, _validation_message(error)) from None
+
+
+def _chat_routes(app: FastAPI, settings: Any, backend: Backend, batches: BatchQueue, started: float) -> None:
+    preparer = ChatPreparer(backend, max_tokens=settings.max_tokens, max_tokens_limit=settings.max_tokens_limit,
+                            context=context_tokens(backend, settings.max_context_tokens))
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": backend.name, "object": "model", "created": int(started),
                                             "owned_by": "pipesql"}]}
 
-    @app.get("/tools")
-    async def tool_specs() -> dict[str, Any]:
-        return {"tools": TOOL_SPECS}
-
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
-        body: ChatRequest = await body_as(ChatRequest, request)
+        body: ChatRequest = await _body_as(ChatRequest, request, settings.max_body_bytes)
         chat, params, _ = await run_in_threadpool(preparer.prepare, body)
         future = batches.submit(chat, params)
         try:
@@ -314,16 +318,22 @@ def create_app(settings: Any, backend: Backend, batches: BatchQueue, tools: Tool
                                      headers={"Cache-Control": "no-cache"})
         return response
 
+
+def _tool_routes(app: FastAPI, settings: Any, tools: ToolService) -> None:
+    from pipesql.agent.tools import TOOL_SPECS
+
+    @app.get("/tools")
+    async def tool_specs() -> dict[str, Any]:
+        return {"tools": TOOL_SPECS}
+
     @app.post("/tools/{name}")
     async def run_tool(name: str, request: Request) -> dict[str, Any]:
-        body: ToolRequest = await body_as(ToolRequest, request)
+        body: ToolRequest = await _body_as(ToolRequest, request, settings.max_body_bytes)
         try:
             output = await run_in_threadpool(tools.call, name, body.db_id, body.arguments)
         except (UnknownTool, UnknownDatabase) as error:
             raise ApiError(404, str(error)) from None
         return {"tool": name, "db_id": body.db_id, "ok": not output.startswith("Error:"), "output": output}
-
-    return app
 
 
 def guarded(app: FastAPI, settings: Any) -> Any:

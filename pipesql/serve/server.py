@@ -91,11 +91,12 @@ class Server:
     """A bound, not yet serving server: :meth:`serve_forever` (blocking) or
     :func:`start_in_thread`; :meth:`shutdown` then :meth:`server_close` to stop."""
 
-    def __init__(self, settings: Any, backend: Backend):
+    def __init__(self, settings: Any, backend: Backend | None):
         check_binding(settings)
         self.settings = settings
         self.backend = backend
-        self.batches = BatchQueue(backend, max_batch=settings.max_batch, wait_s=settings.batch_wait_ms / 1000)
+        self.batches = (BatchQueue(backend, max_batch=settings.max_batch, wait_s=settings.batch_wait_ms / 1000)
+                        if backend is not None else None)
         self.tools = ToolService(settings.db_dir, timeout_s=settings.tool_timeout_s, row_cap=settings.tool_row_cap)
         self.app = create_app(settings, backend, self.batches, self.tools)
         protocol = type("Protocol", (BoundedReadProtocol,), {"read_timeout_s": settings.read_timeout_s})
@@ -133,7 +134,8 @@ class Server:
     def server_close(self) -> None:
         self.shutdown()
         self._stopped.wait(timeout=30)  # uvicorn closes connections and the socket's listener first
-        self.batches.close()
+        if self.batches is not None:
+            self.batches.close()
         self.tools.close()
         self.socket.close()
 

@@ -35,9 +35,9 @@ DEFAULT_ROW_CAP = 100_000
 # smaller; zeroblob(1e9) or printf('%.*c', 9e8, 'x') fail in microseconds instead of running
 # for minutes inside one VM step.
 MAX_VALUE_BYTES = 1 << 20
-# Most result columns (SQLITE_LIMIT_COLUMN, set once the schema is loaded): with the value limit
-# it bounds one row, the unit SQLite hands over at once.
-MAX_COLUMNS = 500
+# Most result columns (SQLITE_LIMIT_COLUMN, set once the schema is loaded; BIRD's widest table
+# has 115): with the value limit it bounds one row, the unit SQLite hands over at once.
+MAX_COLUMNS = 250
 # Most bytes of one result, counted while rows stream in.
 DEFAULT_MAX_BYTES = 256 << 20
 # Longest SQL text a query may have (SQLITE_LIMIT_SQL_LENGTH, and checked before parsing).
@@ -138,36 +138,39 @@ _PRINTF_CONVERSION = re.compile(r"%[-+ 0#,!]*(\*|\d*)(?:\.(\*|\d*))?([a-zA-Z%])"
 _printf_engines = threading.local()
 
 
-def _bounded_printf(format_text: object, *args: object) -> object:
-    """SQLite's ``printf``/``format`` with every width and precision held to the value limit.
+def _bounded_printf(limit: int):
+    """SQLite's ``printf``/``format`` with every width and precision held to ``limit``.
 
     SQLite repeats a ``%c`` ``precision`` times one character at a time, inside one VM step and
     past the length limit: ``printf('%.*c', 9e8, 'x')`` ran 5 s per row, out of reach of the
     time limit. Anything else is SQLite's own printf, on a private in-memory connection."""
-    if not isinstance(format_text, str):
-        return format_text if format_text is None else _sqlite_printf(format_text, args)
-    remaining = iter(args)
-    for match in _PRINTF_CONVERSION.finditer(format_text):
-        width, precision, kind = match.groups()
-        for size in (width, precision):
-            if size == "*":
-                size = next(remaining, 0)
-            try:
-                too_big = abs(int(size or 0)) > MAX_VALUE_BYTES
-            except (TypeError, ValueError, OverflowError):
-                too_big = False
-            if too_big:
-                raise sqlite3.DataError(f"printf width or precision over {MAX_VALUE_BYTES}")
-        if kind != "%":
-            next(remaining, None)
-    return _sqlite_printf(format_text, args)
+
+    def printf(format_text: object, *args: object) -> object:
+        if isinstance(format_text, str):
+            remaining = iter(args)
+            for match in _PRINTF_CONVERSION.finditer(format_text):
+                width, precision, kind = match.groups()
+                for size in (width, precision):
+                    if size == "*":
+                        size = next(remaining, 0)
+                    try:
+                        too_big = abs(int(size or 0)) > limit
+                    except (TypeError, ValueError, OverflowError):
+                        too_big = False
+                    if too_big:
+                        raise sqlite3.DataError(f"printf width or precision over {limit}")
+                if kind != "%":
+                    next(remaining, None)
+        return _sqlite_printf(format_text, args, limit)
+
+    return printf
 
 
-def _sqlite_printf(format_text: object, args: tuple) -> object:
+def _sqlite_printf(format_text: object, args: tuple, limit: int) -> object:
     engine = getattr(_printf_engines, "conn", None)
     if engine is None:
         engine = _printf_engines.conn = sqlite3.connect(":memory:")
-        engine.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    engine.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limit)
     placeholders = ", ".join("?" * (len(args) + 1))
     return engine.execute(f"SELECT printf({placeholders})", (format_text, *args)).fetchone()[0]
 
@@ -191,7 +194,7 @@ def connect_readonly(path: str | Path, *, max_value_bytes: int = MAX_VALUE_BYTES
         conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()  # loads the schema
         conn.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, MAX_COLUMNS)
         for name in ("printf", "format"):
-            conn.create_function(name, -1, _bounded_printf, deterministic=True)
+            conn.create_function(name, -1, _bounded_printf(max_value_bytes), deterministic=True)
         conn.set_authorizer(_authorize)
     except sqlite3.DatabaseError as error:
         conn.close()
@@ -277,6 +280,7 @@ def execute(
     conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_INTERVAL)
     token = _watchdog.watch(conn, deadline)
     rows: list[tuple] = []
+    cursor = None
     try:
         cursor = conn.execute(sql)
         columns = tuple(d[0] for d in cursor.description or ())
@@ -289,25 +293,27 @@ def execute(
             if size > max_bytes:
                 raise QueryError(f"result larger than {max_bytes} bytes (after {len(rows)} rows)")
             rows.append(row)
-        cursor.close()
     except sqlite3.OperationalError as error:
         if "interrupted" in str(error) and time.monotonic() >= deadline:
             raise QueryTimeout(f"query exceeded {timeout_s:g} s") from None
-        raise QueryError(_explain(error)) from None
+        raise QueryError(_explain(error, conn)) from None
     except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, MemoryError) as error:
-        raise QueryError(f"{type(error).__name__}: {_explain(error)}") from None
+        raise QueryError(_explain(error, conn)) from None
     finally:
+        if cursor is not None:
+            cursor.close()  # ends the statement (and its read transaction) however it stopped
         _watchdog.done(token)
         conn.set_progress_handler(None, 0)
     return QueryResult(columns, tuple(rows), truncated, time.monotonic() - start)
 
 
-def _explain(error: BaseException) -> str:
+def _explain(error: BaseException, conn: sqlite3.Connection) -> str:
     text = str(error)
     if text == "not authorized":
         return "not authorized: only reading the database is allowed"
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
     if text == "user-defined function raised exception":  # only printf/format are ours
-        return f"string or blob too big (a printf width or precision over {MAX_VALUE_BYTES})"
+        return f"string or blob too big (a printf width or precision over {limit})"
     if text == "string or blob too big":
-        return f"string or blob too big (values are limited to {MAX_VALUE_BYTES} bytes)"
-    return text
+        return f"string or blob too big (values are limited to {limit} bytes)"
+    return text if isinstance(error, sqlite3.OperationalError) else f"{type(error).__name__}: {text}"
