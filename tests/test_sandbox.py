@@ -27,11 +27,17 @@ TOOL_TIMEOUT_S = 2.0
 
 @pytest.fixture()
 def scene(tmp_path: Path):
-    """A database, a second copy an attack would like to change, and their folder's files."""
+    """A database and a second copy an attack would like to change. Whatever the test does,
+    afterwards both files are byte for byte the same, no file appeared beside them, and a
+    fresh toolbox gets the probes' first answers."""
     db = build_db(tmp_path / "music.sqlite")
     victim = tmp_path / "victim.sqlite"
     shutil.copy(db, victim)
-    return db, victim, tmp_path / "created.sqlite"
+    hashes, files, answers = (file_hash(db), file_hash(victim)), files_under(tmp_path), _fresh_answers(db)
+    yield db, victim, tmp_path / "created.sqlite"
+    assert (file_hash(db), file_hash(victim)) == hashes
+    assert files_under(tmp_path) == files
+    assert _fresh_answers(db) == answers
 
 
 def _answers(box: Toolbox) -> list[str]:
@@ -49,12 +55,17 @@ def test_tools_cannot_write_open_files_or_change_later_answers(scene, tool):
     db, victim, new_file = scene
     folder, hashes = db.parent, (file_hash(db), file_hash(victim))
     files_before = files_under(folder)
+    reset_peak_rss()
+    rss_before = rss_mb("VmRSS")
     with Toolbox(db, timeout_s=TOOL_TIMEOUT_S) as box:
         before = _answers(box)
         for attack in WRITES:
+            start = time.monotonic()
             out = box.call(tool, {"sql": fill(attack, victim, new_file)})
             assert out.startswith("Error:"), (attack, out)
+            assert time.monotonic() - start < TOOL_TIMEOUT_S + 1
         assert _answers(box) == before  # same connection, same toolbox: nothing carried over
+    assert rss_mb("VmHWM") - rss_before < 100
     assert (file_hash(db), file_hash(victim)) == hashes
     assert files_under(folder) == files_before and not new_file.exists()
     assert _fresh_answers(db) == before

@@ -229,13 +229,17 @@ def _call(server, method: str, path: str, body: object = None, headers: dict | N
 
 @pytest.fixture
 def music(tmp_path):
-    """A database folder with `music` and a second copy `victim` an attack would like to change."""
+    """A database folder with `music` and a second copy `victim` an attack would like to change.
+    Whatever the test does, afterwards both are byte for byte the same and no file appeared."""
     root = tmp_path / "dbs"
     (root / "music").mkdir(parents=True)
     db = build_db(root / "music" / "music.sqlite")
     victim = tmp_path / "victim.sqlite"
     shutil.copy(db, victim)
-    return root, db, victim, tmp_path / "created.sqlite"
+    hashes, files = (file_hash(db), file_hash(victim)), files_under(tmp_path)
+    yield root, db, victim, tmp_path / "created.sqlite"
+    assert (file_hash(db), file_hash(victim)) == hashes
+    assert files_under(tmp_path) == files
 
 
 def _serve(db_dir: Path, **extra):
@@ -262,10 +266,15 @@ def test_http_tools_cannot_write_open_files_or_change_later_answers(music, music
     root, db, victim, new_file = music
     hashes, files = (file_hash(db), file_hash(victim)), files_under(root.parent)
     before = _probe_answers(music_server)
+    reset_peak_rss()
+    rss_before = rss_mb("VmRSS")
     for attack in WRITES:
+        start = time.monotonic()
         status, body, _ = _call(music_server, "POST", f"/tools/{tool}",
                                 {"db_id": "music", "arguments": {"sql": fill(attack, victim, new_file)}})
         assert status == 200 and not body["ok"] and body["output"].startswith("Error:"), (attack, body)
+        assert time.monotonic() - start < TOOL_LIMIT_S + 1
+    assert rss_mb("VmHWM") - rss_before < 100
     # Later callers, on the same long-lived connection, get the same answers (the probes' text
     # differs from the cached first run by a trailing space, so they really run again).
     again = [_call(music_server, "POST", "/tools/execute_pipe_sql",
@@ -277,6 +286,7 @@ def test_http_tools_cannot_write_open_files_or_change_later_answers(music, music
 
 @pytest.mark.parametrize("attack", [*HUGE_VALUES, TEN_MILLION_ROWS_SORTED])
 def test_http_huge_results_fail_fast_in_little_memory(music_server, attack):
+    before = _probe_answers(music_server)
     reset_peak_rss()
     rss_before = rss_mb("VmRSS")
     start = time.monotonic()
@@ -286,6 +296,8 @@ def test_http_huge_results_fail_fast_in_little_memory(music_server, attack):
     assert "too big" in body["output"] or f"exceeded {TOOL_LIMIT_S:g} s" in body["output"], body
     assert seconds < TOOL_LIMIT_S + 1
     assert rss_mb("VmHWM") - rss_before < 100
+    assert [_call(music_server, "POST", "/tools/execute_pipe_sql", {"db_id": "music", "arguments": {"sql": p + " "}})[1]["output"]
+            for p in PROBES] == before
 
 
 def test_http_ten_million_rows_answer_with_the_first_20(music_server):
