@@ -189,3 +189,17 @@ def test_schema_reading_still_works_on_a_sandboxed_connection(scene):
     schema = schema_from_connection(connect_readonly(db))
     assert [t.name for t in schema.tables] == ["singer", "concert"]
     assert schema.table("concert").foreign_keys[0].ref_table == "singer"
+
+
+def test_the_slowest_single_step_functions_end_within_the_tool_limit(scene):
+    """instr/replace take time in the product of two lengths inside one VM step, where neither
+    the progress handler nor interrupt() reach; the value limit bounds them."""
+    db, _, _ = scene
+    half = MAX_VALUE_BYTES // 2 - 1  # hex() doubles it; the appended character makes MAX - 1
+    worst = (f"FROM singer |> LIMIT 1 |> SELECT instr(hex(zeroblob({half})) || '1', "
+             f"hex(zeroblob({half // 2})) || '1') AS i")
+    with Toolbox(db) as box:  # the default tool limit, 10 s
+        start = time.monotonic()
+        out = box.call("execute_pipe_sql", {"sql": worst})
+        assert time.monotonic() - start < box.timeout_s + 1, out
+    assert out.splitlines()[:2] == ["i", str(2 * half - 2 * (half // 2) + 1)]  # found at the very end

@@ -15,11 +15,8 @@ from pipesql.sql.execute import QueryError, QueryResult, connect_readonly, execu
 from pipesql.sql.schema import DatabaseSchema, Table, schema_from_connection
 
 _CACHE_SIZE = 512
-# Most bytes a tool query may fetch, and the largest value it may build or read: a tool shows
-# 60 characters of a cell, and row_cap rows of benchmark values are far smaller. With
-# MAX_COLUMNS they bound one row to 250 * 256 KB.
+# Most bytes a tool query may fetch: row_cap rows of benchmark values are far smaller.
 _MAX_RESULT_BYTES = 8 << 20
-_MAX_VALUE_BYTES = 256 << 10
 
 # One function per tool, each ``tool(box, **arguments) -> str``; the names are the specs' names.
 TOOLS: dict[str, Callable[..., str]] = {
@@ -57,7 +54,7 @@ class Toolbox:
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = connect_readonly(self.db_path, max_value_bytes=_MAX_VALUE_BYTES)
+            self._conn = connect_readonly(self.db_path)
         return self._conn
 
     @property
