@@ -360,6 +360,8 @@ def test_one_bad_request_in_a_batch_fails_alone(db_dir):
 @pytest.mark.parametrize("method, path, raw, headers, status", [
     ("POST", "/v1/chat/completions", b"{not json", {}, 400),
     ("POST", "/v1/chat/completions", b"", {}, 400),
+    ("POST", "/v1/chat/completions", b"[" * 200_000, {}, 400),
+    ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 1e999}', {}, 400),
     ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}]}', {"Content-Type": "text/plain"}, 415),
     ("POST", "/v1/chat/completions", b"x" * 100, {"Content-Length": "99999999999"}, 413),
     ("POST", "/tools/list_tables", b'{"db_id": 7}', {}, 400),

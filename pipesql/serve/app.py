@@ -123,6 +123,8 @@ async def read_json(request: Request, limit: int) -> Any:
         return json.loads(b"".join(chunks) or b"null")
     except ValueError as error:
         raise ApiError(400, f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ApiError(400, "body is nested too deeply") from None
 
 
 # --- chat ---------------------------------------------------------------------------------------------

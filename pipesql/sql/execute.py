@@ -34,8 +34,8 @@ DEFAULT_ROW_CAP = 100_000
 # Largest string or blob a query may build or read (SQLITE_LIMIT_LENGTH). Benchmark values are
 # far smaller; zeroblob(1e9) or printf('%.*c', 9e8, 'x') fail in microseconds instead of
 # running for minutes inside one VM step. It also bounds the functions whose time grows with
-# the product of two lengths inside one step (instr, replace, LIKE): 2.4 s at this size,
-# 38 s at 1 MB.
+# the product of two lengths inside one step (instr, replace, LIKE): 2.4 s at this size, and
+# four times the size would take sixteen times as long.
 MAX_VALUE_BYTES = 256 << 10
 # Most result columns (SQLITE_LIMIT_COLUMN, set once the schema is loaded; BIRD's widest table
 # has 115): with the value limit it bounds one row, the unit SQLite hands over at once.
