@@ -228,7 +228,8 @@ class _Watchdog:
             token = next(self._ids)
             self._active.add(token)
             heapq.heappush(self._deadlines, (deadline, token, conn))
-            self._lock.notify()
+            if self._deadlines[0][1] == token:  # earlier than what the thread sleeps until
+                self._lock.notify()
             return token
 
     def done(self, token: int) -> None:
