@@ -18,9 +18,11 @@ FastAPI + uvicorn, with pydantic models for the request bodies (:mod:`pipesql.se
 ``--tools-only`` serves ``/tools`` and ``/health`` without a model: beside vLLM's own OpenAI
 server when vLLM is installed (docs/evaluation.md says how).
 
-Modules: :mod:`~pipesql.serve.schemas` (what a request may hold), :mod:`~pipesql.serve.app`
-(the guard, routes, templating and the context cap), :mod:`~pipesql.serve.batching` (requests
-arriving together generate together), :mod:`~pipesql.serve.tools` (one toolbox per database),
+Modules: :mod:`~pipesql.serve.schemas` (what a request may hold), :mod:`~pipesql.serve.guard`
+(Host, Origin, API key, content type and body size, before anything is read),
+:mod:`~pipesql.serve.chat` (templating, the context cap, OpenAI responses and SSE chunks),
+:mod:`~pipesql.serve.app` (the routes), :mod:`~pipesql.serve.batching` (requests arriving
+together generate together), :mod:`~pipesql.serve.tools` (one toolbox per database),
 :mod:`~pipesql.serve.server` (uvicorn, with a per-request read deadline). The threat model and
 what stops each attack: docs/security.md.
 """
@@ -36,7 +38,7 @@ from typing import Any, ClassVar
 
 from pipesql.config.settings import option
 from pipesql.models.backends import Backend, BackendSettings, load_backend
-from pipesql.serve.app import chat_response, parse_tool_calls
+from pipesql.serve.chat import chat_response, parse_tool_calls
 from pipesql.serve.server import Server, start_in_thread
 
 __all__ = ["Server", "Settings", "chat_response", "make_server", "parse_tool_calls", "run", "start_in_thread"]

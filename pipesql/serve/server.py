@@ -14,7 +14,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pipesql.models.backends import Backend
-from pipesql.serve.app import LOOPBACK_HOSTS, create_app, guarded
+from pipesql.serve.app import create_app, guarded
+from pipesql.serve.guard import LOOPBACK_HOSTS
 from pipesql.serve.batching import BatchQueue
 from pipesql.serve.tools import ToolService
 
