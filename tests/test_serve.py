@@ -486,3 +486,19 @@ def test_tools_only_serves_the_tools_and_no_model(music):
         assert _call(server, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})[0] == 404
     finally:
         server.server_close()
+
+
+def test_the_openai_client_lists_models_completes_and_streams(server):
+    """The official OpenAI Python client, as users will call the server."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["scripted"]
+    tools = [{"type": "function", "function": {"name": "list_tables", "parameters": {"type": "object", "properties": {}}}}]
+    answer = client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "tables?"}],
+                                            tools=tools, max_tokens=32)
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert answer.choices[0].message.tool_calls[0].function.name == "list_tables"
+    stream = client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}], stream=True)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "echo: hi"
+    with pytest.raises(openai.BadRequestError, match="max_tokens"):
+        client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}], max_tokens=10_000)
