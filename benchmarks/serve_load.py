@@ -208,8 +208,8 @@ def main() -> None:
         rss_end = rss_mb(server.pid)
         for name, pipe_sql in ATTACKS.items():
             before = rss_mb(server.pid, "VmHWM")
-            seconds, answer = attack(port, pipe_sql)
-            attacks.append((name, seconds, rss_mb(server.pid, "VmHWM") - before, answer))
+            answer_seconds, answer = attack(port, pipe_sql)
+            attacks.append((name, answer_seconds, rss_mb(server.pid, "VmHWM") - before, answer))
     finally:
         server.terminate()
         server.wait(timeout=30)
