@@ -203,3 +203,36 @@ def test_the_slowest_single_step_functions_end_within_the_tool_limit(scene):
         out = box.call("execute_pipe_sql", {"sql": worst})
         assert time.monotonic() - start < box.timeout_s + 1, out
     assert out.splitlines()[:2] == ["i", str(2 * half - 2 * (half // 2) + 1)]  # found at the very end
+
+
+def test_generate_drops_a_golden_pair_whose_pipe_sql_attacks(tmp_path):
+    """A golden-pairs file edited so that a pair's pipe_sql writes or opens files: the pair is
+    dropped (its first prefix fails in the sandbox), never written to train/dev, and nothing
+    on disk changes."""
+    import json
+
+    from pipesql.generate import Settings, run
+
+    (tmp_path / "database" / "music").mkdir(parents=True)
+    db = build_db(tmp_path / "database" / "music" / "music.sqlite")
+    victim, new_file = tmp_path / "victim.sqlite", tmp_path / "created.sqlite"
+    shutil.copy(db, victim)
+    hashes, files = (file_hash(db), file_hash(victim)), files_under(tmp_path)
+    good = [{"question_id": f"good-{k}", "db_id": "music", "difficulty": "easy", "question": f"Singers older than {k}?",
+             "gold_sql": f"SELECT name FROM singer WHERE age > {k}",
+             "pipe_sql": f"FROM singer\n|> WHERE age > {k}\n|> SELECT name"} for k in range(6)]
+    evil = [{"question_id": f"evil-{k}", "db_id": "music", "difficulty": "easy", "question": f"Evil {k}?",
+             "gold_sql": "SELECT 1", "pipe_sql": fill(attack, victim, new_file)} for k, attack in enumerate(WRITES)]
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text("".join(json.dumps(p) + "\n" for p in good + evil))
+    files.add("golden.jsonl")
+    out = tmp_path / "out"
+    assert run(Settings(golden_pairs=golden, db_dir=[tmp_path / "database"], output_dir=out, tool_calling=True,
+                        tool_ratio=1.0, workers=1)) == 0
+    written = [json.loads(line) for name in ("train.jsonl", "dev.jsonl") for line in (out / name).read_text().splitlines()]
+    assert {s["question_id"] for s in written} == {p["question_id"] for p in good}
+    skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
+    assert sorted(s["question_id"] for s in skipped) == sorted(p["question_id"] for p in evil)
+    assert {s["reason"] for s in skipped} == {"prefix_failed"}
+    assert (file_hash(db), file_hash(victim)) == hashes
+    assert {f for f in files_under(tmp_path) if not f.startswith("out")} == files
