@@ -236,3 +236,27 @@ def test_generate_drops_a_golden_pair_whose_pipe_sql_attacks(tmp_path):
     assert {s["reason"] for s in skipped} == {"prefix_failed"}
     assert (file_hash(db), file_hash(victim)) == hashes
     assert {f for f in files_under(tmp_path) if not f.startswith("out")} == files
+
+
+def _score_in_worker(args):
+    item, prediction = args
+    outcome = score(item, prediction, limits=Limits(timeout_s=TOOL_TIMEOUT_S))
+    return outcome.status, outcome.detail
+
+
+def test_scoring_runs_sandboxed_in_worker_processes(scene):
+    """evaluate's scoring (GRPO rewards use it too) from spawned workers: each process gets its
+    own watchdog, and the sandbox holds there as in the parent."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    db, victim, new_file = scene
+    item = Item("q-1", "music", "how many singers?", "SELECT count(*) FROM singer", db)
+    jobs = [(item, "FROM singer |> AGGREGATE COUNT(*) AS n"), (item, fill(WRITES[0], victim, new_file)),
+            (item, HUGE_VALUES[0]), (item, TEN_MILLION_ROWS_SORTED.replace("|> ORDER BY i DESC", "|> AGGREGATE SUM(i) AS s"))]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcomes = list(pool.map(_score_in_worker, jobs))
+    assert outcomes[0] == (MATCH, "")
+    assert outcomes[1][0] == EXEC_ERROR and "read-only" in outcomes[1][1]
+    assert outcomes[2][0] == EXEC_ERROR and "too big" in outcomes[2][1]
+    assert outcomes[3] == (EXEC_ERROR, f"timeout: query exceeded {TOOL_TIMEOUT_S:g} s")
