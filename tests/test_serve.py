@@ -256,9 +256,12 @@ def music_server(music):
     server.server_close()
 
 
-def _probe_answers(server) -> list[str]:
-    return [_call(server, "POST", "/tools/execute_pipe_sql", {"db_id": "music", "arguments": {"sql": probe}})[1]["output"]
-            for probe in PROBES]
+def _probe_answers(server, again: bool = False) -> list[str]:
+    """The probes' answers. ``again``: with a no-op `|> LIMIT` added, so the text differs from
+    the first run and the tools' answer cache cannot answer for the database."""
+    suffix = " |> LIMIT 1000" if again else ""
+    return [_call(server, "POST", "/tools/execute_pipe_sql",
+                  {"db_id": "music", "arguments": {"sql": probe + suffix}})[1]["output"] for probe in PROBES]
 
 
 @pytest.mark.parametrize("tool", ["execute_pipe_sql", "validate_pipe_sql"])
@@ -275,11 +278,8 @@ def test_http_tools_cannot_write_open_files_or_change_later_answers(music, music
         assert status == 200 and not body["ok"] and body["output"].startswith("Error:"), (attack, body)
         assert time.monotonic() - start < TOOL_LIMIT_S + 1
     assert rss_mb("VmHWM") - rss_before < 100
-    # Later callers, on the same long-lived connection, get the same answers (the probes' text
-    # differs from the cached first run by a trailing space, so they really run again).
-    again = [_call(music_server, "POST", "/tools/execute_pipe_sql",
-                   {"db_id": "music", "arguments": {"sql": probe + " "}})[1]["output"] for probe in PROBES]
-    assert again == before
+    # Later callers, on the same long-lived connection, get the same answers.
+    assert _probe_answers(music_server, again=True) == before
     assert (file_hash(db), file_hash(victim)) == hashes
     assert files_under(root.parent) == files and not new_file.exists()
 
@@ -296,8 +296,7 @@ def test_http_huge_results_fail_fast_in_little_memory(music_server, attack):
     assert "too big" in body["output"] or f"exceeded {TOOL_LIMIT_S:g} s" in body["output"], body
     assert seconds < TOOL_LIMIT_S + 1
     assert rss_mb("VmHWM") - rss_before < 100
-    assert [_call(music_server, "POST", "/tools/execute_pipe_sql", {"db_id": "music", "arguments": {"sql": p + " "}})[1]["output"]
-            for p in PROBES] == before
+    assert _probe_answers(music_server, again=True) == before
 
 
 def test_http_ten_million_rows_answer_with_the_first_20(music_server):
@@ -459,7 +458,7 @@ def tiny_server(db_dir):
 
 
 def test_prompts_are_capped_at_the_model_context(tiny_server):
-    long_prompt = "select the singers " * 15_000  # ~45k tokens for the tiny model; its context is 4,096
+    long_prompt = "select the singers " * 15_000  # 285,000 characters; the tiny model's context is 4,096 tokens
     start = time.monotonic()
     status, body, _ = _call(tiny_server, "POST", "/v1/chat/completions",
                             {"messages": [{"role": "user", "content": long_prompt}], "max_tokens": 4})

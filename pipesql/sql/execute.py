@@ -207,9 +207,9 @@ def connect_readonly(path: str | Path, *, max_value_bytes: int = MAX_VALUE_BYTES
 # --- 3. execution ---------------------------------------------------------------------------------
 
 class _Watchdog:
-    """One thread that calls ``conn.interrupt()`` on queries past their deadline: the progress
-    handler runs only between VM instructions, the interrupt also stops SQLite's parser and
-    sorter. Started lazily per process, so worker processes get their own."""
+    """One thread that calls ``conn.interrupt()`` on queries past their deadline, for work the
+    progress handler (called between VM instructions) does not see. Started lazily per
+    process, so worker processes get their own."""
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
