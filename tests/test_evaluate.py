@@ -254,3 +254,15 @@ def test_ordered_gold_needs_ordered_rows(tmp_path):
     assert score(tied, "FROM t |> WHERE a = 2 |> SELECT b").status == MATCH
     assert score(tied, "FROM t |> WHERE a = 3 |> SELECT b").status == MATCH
     assert score(tied, "FROM t |> WHERE a = 1 |> SELECT b").status == MISMATCH
+
+
+def test_a_malformed_entry_is_a_named_gold_error(demo_dir, items):
+    """An entry with no SQL counts in the denominator as a gold error naming it; the rest score."""
+    from pipesql.evaluate import evaluate_items
+
+    bad = Item("dev-99999", "", None, "", demo_dir / "database" / "_" / "_.sqlite", problem="dev-99999: entry has no 'query'")
+    good = items[0]
+    backend = ScriptedBackend(lambda messages: "```sql\n" + "\n".join(_pipe_operators(good)) + "\n```")
+    records, _ = evaluate_items([good, bad], backend, Settings(model="scripted", benchmark="demo", mode="oneshot"))
+    assert [r["status"] for r in records] == [MATCH, GOLD_ERROR]
+    assert records[1]["detail"] == "dev-99999: entry has no 'query'"

@@ -24,7 +24,7 @@ def db(tmp_path):
 
 def test_readonly_refuses_writes(db):
     conn = connect_readonly(db)
-    with pytest.raises(QueryError, match="readonly"):
+    with pytest.raises(QueryError, match="read-only"):
         execute(conn, "DELETE FROM orders")
     assert execute(conn, "SELECT count(*) FROM orders").rows == ((3,),)
 

@@ -172,3 +172,36 @@ def test_spider_dev_subset():
     assert summary["gold_executed"] == len(items)
     assert summary["match_rate"] >= 0.99, summary["classes"]
     assert summary["googlesql_ok_rate"] >= 0.95
+
+
+def test_malformed_entries_become_bad_item_records_and_the_batch_completes(corpus, tmp_path):
+    """A dev.json entry with no `query`, `query: 42`, no db_id or not an object is classified
+    BAD_ITEM, named, kept out of the match rate's denominator; the good entries validate."""
+    spider = tmp_path / "spider"
+    (spider / "database").mkdir(parents=True)
+    (spider / "database" / "library").symlink_to(corpus / "database" / "library")
+    entries = [
+        {"db_id": "library", "query": "SELECT count(*) FROM books", "question": "How many books?"},
+        {"db_id": "library", "question": "no query at all"},
+        {"db_id": "library", "query": 42, "question": "a number"},
+        {"query": "SELECT 1", "question": "no db_id"},
+        {"db_id": "../library", "query": "SELECT 1"},
+        ["not", "an", "object"],
+        {"db_id": "library", "query": "SELECT title FROM books ORDER BY title LIMIT 2"},
+    ]
+    (spider / "dev.json").write_text(json.dumps(entries))
+    out = tmp_path / "out"
+    settings = Settings(benchmark="spider", data_dir=spider, split="dev", out=out, workers=1, googlesql=False,
+                        progress=False)
+    assert run(settings) == 0
+    records = [record for _, record in read_jsonl(out / "quarantine.jsonl")]
+    bad = {r["question_id"]: r["validation"]["detail"] for r in records if r["validation"]["class"] == "BAD_ITEM"}
+    assert bad == {
+        "dev-00001": "dev-00001: entry has no 'query'",
+        "dev-00002": "dev-00002: entry's 'query' is not SQL text (got int '42')",
+        "dev-00003": "dev-00003: entry has no usable db_id (got None)",
+        "dev-00004": "dev-00004: entry has no usable db_id (got '../library')",
+        "dev-00005": "dev-00005: entry is a list, not an object",
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["golden_pairs"] == 2 and summary["gold_executed"] == 2 and summary["match_rate"] == 1.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 BENCHMARKS = ("spider", "bird", "demo")
 SPLITS = ("dev", "train", "all")
@@ -28,6 +29,9 @@ class Item:
     db_path: Path
     difficulty: str | None = None
     evidence: str | None = None  # BIRD's external-knowledge hint
+    # Why the benchmark entry is unusable (no SQL, SQL not a string, no db_id ...); validate
+    # classifies such an item instead of aborting the batch on it.
+    problem: str | None = None
 
 
 class BenchmarkError(Exception):
@@ -48,6 +52,39 @@ def _load_json(path: Path) -> list[dict]:
         raise BenchmarkError(f"{path}: not valid JSON: {error}") from None
 
 
+def entry_problem(raw: object, sql_key: str) -> str | None:
+    """What makes a benchmark entry unusable, or None: it must be an object with a non-empty
+    string ``db_id`` (letters, digits, ``_-.``) and a non-empty string ``sql_key``."""
+    if not isinstance(raw, dict):
+        return f"entry is a {type(raw).__name__}, not an object"
+    db_id = raw.get("db_id")
+    if not isinstance(db_id, str) or not db_id or not all(c.isalnum() or c in "_-." for c in db_id) or db_id in (".", ".."):
+        return f"entry has no usable db_id (got {db_id!r})"
+    sql = raw.get(sql_key)
+    if sql is None:
+        return f"entry has no {sql_key!r}"
+    if not isinstance(sql, str) or not sql.strip():
+        return f"entry's {sql_key!r} is not SQL text (got {type(sql).__name__} {str(sql)[:40]!r})"
+    return None
+
+
+def _text(raw: object, key: str) -> str | None:
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _item(question_id: str, raw: object, sql_key: str, database: Callable[[str], Path],
+          difficulty: Callable[[str], str | None]) -> Item:
+    """One benchmark entry as an :class:`Item`; a malformed entry becomes an item that says why."""
+    problem = entry_problem(raw, sql_key)
+    if problem is not None:
+        db_id = _text(raw, "db_id") or ""
+        return Item(question_id, db_id, _text(raw, "question"), "", database(db_id or "_"), problem=f"{question_id}: {problem}")
+    return Item(question_id=question_id, db_id=raw["db_id"], question=_text(raw, "question"), gold_sql=raw[sql_key],
+                db_path=database(raw["db_id"]), difficulty=difficulty(raw[sql_key]),
+                evidence=_text(raw, "evidence") or None)
+
+
 def load_spider(data_dir: Path, split: str) -> list[Item]:
     from pipesql.corpora.difficulty import spider_hardness
 
@@ -57,15 +94,9 @@ def load_spider(data_dir: Path, split: str) -> list[Item]:
         if prefix == "train_others" and not path.exists():
             continue
         for index, raw in enumerate(_load_json(path)):
-            db_id = raw["db_id"]
-            items.append(Item(
-                question_id=f"{prefix}-{index:05d}",
-                db_id=db_id,
-                question=raw.get("question"),
-                gold_sql=raw["query"],
-                db_path=data_dir / "database" / db_id / f"{db_id}.sqlite",
-                difficulty=raw.get("difficulty") or spider_hardness(raw["query"]),
-            ))
+            items.append(_item(f"{prefix}-{index:05d}", raw, "query",
+                               lambda db_id: data_dir / "database" / db_id / f"{db_id}.sqlite",
+                               lambda sql: _text(raw, "difficulty") or spider_hardness(sql)))
     return items
 
 
@@ -74,16 +105,10 @@ def load_bird(data_dir: Path, split: str) -> list[Item]:
     for part in (("dev", "train") if split == "all" else (split,)):
         root = data_dir / part
         for index, raw in enumerate(_load_json(root / f"{part}.json")):
-            db_id = raw["db_id"]
-            items.append(Item(
-                question_id=f"{part}-{raw.get('question_id', index)}",
-                db_id=db_id,
-                question=raw.get("question"),
-                gold_sql=raw["SQL"],
-                db_path=root / f"{part}_databases" / db_id / f"{db_id}.sqlite",
-                difficulty=raw.get("difficulty"),
-                evidence=raw.get("evidence") or None,
-            ))
+            number = raw.get("question_id", index) if isinstance(raw, dict) else index
+            items.append(_item(f"{part}-{number}", raw, "SQL",
+                               lambda db_id: root / f"{part}_databases" / db_id / f"{db_id}.sqlite",
+                               lambda sql: _text(raw, "difficulty")))
     return items
 
 

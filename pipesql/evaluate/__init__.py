@@ -109,13 +109,18 @@ def _predict_with_progress(items: Sequence[Item], schemas: Sequence[str], backen
 
 
 def _schemas(items: Sequence[Item]) -> tuple[list[str | None], dict[str, str]]:
-    """Prompt schema per item; items whose database cannot be read get ``None`` and an error."""
+    """Prompt schema per item; malformed items and items whose database cannot be read get
+    ``None`` and an error."""
     from pipesql.agent.schema_text import schema_text
     from pipesql.sql.execute import DatabaseError
 
     schemas: list[str | None] = []
     errors: dict[str, str] = {}
     for item in items:
+        if item.problem is not None:  # a malformed benchmark entry: a gold error, named
+            schemas.append(None)
+            errors[item.question_id] = item.problem
+            continue
         try:
             schemas.append(schema_text(item.db_path))
         except DatabaseError as error:

@@ -38,8 +38,9 @@ DB_MISSING = "DB_MISSING"      # the item's database file does not exist
 DB_CORRUPT = "DB_CORRUPT"      # the file is there but is not a readable SQLite database
 NOT_A_QUERY = "NOT_A_QUERY"    # the gold SQL is DML/DDL (DELETE, INSERT, CREATE ...), not a query
 INTERNAL_ERROR = "INTERNAL_ERROR"  # a bug in pipesql; the item is kept with its traceback text
+BAD_ITEM = "BAD_ITEM"          # the benchmark entry itself is malformed (no SQL, SQL not text, no db_id)
 CLASSES = (MATCH, MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, TIMEOUT, DB_MISSING, DB_CORRUPT, NOT_A_QUERY,
-           INTERNAL_ERROR)
+           BAD_ITEM, INTERNAL_ERROR)
 # Classes for which the gold SQL executed: the denominator of the match rate.
 GOLD_EXECUTED = (MATCH, MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 
@@ -143,6 +144,8 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     from pipesql.sql.transpile import pipe_to_sqlite
 
     timings: dict[str, float] = {}
+    if item.problem is not None:
+        return _verdict(record, BAD_ITEM, stage="item", detail=item.problem)
     path = Path(item.db_path)
     if not path.is_file():
         return _verdict(record, DB_MISSING, stage="database", detail=f"database not found: {path}")

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipesql.storage.files import atomic_open, write_json, write_jsonl
-from pipesql.validate.check import CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY
+from pipesql.validate.check import BAD_ITEM, CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY
 
 # Classes that say the benchmark item is unusable, not that pipesql failed it (grey in the chart).
-INPUT_PROBLEMS = (DB_MISSING, DB_CORRUPT, GOLD_ERROR, NOT_A_QUERY)
+INPUT_PROBLEMS = (BAD_ITEM, DB_MISSING, DB_CORRUPT, GOLD_ERROR, NOT_A_QUERY)
 
 GOLDEN_PAIRS = "golden_pairs.jsonl"
 QUARANTINE = "quarantine.jsonl"
@@ -26,9 +26,9 @@ def label_of(record: dict) -> str:
 
 
 def gold_executed(record: dict) -> bool:
-    """Whether the gold SQL ran (the denominator of the match rate): everything but database
-    problems, non-queries and gold failures."""
-    return record["validation"].get("stage") not in ("database", "gold")
+    """Whether the gold SQL ran (the denominator of the match rate): everything but malformed
+    items, database problems, non-queries and gold failures."""
+    return record["validation"].get("stage") not in ("item", "database", "gold")
 
 
 def _reason_family(record: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipesql.agent.tools.output import cut, format_result
+from pipesql.agent.tools.output import cut
 from pipesql.agent.tools.specs import ToolError, require_sql
 from pipesql.sql.execute import QueryError
 from pipesql.sql.schema import DatabaseSchema
@@ -28,7 +28,7 @@ def to_sqlite(pipe_sql: str) -> str:
 
 
 def execute_pipe_sql(box: "Toolbox", sql: str) -> str:
-    return cut(format_result(box.run_pipe(require_sql(sql))), box.char_cap)
+    return box.run_pipe(require_sql(sql))
 
 
 def validate_pipe_sql(box: "Toolbox", sql: str) -> str:

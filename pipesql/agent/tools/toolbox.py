@@ -9,12 +9,14 @@ from typing import Any, Callable
 
 from pipesql.agent.tools import catalog, query
 from pipesql.agent.tools.memo import Memo
-from pipesql.agent.tools.output import error_text
+from pipesql.agent.tools.output import cut, error_text, format_result
 from pipesql.agent.tools.specs import CHAR_CAP, ROW_CAP, TIMEOUT_S, TOOL_NAMES, ToolError, parse_arguments
 from pipesql.sql.execute import QueryError, QueryResult, connect_readonly, execute, quote_identifier
 from pipesql.sql.schema import DatabaseSchema, Table, schema_from_connection
 
 _CACHE_SIZE = 512
+# Most bytes a tool query may fetch: row_cap rows of benchmark values are far smaller.
+_MAX_RESULT_BYTES = 8 << 20
 
 # One function per tool, each ``tool(box, **arguments) -> str``; the names are the specs' names.
 TOOLS: dict[str, Callable[..., str]] = {
@@ -30,8 +32,10 @@ assert tuple(TOOLS) == TOOL_NAMES, "every tool spec needs a tool function, in th
 class Toolbox:
     """The tools bound to one SQLite database, opened read-only on first use.
 
-    Query results are cached by SQL text, so a generator that checks a prefix and later shows
-    it in a tool call pays for one execution.
+    Every query goes through the sandbox (:mod:`pipesql.sql.execute`): the connection can only
+    read, so no call can leave state (a TEMP table, a PRAGMA) that changes the next call's
+    answer. Query answers are cached by SQL text, so a generator that checks a prefix and later
+    shows it in a tool call pays for one execution.
     """
 
     def __init__(self, db_path: str | Path, *, row_cap: int = ROW_CAP, char_cap: int = CHAR_CAP,
@@ -86,7 +90,8 @@ class Toolbox:
 
     def execute(self, sql: str, *, row_cap: int | None = None) -> QueryResult:
         """SQLite SQL on this database, read-only, within the time limit."""
-        return execute(self.conn, sql, timeout_s=self.timeout_s, row_cap=self.row_cap if row_cap is None else row_cap)
+        return execute(self.conn, sql, timeout_s=self.timeout_s, row_cap=self.row_cap if row_cap is None else row_cap,
+                       max_bytes=_MAX_RESULT_BYTES)
 
     def table(self, name: Any) -> Table:
         if not isinstance(name, str) or not name.strip():
@@ -110,15 +115,17 @@ class Toolbox:
         """:func:`~pipesql.agent.tools.query.to_sqlite`, cached by SQL text (bounded LRU)."""
         return self._translations.get(pipe_sql.strip(), query.to_sqlite)
 
-    def run_pipe(self, pipe_sql: str) -> QueryResult:
-        """Translate and run a pipe query (first ``row_cap`` rows); raises :class:`ToolError`.
+    def run_pipe(self, pipe_sql: str) -> str:
+        """Translate and run a pipe query; its answer as the model reads it (first ``row_cap``
+        rows, cells and text cut); raises :class:`ToolError`.
 
-        Results and failures are cached by SQL text (bounded LRU)."""
+        Answers and failures are cached by SQL text (bounded LRU). The cache holds the cut text,
+        never the rows, so it stays under ``512 * char_cap`` characters whatever queries come."""
         return self._results.get(pipe_sql.strip(), self._run_uncached)
 
-    def _run_uncached(self, pipe_sql: str) -> QueryResult:
+    def _run_uncached(self, pipe_sql: str) -> str:
         sqlite_sql = self.translate(pipe_sql)
         try:
-            return self.execute(sqlite_sql)
+            return cut(format_result(self.execute(sqlite_sql)), self.char_cap)
         except QueryError as error:
             raise ToolError(f"the database rejected the query: {error}") from None
