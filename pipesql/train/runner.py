@@ -235,35 +235,47 @@ def _load_data(settings: Settings, tokenizer):
     return train_set, dev_set, {"train": train_stats.as_dict(), "dev": dev_stats.as_dict() if dev_stats else None}
 
 
+def guard_arguments(settings, learning_rate: float, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The :class:`~pipesql.train.trainer.GuardMixin` keyword arguments of one (re)start."""
+    injected_already = any(e.get("injected") for e in events)
+    return {"guard": StabilityGuard(settings.spike_factor, settings.spike_window, settings.spike_warmup),
+            "learning_rate_target": learning_rate,
+            "inject_nan_step": None if injected_already else settings.inject_nan_step,
+            "inject_kill_step": settings.inject_kill_step}
+
+
 def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train_set, dev_set,
                           resume_from: Path | None):
+    from pipesql.train.trainer import GuardedSFTTrainer
+
+    def make_trainer(learning_rate: float, resume_from: Path | None, events: list[dict[str, Any]]):
+        model, _ = _load_model(settings, runtime)
+        return GuardedSFTTrainer(
+            model=model, args=sft_config(settings, runtime, learning_rate, dev_set is not None,
+                                         resuming=resume_from is not None),
+            train_dataset=train_set, eval_dataset=dev_set, processing_class=tokenizer,
+            peft_config=lora_config(settings), **guard_arguments(settings, learning_rate, events))
+
+    return train_with_rollbacks(settings, runtime, make_trainer, resume_from)
+
+
+def train_with_rollbacks(settings, runtime: Runtime, make_trainer, resume_from: Path | None):
     """Train to the end, rolling back to the last good checkpoint at a lower learning rate each
-    time the guard trips. Returns ``(trainer, tokens seen on this rank, seconds spent training)``."""
+    time the guard trips. ``make_trainer(learning_rate, resume_from, events)`` builds a fresh
+    guarded trainer (model included) for each (re)start. Returns ``(trainer, tokens seen on this
+    rank, seconds spent training)``."""
     import torch
     from transformers import set_seed
-
-    from pipesql.train.trainer import GuardedSFTTrainer
 
     out = Path(settings.output_dir)
     events = read_events(out)
     tokens, seconds = 0, 0.0  # training only: evaluation time is taken out
     while True:
         learning_rate = learning_rate_after(settings.learning_rate, settings.lr_backoff, events)
-        injected_already = any(e.get("injected") for e in events)
         # The model is rebuilt at every (re)start, so that a rollback before the first checkpoint
         # starts again from the same initial weights.
         set_seed(settings.seed)
-        model, _ = _load_model(settings, runtime)
-        trainer = GuardedSFTTrainer(
-            model=model, args=sft_config(settings, runtime, learning_rate, dev_set is not None,
-                                         resuming=resume_from is not None),
-            train_dataset=train_set, eval_dataset=dev_set, processing_class=tokenizer,
-            peft_config=lora_config(settings),
-            guard=StabilityGuard(settings.spike_factor, settings.spike_window, settings.spike_warmup),
-            learning_rate_target=learning_rate,
-            inject_nan_step=None if injected_already else settings.inject_nan_step,
-            inject_kill_step=settings.inject_kill_step,
-        )
+        trainer = make_trainer(learning_rate, resume_from, events)
         if resume_from is not None:
             log.info("resuming from %s at learning rate %.3g", resume_from, learning_rate)
         attempt_start = time.time()
@@ -288,7 +300,7 @@ def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train
             append_event(out, event)
         events = events + [event]
         trainer.accelerator.wait_for_everyone()
-        del trainer, model
+        del trainer
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
