@@ -14,9 +14,10 @@ tie-aware), so a reward of 1 means what a match means in an evaluation report.
   marker, the query so far plus it parses, and the model stopped by itself (its last token is an
   end-of-sequence token, not the length limit).
 
-Scoring runs in worker processes (:class:`RewardPool`), so one completion that hangs the
-transpiler or the database costs that completion 0 and never the run: a batch has a wall-clock
-deadline, late completions score 0 with status ``timeout`` and the pool is replaced.
+Scoring runs in worker processes (:class:`RewardPool`), one task per group of completions that
+share a prompt, so the gold query runs once per group. A completion that hangs the transpiler or
+the database costs 0 and never the run: a batch has a wall-clock deadline, completions not
+scored by then get 0 with status ``timeout`` and the workers are replaced.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, Iterable, Sequence
 from pipesql.agent.prompts import END_MARKER, OPERATOR_SEPARATOR
 from pipesql.corpora.items import Item
 from pipesql.evaluate.answers import extract_query, parse_step
-from pipesql.evaluate.scoring import MATCH, Limits, score, transpile
+from pipesql.evaluate.scoring import MATCH, Limits, score_many, transpile
 
 ONESHOT, STEP = "oneshot", "step"
 PROMPT_FORMATS = (ONESHOT, STEP)
@@ -116,28 +117,50 @@ def query_of(completion: Completion) -> tuple[str, bool]:
 
 def score_completion(completion: Completion, limits: Limits) -> Reward:
     """The reward of one completion; never raises (every failure is a status scoring 0)."""
+    return score_group([completion], limits)[0]
+
+
+def score_group(completions: Sequence[Completion], limits: Limits) -> list[Reward]:
+    """The rewards of completions that share one target (a GRPO group): each is scored as it
+    would be alone, by evaluate's :func:`~pipesql.evaluate.scoring.score_many`, which opens the
+    database and runs the gold query once for the group. Never raises."""
     try:
-        query, well_formed = query_of(completion)
-        target = completion.target
+        read = [query_of(c) for c in completions]
+        target = completions[0].target
         item = Item(question_id=target.question_id, db_id="", question=None, gold_sql=target.gold_sql,
                     db_path=target.db_path)
-        result = score(item, query, limits=limits)
-    except Exception as error:  # a bug here must cost one completion, not the run
-        return Reward(WORKER_ERROR, 0.0, 0.0, f"{type(error).__name__}: {error}")
-    return Reward(result.status, 1.0 if result.status == MATCH else 0.0, 1.0 if well_formed else 0.0,
-                  result.detail)
+        results = score_many(item, [query for query, _ in read], limits=limits)
+    except Exception as error:  # a bug here must cost these completions, not the run
+        return [Reward(WORKER_ERROR, 0.0, 0.0, f"{type(error).__name__}: {error}") for _ in completions]
+    return [Reward(result.status, 1.0 if result.status == MATCH else 0.0, 1.0 if well_formed else 0.0, result.detail)
+            for result, (_, well_formed) in zip(results, read)]
 
 
-def _score_in_worker(completion: Completion, limits: Limits) -> Reward:
-    return score_completion(completion, limits)
+def group_by_target(completions: Sequence[Completion]) -> list[list[int]]:
+    """Indices of ``completions`` grouped by target, groups in order of first appearance."""
+    groups: dict[Target, list[int]] = {}
+    for index, completion in enumerate(completions):
+        groups.setdefault(completion.target, []).append(index)
+    return list(groups.values())
+
+
+def _warm_up() -> None:
+    """Worker start-up: pay the imports and sqlglot's first-call costs before the first batch."""
+    transpile("FROM t\n|> WHERE x > 1\n|> SELECT x")
+
+
+def _warm_up_done(_: int) -> bool:
+    return True
 
 
 class RewardPool:
-    """Score completions in ``workers`` processes (0: in this process, one after another).
+    """Score completions in ``workers`` processes (0: in this process, one group after another).
 
-    Workers are started with ``forkserver`` (``spawn`` where that is missing), never ``fork``: the
-    training process holds threads (torch) that a forked child must not inherit. ``deadline_s``
-    bounds one completion's scoring; a batch waits at most that times its share per worker."""
+    One task is one group of completions with the same target. Workers are started with
+    ``forkserver`` (``spawn`` where that is missing), never ``fork``: the training process holds
+    threads (torch) that a forked child must not inherit. ``deadline_s`` bounds the scoring of
+    one completion: a batch waits at most that times its completions per worker, then every
+    completion not yet scored gets 0 (``timeout``) and the workers are replaced."""
 
     def __init__(self, workers: int = 2, limits: Limits = Limits(timeout_s=5.0), deadline_s: float = 30.0):
         self.workers = max(0, workers)
@@ -149,7 +172,9 @@ class RewardPool:
         if self._pool is None:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            self._pool = context.Pool(self.workers)
+            self._pool = context.Pool(self.workers, initializer=_warm_up)
+            # Wait for the workers to be up, so their start-up is not taken from a batch's deadline.
+            self._pool.map(_warm_up_done, range(self.workers), chunksize=1)
         return self._pool
 
     def close(self) -> None:
@@ -165,25 +190,32 @@ class RewardPool:
         self.close()
 
     def score(self, completions: Sequence[Completion]) -> list[Reward]:
+        groups = group_by_target(completions)
+        rewards: list[Reward | None] = [None] * len(completions)
+        if self.workers == 0:
+            for group in groups:
+                for index, reward in zip(group, score_group([completions[i] for i in group], self.limits)):
+                    rewards[index] = reward
+            return rewards
         if not completions:
             return []
-        if self.workers == 0:
-            return [score_completion(c, self.limits) for c in completions]
         pool = self._start()
-        pending = [pool.apply_async(_score_in_worker, (c, self.limits)) for c in completions]
-        rounds = math.ceil(len(completions) / self.workers)
-        deadline = time.monotonic() + self.deadline_s * rounds
-        rewards, late = [], False
-        for result in pending:
+        pending = [(group, pool.apply_async(score_group, ([completions[i] for i in group], self.limits)))
+                   for group in groups]
+        deadline = time.monotonic() + self.deadline_s * math.ceil(len(completions) / self.workers)
+        late = False
+        for group, result in pending:
             try:
-                rewards.append(result.get(timeout=max(0.0, deadline - time.monotonic())))
+                scored = result.get(timeout=max(0.0, deadline - time.monotonic()))
             except multiprocessing.TimeoutError:
                 late = True
-                rewards.append(Reward(TIMEOUT, 0.0, 0.0, f"not scored within {self.deadline_s:g} s"))
-            except Exception as error:  # the worker raised while (un)pickling
-                rewards.append(Reward(WORKER_ERROR, 0.0, 0.0, f"{type(error).__name__}: {error}"))
+                scored = [Reward(TIMEOUT, 0.0, 0.0, f"not scored within {self.deadline_s:g} s")] * len(group)
+            except Exception as error:  # the worker died or could not (un)pickle
+                scored = [Reward(WORKER_ERROR, 0.0, 0.0, f"{type(error).__name__}: {error}")] * len(group)
+            for index, reward in zip(group, scored):
+                rewards[index] = reward
         if late:
-            self.close()  # a worker may still be stuck on the late completion: start fresh ones
+            self.close()  # a worker may still be stuck on a late group: start fresh ones
         return rewards
 
 
