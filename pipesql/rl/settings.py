@@ -31,13 +31,13 @@ class Settings:
         "1.5b": {
             "load_in_4bit": False, "num_generations": 8, "per_device_train_batch_size": 8,
             "gradient_accumulation_steps": 8, "learning_rate": 1e-6, "beta": 0.001, "temperature": 0.8,
-            "max_completion_length": 384, "max_steps": 500, "save_steps": 50,
+            "max_completion_length": 384, "max_steps": 500, "save_steps": 50, "reward_workers": 4,
             "output_dir": Path("runs/grpo-1.5b"),
         },
         "7b": {
             "load_in_4bit": True, "num_generations": 8, "per_device_train_batch_size": 8,
             "gradient_accumulation_steps": 8, "learning_rate": 1e-6, "beta": 0.001, "temperature": 0.8,
-            "max_completion_length": 384, "max_steps": 500, "save_steps": 50,
+            "max_completion_length": 384, "max_steps": 500, "save_steps": 50, "reward_workers": 4,
             "output_dir": Path("runs/grpo-7b"),
         },
         # Seconds on a CPU with the tiny model: the machinery, not a model worth keeping.
