@@ -198,7 +198,7 @@ def test_presets_and_flags_resolve_like_the_train_stage():
                        environ=environ or {}, dotenv={})
 
     default, large = parse(), parse("--preset", "7b")
-    assert (default.num_generations, default.beta, default.learning_rate, default.load_in_4bit) == (8, 0.001, 1e-6, False)
+    assert (default.num_generations, default.beta, default.learning_rate, default.load_in_4bit) == (8, 0.001, 5e-6, False)
     assert large.load_in_4bit is True and parse("--preset", "7b", "--no-4bit").load_in_4bit is False
     assert parse(environ={"PIPESQL_RL_BETA": "0.04"}).beta == 0.04
     assert parse("--beta", "0", environ={"PIPESQL_RL_BETA": "0.04"}).beta == 0.0

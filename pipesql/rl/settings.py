@@ -30,13 +30,13 @@ class Settings:
         # After SFT of the 1.5B recipe: see docs/rl.md for each value.
         "1.5b": {
             "load_in_4bit": False, "num_generations": 8, "per_device_train_batch_size": 8,
-            "gradient_accumulation_steps": 8, "learning_rate": 1e-6, "beta": 0.001, "temperature": 0.8,
+            "gradient_accumulation_steps": 8, "learning_rate": 5e-6, "beta": 0.001, "temperature": 0.8,
             "max_completion_length": 384, "max_steps": 500, "save_steps": 50, "reward_workers": 4,
             "output_dir": Path("runs/grpo-1.5b"),
         },
         "7b": {
             "load_in_4bit": True, "num_generations": 8, "per_device_train_batch_size": 8,
-            "gradient_accumulation_steps": 8, "learning_rate": 1e-6, "beta": 0.001, "temperature": 0.8,
+            "gradient_accumulation_steps": 8, "learning_rate": 5e-6, "beta": 0.001, "temperature": 0.8,
             "max_completion_length": 384, "max_steps": 500, "save_steps": 50, "reward_workers": 4,
             "output_dir": Path("runs/grpo-7b"),
         },
@@ -76,7 +76,7 @@ class Settings:
     gradient_accumulation_steps: int = option(8, "Micro-batches per optimizer step.")
     num_epochs: float = option(1.0, "Passes over the prompts.")
     max_steps: int = option(500, "Stop after this many optimizer steps (-1: run num_epochs).")
-    learning_rate: float = option(1e-6, "Peak learning rate (constant after warm-up).")
+    learning_rate: float = option(5e-6, "Peak learning rate (constant after warm-up).")
     warmup_ratio: float = option(0.0, "Fraction of the optimizer steps spent warming up the learning rate.")
     weight_decay: float = option(0.0, "AdamW weight decay.")
     max_grad_norm: float = option(1.0, "Clip the gradient norm to this (0: no clipping).")
