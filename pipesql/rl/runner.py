@@ -34,7 +34,7 @@ from pipesql.storage.files import write_json
 from pipesql.storage.manifest import write_manifest
 from pipesql.train.runner import (
     LORA_TARGETS, RUN_CONFIG_NAME, SUMMARY_NAME, Runtime, _prepare_run_dir, _save_final, guard_arguments,
-    lora_config, resolve_runtime, train_with_rollbacks,
+    lora_config, resolve_runtime, train_with_rollbacks, training_arguments,
 )
 from pipesql.train.stability import learning_rate_after, read_events, rollbacks_done
 
@@ -48,39 +48,14 @@ def grpo_config(settings: Settings, runtime: Runtime, learning_rate: float):
     from trl import GRPOConfig
 
     return GRPOConfig(
-        output_dir=str(settings.output_dir),
-        per_device_train_batch_size=settings.per_device_train_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        num_train_epochs=settings.num_epochs,
-        max_steps=settings.max_steps,
-        learning_rate=learning_rate,
+        **training_arguments(settings, runtime, learning_rate),
         lr_scheduler_type="constant_with_warmup",
-        warmup_steps=settings.warmup_ratio,
-        weight_decay=settings.weight_decay,
-        max_grad_norm=settings.max_grad_norm,
-        optim=runtime.optim,
-        bf16=runtime.precision == "bf16",
-        fp16=runtime.precision == "fp16",
-        use_cpu=runtime.device == "cpu",
-        activation_checkpointing=settings.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
         num_generations=settings.num_generations,
         max_completion_length=settings.max_completion_length,
         temperature=settings.temperature,
         beta=settings.beta,
-        # Truncated completions are not pushed down for being long: the format reward already
-        # says they did not stop, and DAPO reports masking them steadies training.
+        # Truncated completions still count: the format reward already marks them as not stopped.
         mask_truncated_completions=False,
-        logging_steps=settings.logging_steps,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
-        report_to=[] if settings.report_to == "none" else [settings.report_to],
-        seed=settings.seed,
-        data_seed=settings.seed,
-        dataloader_num_workers=0,
-        logging_nan_inf_filter=False,
-        disable_tqdm=False,
     )
 
 

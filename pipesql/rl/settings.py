@@ -1,9 +1,9 @@
 """Settings of ``pipesql rl``: GRPO after SFT.
 
-The fields that SFT also has keep ``pipesql train``'s names, meanings and defaults (runtime,
-LoRA, checkpoints, stability guard, fault injection), so the train stage's runtime resolution,
-LoRA config, checkpoint handling and rollback loop run on these settings unchanged. The values
-of the recipes and why are in docs/rl.md.
+What every fine-tuning stage shares (runtime, LoRA, checkpoints, stability guard, fault drills)
+is :class:`pipesql.train.settings.TrainingRun`, inherited, so the train stage's runtime
+resolution, LoRA config, checkpoint handling and rollback loop run on these settings unchanged.
+The values of the recipes and why are in docs/rl.md.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import ClassVar
 
 from pipesql.config.settings import option
 from pipesql.corpora.items import BENCHMARKS
-from pipesql.train.settings import PRECISIONS
+from pipesql.train.settings import TrainingRun
 
 PROMPT_FORMATS = ("oneshot", "step")
 
 
 @dataclass
-class Settings:
+class Settings(TrainingRun):
     stage: ClassVar[str] = "rl"
     # GRPO batches are made by TRL (prompts repeated num-generations times, padded); the train
     # stage's runtime resolution reads these two.
@@ -85,29 +85,10 @@ class Settings:
     sql_timeout_s: float = option(5.0, "Time limit of one SQL query while scoring, in seconds.")
     reward_deadline_s: float = option(30.0, "Longest scoring of one completion; past it, it scores 0.")
     row_cap: int = option(100_000, "Most rows read from one query result.")
-    # Shared with pipesql train (same meaning and default)
-    load_in_4bit: bool = option(False, "QLoRA: load the base model in 4-bit NF4 (CUDA + bitsandbytes).",
-                                aliases=["--no-4bit"])
-    lora_r: int = option(16, "LoRA rank of a new adapter (starting from a merged model).")
-    lora_alpha: int = option(32, "LoRA alpha of a new adapter.")
-    lora_dropout: float = option(0.05, "LoRA dropout of a new adapter.")
+    # Checkpoints and the stability guard (the rest of pipesql train's TrainingRun fields apply as they are)
     save_steps: int = option(50, "Checkpoint every N optimizer steps.")
     save_total_limit: int = option(3, "Keep the newest N checkpoints.")
     logging_steps: int = option(1, "Log rewards and loss every N optimizer steps.")
-    seed: int = option(42, "Seed for LoRA initialisation, sampling and data order.")
-    precision: str = option("auto", "auto: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.",
-                            choices=list(PRECISIONS))
-    attn_implementation: str = option("auto", "auto: flash_attention_2 when installed on CUDA, else sdpa.")
-    gradient_checkpointing: bool = option(True, "Recompute activations in backward (use_reentrant=False).")
-    device: str = option("auto", "auto (CUDA when available, else CPU), cpu or cuda.")
-    optim: str = option("auto", "Optimizer name for transformers (auto: fused AdamW on CUDA, AdamW on CPU).")
-    resume: bool = option(True, "Continue from the newest complete checkpoint in output-dir when there is one.")
-    report_to: str = option("tensorboard", "Where metrics go besides the console (tensorboard or none).")
-    # Stability guard: on the gradient norm, since a GRPO loss hovers around 0 with either sign.
+    # On the gradient norm, since a GRPO loss hovers around 0 with either sign.
     spike_factor: float = option(10.0, "A step gradient norm above this multiple of the running median is a spike.")
     spike_window: int = option(50, "Steps in the running median of the gradient norm.")
-    spike_warmup: int = option(20, "Optimizer steps before spike detection starts.")
-    max_rollbacks: int = option(3, "Rollbacks to the last good checkpoint before giving up.")
-    lr_backoff: float = option(0.5, "Learning-rate multiplier applied at each rollback.")
-    inject_nan_step: int | None = option(None, "Testing: poison the loss with NaN at this optimizer step (once).")
-    inject_kill_step: int | None = option(None, "Testing: die abruptly right after the checkpoint of this step.")

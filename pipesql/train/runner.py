@@ -99,19 +99,16 @@ def resolve_runtime(settings: Settings) -> Runtime:
                    world_size=int(os.environ.get("WORLD_SIZE", 1)))
 
 
-def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_dev: bool, resuming: bool = False):
-    from trl import SFTConfig
-
-    evaluate = has_dev and settings.eval_steps > 0
-    return SFTConfig(
+def training_arguments(settings, runtime: Runtime, learning_rate: float) -> dict[str, Any]:
+    """The ``TrainingArguments`` every fine-tuning stage sets the same way (SFT here, GRPO in
+    :mod:`pipesql.rl`): batch, optimizer, precision, checkpoints, logging, seeds."""
+    return dict(
         output_dir=str(settings.output_dir),
         per_device_train_batch_size=settings.per_device_train_batch_size,
-        per_device_eval_batch_size=settings.per_device_eval_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         num_train_epochs=settings.num_epochs,
         max_steps=settings.max_steps,
         learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
         warmup_steps=settings.warmup_ratio,
         weight_decay=settings.weight_decay,
         max_grad_norm=settings.max_grad_norm,
@@ -121,6 +118,27 @@ def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_d
         use_cpu=runtime.device == "cpu",
         activation_checkpointing=settings.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        report_to=[] if settings.report_to == "none" else [settings.report_to],
+        seed=settings.seed,
+        data_seed=settings.seed,
+        dataloader_num_workers=0,
+        logging_nan_inf_filter=False,  # the guard, not the logger, decides what a NaN means
+        disable_tqdm=False,
+    )
+
+
+def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_dev: bool, resuming: bool = False):
+    from trl import SFTConfig
+
+    evaluate = has_dev and settings.eval_steps > 0
+    return SFTConfig(
+        **training_arguments(settings, runtime, learning_rate),
+        per_device_eval_batch_size=settings.per_device_eval_batch_size,
+        lr_scheduler_type="cosine",
         use_liger_kernel=runtime.liger,
         # Conversations longer than max_seq_length are dropped when tokenizing; TRL only needs the
         # length to size packed rows (and refuses it for padding-free batches, which never cut).
@@ -130,24 +148,14 @@ def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_d
         padding_free=runtime.batching in ("padding-free", "packed"),
         eval_packing=False,
         assistant_only_loss=False,  # the assistant mask is built in pipesql.train.data
-        logging_steps=settings.logging_steps,
         logging_first_step=False,  # a one-micro-batch loss is noise, not a starting point
         eval_strategy="steps" if evaluate else "no",
         eval_steps=settings.eval_steps if evaluate else None,
         eval_on_start=evaluate and settings.eval_on_start and not resuming,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
         metric_for_best_model="eval_loss" if evaluate else None,
         greater_is_better=False if evaluate else None,
         load_best_model_at_end=False,
-        report_to=[] if settings.report_to == "none" else [settings.report_to],
-        seed=settings.seed,
-        data_seed=settings.seed,
         ddp_find_unused_parameters=False,
-        dataloader_num_workers=0,
-        logging_nan_inf_filter=False,  # the guard, not the logger, decides what a NaN means
-        disable_tqdm=False,
     )
 
 
