@@ -190,6 +190,21 @@ def test_a_killed_grpo_run_resumes_to_the_same_weights(golden_pairs, merged, fro
         assert torch.equal(resumed[name], uninterrupted[name]), name
 
 
+def test_an_injected_nan_rolls_the_grpo_run_back_and_it_recovers(golden_pairs, merged, tmp_path):
+    from pipesql.train.stability import read_events
+
+    out = tmp_path / "nan"
+    settings = settings_for(golden_pairs, out, model_name=str(merged), inject_nan_step=3)
+    assert run_grpo(settings) == 0
+    (event,) = read_events(out)
+    assert (event["action"], event["step"], event["to_checkpoint"]) == ("rollback", 3, "checkpoint-2")
+    assert event["reason"] == "non-finite loss" and event["injected"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rollbacks"] == 1 and summary["global_step"] == 4
+    assert summary["learning_rate_final"] == pytest.approx(settings.learning_rate * settings.lr_backoff)
+    assert all(torch.isfinite(t).all() for t in adapter_tensors(out / "final").values())
+
+
 def test_presets_and_flags_resolve_like_the_train_stage():
     from pipesql.cli import command_parser
 

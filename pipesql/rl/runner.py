@@ -74,7 +74,8 @@ def _guarded_grpo_trainer_class():
             return int(mask.sum()) if mask is not None else 0
 
         def guard_signal(self, loss: float, grad_norm: float | None) -> float:
-            return grad_norm if grad_norm is not None else abs(loss)
+            # A non-finite norm is passed on as the norm itself, for the guard to name it.
+            return grad_norm if grad_norm is not None and math.isfinite(grad_norm) else abs(loss)
 
     return GuardedGRPOTrainer
 
