@@ -71,12 +71,16 @@ def sft_model(golden_pairs: Path, target: Path) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(60):
+        losses = []
         for ids, labels in examples:
             loss = model(input_ids=ids, labels=labels).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-    assert loss.item() < 0.5, f"the fixture model did not learn its answers (loss {loss.item():.2f})"
+            losses.append(loss.item())
+        if max(losses) < 0.3:  # it knows every answer; sampling at temperature 1 still varies them
+            break
+    assert max(losses) < 0.3, f"the fixture model did not learn its answers (losses {losses})"
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
