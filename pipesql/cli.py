@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("pipesql.merge", "Fold a LoRA adapter into a standalone model."),
     "evaluate": ("pipesql.evaluate", "Execution accuracy of a model, one-shot or as an agent."),
     "serve": ("pipesql.serve", "OpenAI-compatible server for a model and the agent tools."),
+    "rl": ("pipesql.rl", "GRPO after SFT, rewarded by execution match (one-shot or step by step)."),
     "pipeline": ("pipesql.pipeline", "The whole pipeline, small, on the embedded demo corpus."),
 }
 

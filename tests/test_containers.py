@@ -41,8 +41,8 @@ ENV_EXAMPLE = REPO / ".env.example"
 JOBS = REPO / "jobs"
 WORKFLOW = REPO / ".github" / "workflows" / "gpu-smoke.yml"
 
-SERVICES = {"fetch", "validate", "generate", "train-1.5b", "train-7b", "merge", "evaluate", "smoke"}
-GPU_SERVICES = {"train-1.5b", "train-7b", "merge", "evaluate", "smoke"}
+SERVICES = {"fetch", "validate", "generate", "train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke"}
+GPU_SERVICES = {"train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke"}
 # Where the image keeps jobs/ (docker/Dockerfile: WORKDIR /opt/pipesql, COPY jobs ./jobs).
 IMAGE_JOBS = "/opt/pipesql/jobs/"
 MOUNTS = {"data": "/data", "outputs": "/workspace", "hf-cache": "/cache/huggingface", "pipesql-cache": "/cache/pipesql"}

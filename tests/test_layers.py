@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"fetch", "validate", "generate", "train"},
     {"merge", "evaluate", "serve"},
+    {"rl"},  # GRPO: the train stage's machinery, rewarded by evaluate's scoring
     {"cli"},  # runs a stage by name (importlib), so it imports none
     {"pipeline", "__main__"},
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from pipesql.corpora.items import Item
 from pipesql.sql.execute import DatabaseError, QueryError, QueryResult, QueryTimeout, connect_readonly, execute
@@ -73,6 +74,55 @@ def _describe(error: BaseException) -> str:
 def score(item: Item, prediction: str | None, *, limits: Limits = Limits(), conn=None) -> Score:
     """The status of one prediction. Never raises for a bad prediction or database: every
     failure becomes a status with a detail naming it."""
+    return score_many(item, [prediction], limits=limits, conn=conn)[0]
+
+
+class _Gold:
+    """An item's database and gold result, opened and run once, when a prediction first needs
+    them: a prediction that does not transpile never touches the database."""
+
+    def __init__(self, item: Item, limits: Limits, conn=None):
+        self.item, self.limits, self.conn = item, limits, conn
+        self.own_conn = conn is None
+        self.result: QueryResult | None = None
+        self.error: tuple[str, str] | None = None  # (status, detail) when it cannot be had
+        self.seconds = 0.0
+        self._tried = False
+
+    def get(self) -> QueryResult | None:
+        if not self._tried:
+            self._tried = True
+            try:
+                if self.own_conn:
+                    self.conn = connect_readonly(self.item.db_path)
+            except DatabaseError as error:
+                self.error = (GOLD_ERROR, f"{self.item.question_id}: {_describe(error)}")
+                return None
+            start = time.monotonic()
+            try:
+                self.result = _run(self.conn, self.item.gold_sql, self.limits)
+            except QueryError as error:
+                self.error = (GOLD_ERROR, f"gold query failed: {_describe(error)}")
+            self.seconds = time.monotonic() - start
+        return self.result
+
+    def close(self) -> None:
+        if self.own_conn and self.conn is not None:
+            self.conn.close()
+
+
+def score_many(item: Item, predictions: Sequence[str | None], *, limits: Limits = Limits(), conn=None) -> list[Score]:
+    """:func:`score` of several predictions for one item (GRPO's group of samples for one
+    prompt): each gets the status it would get alone, but the database is opened and the gold
+    query run once for all of them."""
+    gold = _Gold(item, limits, conn)
+    try:
+        return [_score_one(item, prediction, gold, limits) for prediction in predictions]
+    finally:
+        gold.close()
+
+
+def _score_one(item: Item, prediction: str | None, gold_source: _Gold, limits: Limits) -> Score:
     timings: dict[str, float] = {}
     if not prediction or not prediction.strip():
         return Score(NO_PREDICTION, "the model gave no query")
@@ -83,35 +133,23 @@ def score(item: Item, prediction: str | None, *, limits: Limits = Limits(), conn
         return Score(TRANSPILE_ERROR, f"{type(error).__name__}: {_describe(error)}",
                      timings={"transpile_s": time.monotonic() - start})
     timings["transpile_s"] = time.monotonic() - start
-    own_conn = conn is None
+    gold = gold_source.get()
+    if gold is None:
+        return Score(*gold_source.error, sqlite_sql, timings)
+    timings["gold_s"] = gold_source.seconds
+    conn = gold_source.conn
+    start = time.monotonic()
     try:
-        if own_conn:
-            conn = connect_readonly(item.db_path)
-    except DatabaseError as error:
-        return Score(GOLD_ERROR, f"{item.question_id}: {_describe(error)}", sqlite_sql, timings)
-    try:
-        start = time.monotonic()
-        try:
-            gold = _run(conn, item.gold_sql, limits)
-        except QueryError as error:
-            return Score(GOLD_ERROR, f"gold query failed: {_describe(error)}", sqlite_sql, timings)
-        timings["gold_s"] = time.monotonic() - start
-        start = time.monotonic()
-        try:
-            predicted = _run(conn, sqlite_sql, limits)
-        except QueryTimeout as error:
-            return Score(EXEC_ERROR, f"timeout: {_describe(error)}", sqlite_sql,
-                         {**timings, "execute_s": time.monotonic() - start})
-        except QueryError as error:
-            return Score(EXEC_ERROR, _describe(error), sqlite_sql, {**timings, "execute_s": time.monotonic() - start})
-        timings["execute_s"] = predicted.seconds
-        start = time.monotonic()
-        match, reason = compare_to_gold(item, gold, predicted, conn, limits)
-        timings["compare_s"] = time.monotonic() - start
-        if predicted.truncated and not match:
-            reason = f"{reason} (prediction cut at the {limits.row_cap}-row cap)".strip()
-        return Score(MATCH if match else MISMATCH, reason, sqlite_sql, timings)
-    finally:
-        if own_conn:
-            conn.close()
-
+        predicted = _run(conn, sqlite_sql, limits)
+    except QueryTimeout as error:
+        return Score(EXEC_ERROR, f"timeout: {_describe(error)}", sqlite_sql,
+                     {**timings, "execute_s": time.monotonic() - start})
+    except QueryError as error:
+        return Score(EXEC_ERROR, _describe(error), sqlite_sql, {**timings, "execute_s": time.monotonic() - start})
+    timings["execute_s"] = predicted.seconds
+    start = time.monotonic()
+    match, reason = compare_to_gold(item, gold, predicted, conn, limits)
+    timings["compare_s"] = time.monotonic() - start
+    if predicted.truncated and not match:
+        reason = f"{reason} (prediction cut at the {limits.row_cap}-row cap)".strip()
+    return Score(MATCH if match else MISMATCH, reason, sqlite_sql, timings)

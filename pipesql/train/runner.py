@@ -99,19 +99,16 @@ def resolve_runtime(settings: Settings) -> Runtime:
                    world_size=int(os.environ.get("WORLD_SIZE", 1)))
 
 
-def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_dev: bool, resuming: bool = False):
-    from trl import SFTConfig
-
-    evaluate = has_dev and settings.eval_steps > 0
-    return SFTConfig(
+def training_arguments(settings, runtime: Runtime, learning_rate: float) -> dict[str, Any]:
+    """The ``TrainingArguments`` every fine-tuning stage sets the same way (SFT here, GRPO in
+    :mod:`pipesql.rl`): batch, optimizer, precision, checkpoints, logging, seeds."""
+    return dict(
         output_dir=str(settings.output_dir),
         per_device_train_batch_size=settings.per_device_train_batch_size,
-        per_device_eval_batch_size=settings.per_device_eval_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         num_train_epochs=settings.num_epochs,
         max_steps=settings.max_steps,
         learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
         warmup_steps=settings.warmup_ratio,
         weight_decay=settings.weight_decay,
         max_grad_norm=settings.max_grad_norm,
@@ -121,6 +118,27 @@ def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_d
         use_cpu=runtime.device == "cpu",
         activation_checkpointing=settings.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        report_to=[] if settings.report_to == "none" else [settings.report_to],
+        seed=settings.seed,
+        data_seed=settings.seed,
+        dataloader_num_workers=0,
+        logging_nan_inf_filter=False,  # the guard, not the logger, decides what a NaN means
+        disable_tqdm=False,
+    )
+
+
+def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_dev: bool, resuming: bool = False):
+    from trl import SFTConfig
+
+    evaluate = has_dev and settings.eval_steps > 0
+    return SFTConfig(
+        **training_arguments(settings, runtime, learning_rate),
+        per_device_eval_batch_size=settings.per_device_eval_batch_size,
+        lr_scheduler_type="cosine",
         use_liger_kernel=runtime.liger,
         # Conversations longer than max_seq_length are dropped when tokenizing; TRL only needs the
         # length to size packed rows (and refuses it for padding-free batches, which never cut).
@@ -130,24 +148,14 @@ def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_d
         padding_free=runtime.batching in ("padding-free", "packed"),
         eval_packing=False,
         assistant_only_loss=False,  # the assistant mask is built in pipesql.train.data
-        logging_steps=settings.logging_steps,
         logging_first_step=False,  # a one-micro-batch loss is noise, not a starting point
         eval_strategy="steps" if evaluate else "no",
         eval_steps=settings.eval_steps if evaluate else None,
         eval_on_start=evaluate and settings.eval_on_start and not resuming,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
         metric_for_best_model="eval_loss" if evaluate else None,
         greater_is_better=False if evaluate else None,
         load_best_model_at_end=False,
-        report_to=[] if settings.report_to == "none" else [settings.report_to],
-        seed=settings.seed,
-        data_seed=settings.seed,
         ddp_find_unused_parameters=False,
-        dataloader_num_workers=0,
-        logging_nan_inf_filter=False,  # the guard, not the logger, decides what a NaN means
-        disable_tqdm=False,
     )
 
 
@@ -235,35 +243,47 @@ def _load_data(settings: Settings, tokenizer):
     return train_set, dev_set, {"train": train_stats.as_dict(), "dev": dev_stats.as_dict() if dev_stats else None}
 
 
+def guard_arguments(settings, learning_rate: float, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The :class:`~pipesql.train.trainer.GuardMixin` keyword arguments of one (re)start."""
+    injected_already = any(e.get("injected") for e in events)
+    return {"guard": StabilityGuard(settings.spike_factor, settings.spike_window, settings.spike_warmup),
+            "learning_rate_target": learning_rate,
+            "inject_nan_step": None if injected_already else settings.inject_nan_step,
+            "inject_kill_step": settings.inject_kill_step}
+
+
 def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train_set, dev_set,
                           resume_from: Path | None):
+    from pipesql.train.trainer import GuardedSFTTrainer
+
+    def make_trainer(learning_rate: float, resume_from: Path | None, events: list[dict[str, Any]]):
+        model, _ = _load_model(settings, runtime)
+        return GuardedSFTTrainer(
+            model=model, args=sft_config(settings, runtime, learning_rate, dev_set is not None,
+                                         resuming=resume_from is not None),
+            train_dataset=train_set, eval_dataset=dev_set, processing_class=tokenizer,
+            peft_config=lora_config(settings), **guard_arguments(settings, learning_rate, events))
+
+    return train_with_rollbacks(settings, runtime, make_trainer, resume_from)
+
+
+def train_with_rollbacks(settings, runtime: Runtime, make_trainer, resume_from: Path | None):
     """Train to the end, rolling back to the last good checkpoint at a lower learning rate each
-    time the guard trips. Returns ``(trainer, tokens seen on this rank, seconds spent training)``."""
+    time the guard trips. ``make_trainer(learning_rate, resume_from, events)`` builds a fresh
+    guarded trainer (model included) for each (re)start. Returns ``(trainer, tokens seen on this
+    rank, seconds spent training)``."""
     import torch
     from transformers import set_seed
-
-    from pipesql.train.trainer import GuardedSFTTrainer
 
     out = Path(settings.output_dir)
     events = read_events(out)
     tokens, seconds = 0, 0.0  # training only: evaluation time is taken out
     while True:
         learning_rate = learning_rate_after(settings.learning_rate, settings.lr_backoff, events)
-        injected_already = any(e.get("injected") for e in events)
         # The model is rebuilt at every (re)start, so that a rollback before the first checkpoint
         # starts again from the same initial weights.
         set_seed(settings.seed)
-        model, _ = _load_model(settings, runtime)
-        trainer = GuardedSFTTrainer(
-            model=model, args=sft_config(settings, runtime, learning_rate, dev_set is not None,
-                                         resuming=resume_from is not None),
-            train_dataset=train_set, eval_dataset=dev_set, processing_class=tokenizer,
-            peft_config=lora_config(settings),
-            guard=StabilityGuard(settings.spike_factor, settings.spike_window, settings.spike_warmup),
-            learning_rate_target=learning_rate,
-            inject_nan_step=None if injected_already else settings.inject_nan_step,
-            inject_kill_step=settings.inject_kill_step,
-        )
+        trainer = make_trainer(learning_rate, resume_from, events)
         if resume_from is not None:
             log.info("resuming from %s at learning rate %.3g", resume_from, learning_rate)
         attempt_start = time.time()
@@ -288,7 +308,7 @@ def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train
             append_event(out, event)
         events = events + [event]
         trainer.accelerator.wait_for_everyone()
-        del trainer, model
+        del trainer
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

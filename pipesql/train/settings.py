@@ -17,7 +17,41 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass
-class Settings:
+class TrainingRun:
+    """What every fine-tuning stage shares (SFT here, GRPO in :mod:`pipesql.rl`): hardware and precision,
+    LoRA / QLoRA, checkpoints and resume, the stability guard and the fault drills. The train stage's
+    runtime resolution, LoRA config and rollback loop read these fields."""
+
+    load_in_4bit: bool = option(False, "QLoRA: load the base model in 4-bit NF4 (CUDA + bitsandbytes).",
+                                aliases=["--no-4bit"])
+    lora_r: int = option(16, "LoRA rank.")
+    lora_alpha: int = option(32, "LoRA alpha.")
+    lora_dropout: float = option(0.05, "LoRA dropout.")
+    save_steps: int = option(500, "Checkpoint every N optimizer steps.")
+    save_total_limit: int = option(3, "Keep the newest N checkpoints (plus the best by eval loss).")
+    logging_steps: int = option(10, "Log train loss / accuracy every N optimizer steps.")
+    seed: int = option(42, "Seed for LoRA initialisation, dropout and data order.")
+    precision: str = option("auto", "auto: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.",
+                            choices=list(PRECISIONS))
+    attn_implementation: str = option("auto", "auto: flash_attention_2 when installed on CUDA, else sdpa.")
+    gradient_checkpointing: bool = option(True, "Recompute activations in backward (use_reentrant=False).")
+    device: str = option("auto", "auto (CUDA when available, else CPU), cpu or cuda.")
+    optim: str = option("auto", "Optimizer name for transformers (auto: fused AdamW on CUDA, AdamW on CPU).")
+    resume: bool = option(True, "Continue from the newest complete checkpoint in output-dir when there is one.")
+    report_to: str = option("tensorboard", "Where metrics go besides the console (tensorboard or none).")
+    # Stability guard
+    spike_factor: float = option(3.0, "A step loss above this multiple of the running median is a spike.")
+    spike_window: int = option(50, "Steps in the running median of the loss.")
+    spike_warmup: int = option(20, "Optimizer steps before spike detection starts.")
+    max_rollbacks: int = option(3, "Rollbacks to the last good checkpoint before giving up.")
+    lr_backoff: float = option(0.5, "Learning-rate multiplier applied at each rollback.")
+    # Fault injection, for tests and drills of the guard and of resume.
+    inject_nan_step: int | None = option(None, "Testing: poison the loss with NaN at this optimizer step (once).")
+    inject_kill_step: int | None = option(None, "Testing: die abruptly right after the checkpoint of this step.")
+
+
+@dataclass
+class Settings(TrainingRun):
     stage: ClassVar[str] = "train"
     # The reproduction guide's recommended configurations (full dataset, 2 epochs), plus a smoke run.
     PRESETS: ClassVar[dict[str, dict]] = {
@@ -57,37 +91,11 @@ class Settings:
     warmup_ratio: float = option(0.03, "Fraction of the optimizer steps spent warming up the learning rate.")
     weight_decay: float = option(0.0, "AdamW weight decay.")
     max_grad_norm: float = option(1.0, "Clip the gradient norm to this (0: no clipping).")
-    load_in_4bit: bool = option(False, "QLoRA: load the base model in 4-bit NF4 (CUDA + bitsandbytes).",
-                                aliases=["--no-4bit"])
-    lora_r: int = option(16, "LoRA rank.")
-    lora_alpha: int = option(32, "LoRA alpha.")
-    lora_dropout: float = option(0.05, "LoRA dropout.")
     eval_steps: int = option(500, "Evaluate on the dev set every N optimizer steps.")
     eval_on_start: bool = option(True, "Also evaluate before the first step (not when resuming): the baseline.")
-    save_steps: int = option(500, "Checkpoint every N optimizer steps.")
-    save_total_limit: int = option(3, "Keep the newest N checkpoints (plus the best by eval loss).")
-    logging_steps: int = option(10, "Log train loss / accuracy every N optimizer steps.")
-    seed: int = option(42, "Seed for LoRA initialisation, dropout and data order.")
     limit: int | None = option(None, "Use only the first N training conversations (and a tenth as many dev ones).")
-    precision: str = option("auto", "auto: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.",
-                            choices=list(PRECISIONS))
     batching: str = option("auto", "How micro-batches are formed. auto: padding-free on CUDA, padded on CPU; "
                            "packed: several conversations per max-seq-length row (best-fit decreasing).",
                            choices=list(BATCHING))
     liger: bool | None = option(None, "Liger kernels (RMSNorm, RoPE, SwiGLU); default: on when CUDA and "
                                 "liger-kernel are available.")
-    attn_implementation: str = option("auto", "auto: flash_attention_2 when installed on CUDA, else sdpa.")
-    gradient_checkpointing: bool = option(True, "Recompute activations in backward (use_reentrant=False).")
-    device: str = option("auto", "auto (CUDA when available, else CPU), cpu or cuda.")
-    optim: str = option("auto", "Optimizer name for transformers (auto: fused AdamW on CUDA, AdamW on CPU).")
-    resume: bool = option(True, "Continue from the newest complete checkpoint in output-dir when there is one.")
-    report_to: str = option("tensorboard", "Where metrics go besides the console (tensorboard or none).")
-    # Stability guard
-    spike_factor: float = option(3.0, "A step loss above this multiple of the running median is a spike.")
-    spike_window: int = option(50, "Steps in the running median of the loss.")
-    spike_warmup: int = option(20, "Optimizer steps before spike detection starts.")
-    max_rollbacks: int = option(3, "Rollbacks to the last good checkpoint before giving up.")
-    lr_backoff: float = option(0.5, "Learning-rate multiplier applied at each rollback.")
-    # Fault injection, for tests and drills of the guard and of resume.
-    inject_nan_step: int | None = option(None, "Testing: poison the loss with NaN at this optimizer step (once).")
-    inject_kill_step: int | None = option(None, "Testing: die abruptly right after the checkpoint of this step.")

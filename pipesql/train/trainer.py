@@ -1,4 +1,4 @@
-"""TRL's SFTTrainer plus what a long unattended run needs: the divergence guard, atomic
+"""TRL's trainers plus what a long unattended run needs: the divergence guard, atomic
 checkpoints that carry the guard's state, and a learning rate that a rollback can lower.
 
 Hooks used (transformers 5.23 / TRL 1.16): ``training_step`` (sum the micro-batch losses of an
@@ -36,7 +36,10 @@ class SimulatedKill(BaseException):
     training loop swallows it, like a real SIGKILL."""
 
 
-class GuardedSFTTrainer(SFTTrainer):
+class GuardMixin:
+    """The guard, atomic checkpoints and rollback learning rate for any TRL trainer: put it
+    first in the bases (``class X(GuardMixin, SomeTRLTrainer)``)."""
+
     def __init__(self, *args, guard: StabilityGuard, learning_rate_target: float,
                  inject_nan_step: int | None = None, inject_kill_step: int | None = None, **kwargs):
         self.guard = guard
@@ -51,13 +54,21 @@ class GuardedSFTTrainer(SFTTrainer):
 
     # -- per optimizer step -----------------------------------------------------------------
 
+    def count_tokens(self, inputs) -> int:
+        """Tokens a training micro-batch holds (for the run's tokens/s)."""
+        mask = inputs.get("attention_mask")
+        return int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+
+    def guard_signal(self, loss: float, grad_norm: float | None) -> float:
+        """The number the spike test watches: the loss, for a loss that falls as training works."""
+        return loss
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         result = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                       num_items_in_batch=num_items_in_batch)
         if not model.training:
             return result
-        mask = inputs.get("attention_mask")
-        self.tokens_seen += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+        self.tokens_seen += self.count_tokens(inputs)
         if self.inject_nan_step is not None and self.state.global_step + 1 == self.inject_nan_step:
             loss = result[0] if return_outputs else result
             loss = loss * torch.tensor(float("nan"), device=loss.device)
@@ -78,7 +89,8 @@ class GuardedSFTTrainer(SFTTrainer):
         # already global after the gradient all-reduce).
         loss = float(self.accelerator.reduce(step_loss.detach().float(), reduction="mean"))
         norm = None if grad_norm is None else float(grad_norm)
-        verdict = self.guard.check(self.state.global_step + 1, loss, norm)
+        signal = self.guard_signal(loss, norm) if math.isfinite(loss) else loss
+        verdict = self.guard.check(self.state.global_step + 1, signal, norm)
         if verdict is not None:
             self.tripped = verdict
             if self.inject_nan_step is not None and verdict["step"] == self.inject_nan_step:
@@ -173,6 +185,10 @@ class GuardedSFTTrainer(SFTTrainer):
         if hasattr(scheduler, "_last_lr"):
             scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         log.warning("learning rate re-targeted to %.3g after rollback", target)
+
+
+class GuardedSFTTrainer(GuardMixin, SFTTrainer):
+    """TRL's SFTTrainer under the guard."""
 
 
 def local_rank() -> int:
