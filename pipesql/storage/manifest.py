@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pipesql import __version__
-from pipesql.storage.files import sha256_file, write_json
+from pipesql.config.recipes import RECIPE_NAME, recipe_text
 from pipesql.config.settings import as_dict
+from pipesql.storage.files import atomic_open, sha256_file, write_json
 
 MANIFEST_NAME = "manifest.json"
 _PACKAGES = ("sqlglot", "sqlglotc", "zetasql", "torch", "transformers", "trl", "peft", "datasets",
@@ -76,6 +77,10 @@ def write_manifest(out_dir: str | Path, stage: str, settings: Any, *, inputs: It
                    outputs: Iterable[str | Path] = (), metrics: dict[str, Any] | None = None) -> Path:
     out_dir = Path(out_dir)
     path = out_dir / MANIFEST_NAME
+    if settings is not None:
+        # Written first, so that it is hashed with the outputs when out_dir is one of them.
+        with atomic_open(out_dir / RECIPE_NAME) as stream:
+            stream.write(recipe_text(settings))
     write_json(path, {
         "stage": stage,
         "command": " ".join(["pipesql", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("pipesql", "__main__.py") else " ".join(sys.argv),
@@ -85,7 +90,8 @@ def write_manifest(out_dir: str | Path, stage: str, settings: Any, *, inputs: It
         "platform": platform.platform(),
         "packages": package_versions(),
         "inputs": _describe(inputs),
-        "outputs": _describe(outputs, root=out_dir, hash_folders=True),
+        "outputs": _describe([*outputs, *([out_dir / RECIPE_NAME] if settings is not None else [])],
+                             root=out_dir, hash_folders=True),
         "metrics": metrics or {},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
