@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,8 +43,11 @@ def recipe_model(settings_cls: type) -> type[pydantic.BaseModel]:
     types = typing.get_type_hints(settings_cls)
     fields = {field.name: (_field_type(types[field.name], field.metadata.get("choices")), None)
               for field in dataclasses.fields(settings_cls)}
-    return pydantic.create_model(f"{settings_cls.stage}_recipe",
-                                 __config__=pydantic.ConfigDict(extra="forbid"), **fields)
+    with warnings.catch_warnings():
+        # A setting may be called like a BaseModel method (decompile's `json`); only data is read.
+        warnings.filterwarnings("ignore", message="Field name .* shadows an attribute", category=UserWarning)
+        return pydantic.create_model(f"{settings_cls.stage}_recipe",
+                                     __config__=pydantic.ConfigDict(extra="forbid"), **fields)
 
 
 def _problem(error: dict, stage: str) -> str:
@@ -69,7 +73,7 @@ def parse_recipe(data: Any, settings_cls: type, source: str) -> dict[str, Any]:
         validated = recipe_model(settings_cls).model_validate(data)
     except pydantic.ValidationError as error:
         raise ValueError(f"{source}: " + "; ".join(_problem(e, stage) for e in error.errors())) from None
-    return {name: getattr(validated, name) for name in type(validated).model_fields if name in validated.model_fields_set}
+    return validated.model_dump(exclude_unset=True)
 
 
 def read_recipe(path: str | Path, settings_cls: type) -> dict[str, Any]:
