@@ -13,19 +13,23 @@ TORCH_PIN := locks/torch-$(FLAVOR).in
 TORCH_BUILD_cpu := cpu
 TORCH_BUILD_cuda := cu126
 TORCH_LINKS ?= https://download.pytorch.org/whl/$(TORCH_BUILD_$(FLAVOR))/torch/
+# The CPU lock holds torch's own dependencies, so torch comes alone; the CUDA lock leaves out the
+# nvidia-* packages (see locks/cuda.txt), which come with torch, held to the lock's other versions.
+TORCH_DEPS_cpu := --no-deps
+TORCH_DEPS_cuda := -c $(LOCK)
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test lock lock-check clean
 
 setup: $(VENV)/.installed
 
-# torch first, from its build's page, held to the lock's versions of what it needs; then the rest
-# of the lock; then pipesql itself without dependencies (the lock has them all). The lock is copied
-# into the environment: every manifest records its hash (pipesql.storage.manifest).
+# torch first, from its build's page; then the rest of the lock; then pipesql itself without
+# dependencies (the lock has them all). The lock is copied into the environment: every manifest
+# records its hash (pipesql.storage.manifest).
 $(VENV)/.installed: pyproject.toml $(LOCK) $(TORCH_PIN)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --find-links $(TORCH_LINKS) -c $(LOCK) -r $(TORCH_PIN)
+	$(PY) -m pip install -q $(TORCH_DEPS_$(FLAVOR)) --find-links $(TORCH_LINKS) -r $(TORCH_PIN)
 	$(PY) -m pip install -q -r $(LOCK)
 	$(PY) -m pip install -q --no-deps -e .
 	cp $(LOCK) $(VENV)/pipesql.lock
