@@ -611,4 +611,26 @@ def test_gpu_smoke_workflow_runs_the_smoke_service_on_a_self_hosted_gpu_runner()
     commands = [step.get("run", "") for step in job["steps"]]
     assert any(re.search(r"docker compose (--env-file \S+ )?run --rm smoke\s*$", c) for c in commands)
     assert any("config --quiet" in c for c in commands)
-    assert any("pipesql.storage.manifest" in c for c in commands)  # the hand-off check
+    # QLoRA: the train-7b service (4-bit base, FSDP launch) with the tiny model.
+    assert any(re.search(r"run --rm -e PIPESQL_TRAIN_MODEL_NAME=tiny train-7b\b", c) for c in commands)
+    # Hand-off: the outputs volume copied, then verified in a new container holding only the copy.
+    handoff = next(c for c in commands if "pipesql.storage.manifest" in c)
+    assert "docker volume create" in handoff and "cp" in handoff and "--network none" in handoff
+    assert "/workspace/smoke" in handoff and "/workspace/train-7b" in handoff
+
+
+def test_gpu_workflow_is_safe_for_pull_requests_from_forks():
+    workflow = load_yaml(WORKFLOW)
+    triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as true
+    assert "pull_request_target" not in triggers  # would run fork code with the base's secrets
+    assert "labeled" in triggers["pull_request"]["types"]
+    job = workflow["jobs"]["smoke"]
+    condition = " ".join(job["if"].split())
+    assert "head.repo.full_name == github.repository" in condition
+    assert "contains(github.event.pull_request.labels.*.name, 'safe-to-test')" in condition
+    assert workflow["permissions"] == {"contents": "read"} and job["permissions"] == {"contents": "read"}
+    for step in job["steps"]:
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), f"not pinned by SHA: {step['uses']}"
+    checkout = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False
