@@ -198,7 +198,11 @@ def resolve(
     ``PIPESQL_<STAGE>_CONFIG`` in the environment or ``.env``."""
     cli_values = dict(cli_values or {})
     environ = os.environ if environ is None else environ
-    dotenv = read_dotenv(environ=environ) if dotenv is None else dotenv
+    if dotenv is None:
+        try:
+            dotenv = read_dotenv(environ=environ)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     types = _field_types(settings_cls)
 
     def from_env(name: str, tp: Any) -> tuple[bool, Any]:
