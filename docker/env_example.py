@@ -14,9 +14,12 @@ import textwrap
 # name -> (default, what it does). Used by compose.yaml (interpolation) or jobs/*.sh.
 COMPOSE_KNOBS: dict[str, tuple[str, str]] = {
     "IMAGE": ("pipesql:latest", "Image every service runs (built from docker/Dockerfile)."),
-    "TORCH_VERSION": ("2.13.0", "PyTorch version installed in the image."),
-    "TORCH_INDEX_URL": ("https://download.pytorch.org/whl/cu126", "Package index of that PyTorch build (CUDA 12.6)."),
-    "GPU_COUNT": ("1", "GPUs reserved by each GPU service (train-*, merge, evaluate, smoke): a number or 'all'."),
+    "TORCH_LINKS": ("https://download.pytorch.org/whl/cu126/torch/",
+                    "PyTorch's page of torch wheels for the image's CUDA 12.6 build (locks/torch-cuda.in); a mirror may stand in."),
+    "GPU_COUNT": ("1", "GPUs reserved by each training service (train-*), one accelerate process each: a number or 'all'. "
+                  "merge, evaluate and smoke use one GPU."),
+    "MAIN_PROCESS_PORT": ("29500", "Port the training processes meet on (accelerate launch); change it when two runs "
+                          "share a network namespace."),
     "SHM_SIZE": ("16gb", "Shared memory of GPU services (PyTorch data loaders, NCCL)."),
     "BENCHMARK": ("spider", "Benchmark of validate, generate and evaluate: spider or bird (fetch it first)."),
     "MODEL_RUN": ("1.5b", "Which training run merge folds and evaluate scores: 1.5b or 7b."),
@@ -33,9 +36,11 @@ HEADER = """\
 JOBS_HEADER = """\
 # ---------------------------------------------------------------------------------------------
 # Job settings, all commented out: each is a field of a stage's Settings (`pipesql STAGE --help`),
-# shown with its default. Precedence: command-line flag > environment / .env > preset > default.
+# shown with its default, and each stage's PIPESQL_<STAGE>_CONFIG names a recipe file (YAML) of
+# them. Precedence: command-line flag > environment > .env > recipe > preset > default.
 # jobs/<service>.sh give some of them container paths under /data and /workspace; a value set here
-# wins over those. train-1.5b and train-7b pass --preset and --output-dir as flags.
+# wins over those. train-1.5b and train-7b default to recipes/qwen2.5-coder-{1.5b-lora,7b-qlora}.yaml
+# and pass --output-dir as a flag.
 """
 
 
@@ -55,12 +60,14 @@ def _comment(text: str, width: int = 98) -> list[str]:
 
 def settings_lines() -> list[str]:
     from pipesql.cli import COMMANDS, load_command
-    from pipesql.config.settings import env_name
+    from pipesql.config.settings import config_env_name, env_name
 
     lines: list[str] = []
     for command, (_, description) in COMMANDS.items():
         settings_cls = load_command(command).Settings
         lines += ["", f"# --- pipesql {command}: {description}"]
+        lines += _comment("Recipe file (YAML) of these settings, below flags and environment, above the preset.")
+        lines.append(f"# {config_env_name(settings_cls)}=")
         for field in dataclasses.fields(settings_cls):
             if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
                 default = field.default_factory()  # type: ignore[misc]

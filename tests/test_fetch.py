@@ -119,6 +119,7 @@ def test_import_from_zip_and_tar_normalise_the_wrapping_folder(tmp_path):
     assert fetch("spider", "--from", packed, "--data-dir", tmp_path / "from_zip") == 0
     got = snapshot(tmp_path / "from_zip")
     got.pop("manifest.json")
+    got.pop("recipe.yaml")  # the fetch settings, written beside every manifest
     assert got == expected  # the __MACOSX junk and the wrapping folder are gone
 
     tarball = tmp_path / "spider.tar.gz"

@@ -35,7 +35,8 @@ def make_result(root: Path) -> Path:
 def test_outputs_are_recorded_relative_with_a_hash_per_file(tmp_path):
     root = make_result(tmp_path / "run")
     recorded = json.loads((root / MANIFEST_NAME).read_text())
-    assert set(recorded["outputs"]) == {"adapter", "metrics.json", "never-written.txt"}
+    # recipe.yaml: the settings as a recipe to rerun with (written beside every manifest).
+    assert set(recorded["outputs"]) == {"adapter", "metrics.json", "never-written.txt", "recipe.yaml"}
     adapter = recorded["outputs"]["adapter"]
     assert adapter["files"] == 2 and adapter["bytes"] == 100 + len('{"r": 8}')
     assert set(adapter["sha256"]) == {"weights.bin", "nested/config.json"}
@@ -49,7 +50,7 @@ def test_a_moved_folder_verifies_and_a_changed_file_is_named(tmp_path):
     shutil.copytree(make_result(tmp_path / "run"), moved)
     shutil.rmtree(tmp_path / "run")
     check = verify_manifest(moved)
-    assert check.ok and check.checked_files == 3 and not check.added
+    assert check.ok and check.checked_files == 4 and not check.added
 
     (moved / "adapter" / "weights.bin").write_bytes(b"\2" * 100)  # same size, other bytes
     (moved / "metrics.json").unlink()
@@ -73,7 +74,7 @@ def test_manifest_inside_an_output_folder_does_not_hash_itself(tmp_path):
 def test_command_line_exit_status(tmp_path, capsys):
     root = make_result(tmp_path / "run")
     assert manifest.main([str(root)]) == 0
-    assert "ok (3 files re-hashed)" in capsys.readouterr().out
+    assert "ok (4 files re-hashed)" in capsys.readouterr().out
     (root / "metrics.json").write_text("changed")
     assert manifest.main([str(root)]) == 1
     assert "metrics.json: size" in capsys.readouterr().out
@@ -82,3 +83,27 @@ def test_command_line_exit_status(tmp_path, capsys):
 def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no manifest"):
         verify_manifest(tmp_path)
+
+
+def test_the_environment_is_recorded_and_checked(tmp_path, monkeypatch):
+    """The lock the environment was installed from (sys.prefix/pipesql.lock) and the base image
+    (PIPESQL_BASE_IMAGE) are recorded; verifying in another environment names the difference."""
+    prefix = tmp_path / "venv"
+    prefix.mkdir()
+    (prefix / manifest.LOCK_IN_ENVIRONMENT).write_text("torch==2.13.0+cpu\n")
+    monkeypatch.setattr(manifest.sys, "prefix", str(prefix))
+    monkeypatch.setenv(manifest.BASE_IMAGE_VARIABLE, "nvidia/cuda:12.6.3-runtime-ubuntu22.04@sha256:" + "a" * 64)
+    root = make_result(tmp_path / "run")
+    recorded = json.loads((root / MANIFEST_NAME).read_text())["environment"]
+    assert recorded["lock_sha256"] == manifest.sha256_file(prefix / manifest.LOCK_IN_ENVIRONMENT)
+    assert recorded["base_image"].endswith("a" * 64)
+    assert verify_manifest(root).ok
+
+    (prefix / manifest.LOCK_IN_ENVIRONMENT).write_text("torch==2.14.0+cpu\n")
+    monkeypatch.setenv(manifest.BASE_IMAGE_VARIABLE, "nvidia/cuda:12.6.3-runtime-ubuntu22.04@sha256:" + "b" * 64)
+    check = verify_manifest(root)
+    assert not check.ok and not check.problems
+    assert [p.split(":")[0] for p in check.environment] == ["lock file sha256", "base image"]
+    assert verify_manifest(root, check_environment=False).ok
+    assert manifest.main(["--outputs-only", str(root)]) == 0
+    assert manifest.main([str(root)]) == 1

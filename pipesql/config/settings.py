@@ -9,10 +9,12 @@ A stage declares its settings as a dataclass whose fields are made with :func:`o
         learning_rate: float = option(2e-4, "Peak learning rate.")
 
 which gives the flag ``--learning-rate``, the environment variable ``PIPESQL_TRAIN_LEARNING_RATE``
-(also read from a ``.env`` file in the working directory) and the default ``2e-4``.
+(also read from a ``.env`` file in the working directory, with Compose's rules), the recipe key
+``learning_rate`` (:mod:`pipesql.config.recipes`) and the default ``2e-4``.
 
-Precedence, highest first: CLI flag > environment / ``.env`` > preset > default. A stage that
-has presets gives its dataclass a ``PRESETS: ClassVar[dict[str, dict]]`` and a ``preset`` field.
+Precedence, highest first: CLI flag > environment > ``.env`` > recipe (``--config FILE`` or
+``PIPESQL_<STAGE>_CONFIG``) > preset > default. A stage that has presets gives its dataclass a
+``PRESETS: ClassVar[dict[str, dict]]`` and a ``preset`` field.
 """
 
 from __future__ import annotations
@@ -20,11 +22,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+from dotenv import parser as dotenv_parser
+from dotenv import variables as dotenv_variables
+
+from pipesql.config.recipes import read_recipe
+
 ENV_PREFIX = "PIPESQL"
+# The flag (--config) and variable suffix (PIPESQL_<STAGE>_CONFIG) that name a recipe file.
+CONFIG_OPTION = "config"
 
 
 def option(
@@ -95,25 +105,41 @@ def parse_value(text: str, tp: Any) -> Any:
     return text
 
 
-def read_dotenv(path: str | os.PathLike = ".env") -> dict[str, str]:
-    """KEY=VALUE lines; '#' comments, blank lines and optional quotes are allowed."""
-    values: dict[str, str] = {}
+# What pipesql expands in a `.env` value: ${VAR} and ${VAR:-default}, the forms python-dotenv and
+# Compose read alike. Compose also knows $VAR, ${VAR-default}, ${VAR:?error} and ${VAR:+other};
+# python-dotenv would leave those as text, so they are refused rather than read differently.
+_SHARED_EXPANSION = re.compile(r"\$\{\w+(?::-[^}]*)?\}")
+# Compose (like a shell) takes a single-quoted value literally: no expansion.
+_SINGLE_QUOTED = re.compile(r"^\s*(?:export\s+)?[^=\s]+\s*=\s*'")
+
+
+def read_dotenv(path: str | os.PathLike = ".env", environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables of a ``.env`` file, read as Docker Compose reads it: parsed by python-dotenv
+    (comments, ``export``, quotes, an inline `` # comment`` after an unquoted value), then
+    ``${VAR}`` / ``${VAR:-default}`` expanded from the environment first and the file's earlier
+    lines second, single-quoted values left as they are. A missing file is empty; a line that is
+    not ``KEY=VALUE`` is an error naming the line."""
     path = Path(path)
     if not path.is_file():
-        return values
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :]
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise ValueError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
+        return {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    with path.open(encoding="utf-8") as stream:
+        for binding in dotenv_parser.parse_stream(stream):
+            line = binding.original.line + len(binding.original.string) - len(binding.original.string.lstrip("\n"))
+            if binding.error:
+                raise ValueError(f"{path}:{line}: expected KEY=VALUE, got {binding.original.string.strip()!r}")
+            if binding.key is None or binding.value is None:
+                continue  # a comment, a blank line, or a bare KEY (Compose: take it from the environment)
+            value = binding.value
+            if not _SINGLE_QUOTED.match(binding.original.string):
+                if "$" in _SHARED_EXPANSION.sub("", value):
+                    raise ValueError(f"{path}:{line}: {binding.key}: only ${{VAR}} and ${{VAR:-default}} are "
+                                     f"expanded the same by pipesql and Compose; got {value!r}")
+                # Compose's ${VAR:-default} also replaces an empty value; python-dotenv's only an unset one.
+                lookup = {k: v for k, v in {**values, **environ}.items() if v != ""}
+                value = "".join(atom.resolve(lookup) for atom in dotenv_variables.parse_variables(value))
+            values[binding.key] = value
     return values
 
 
@@ -130,6 +156,9 @@ def shown_default(default: Any) -> str:
 def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> None:
     """Add one flag per field. Defaults are suppressed so that resolution can tell which flags
     the user actually gave."""
+    parser.add_argument(f"--{CONFIG_OPTION}", type=Path, default=argparse.SUPPRESS, metavar="RECIPE.yaml",
+                        help=f"Recipe file: settings as YAML, below flags and environment, above the preset "
+                             f"[env {config_env_name(settings_cls)}]")
     types = _field_types(settings_cls)
     for field in dataclasses.fields(settings_cls):
         tp = types[field.name]
@@ -164,27 +193,44 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type) -> None:
         parser.add_argument(flag_name(field), *aliases, dest=field.name, **kwargs)
 
 
+def config_env_name(settings_cls: type) -> str:
+    """``PIPESQL_<STAGE>_CONFIG``: the recipe file of a stage, when ``--config`` is not given."""
+    return f"{ENV_PREFIX}_{settings_cls.stage.upper()}_{CONFIG_OPTION.upper()}".replace("-", "_")
+
+
 def resolve(
     settings_cls: type,
     cli_values: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     dotenv: Mapping[str, str] | None = None,
 ) -> Any:
-    """Build the settings: CLI flag > environment > ``.env`` > preset > default."""
+    """Build the settings: CLI flag > environment > ``.env`` > recipe > preset > default.
+
+    The recipe is the YAML file named by ``cli_values["config"]`` (the ``--config`` flag) or by
+    ``PIPESQL_<STAGE>_CONFIG`` in the environment or ``.env``."""
     cli_values = dict(cli_values or {})
     environ = os.environ if environ is None else environ
-    dotenv = read_dotenv() if dotenv is None else dotenv
+    if dotenv is None:
+        try:
+            dotenv = read_dotenv(environ=environ)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     types = _field_types(settings_cls)
 
-    def from_env(field: dataclasses.Field) -> tuple[bool, Any]:
-        name = env_name(settings_cls, field)
+    def from_env(name: str, tp: Any) -> tuple[bool, Any]:
         for source in (environ, dotenv):
             if name in source:
                 try:
-                    return True, parse_value(source[name], types[field.name])
+                    return True, parse_value(source[name], tp)
                 except ValueError as error:
                     raise SystemExit(f"{name}: {error}") from None
         return False, None
+
+    recipe_path = cli_values.pop(CONFIG_OPTION, None) or from_env(config_env_name(settings_cls), Path)[1]
+    try:
+        recipe = read_recipe(recipe_path, settings_cls) if recipe_path else {}
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
     values: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(settings_cls)}
@@ -192,9 +238,11 @@ def resolve(
         if name in cli_values:
             values[name] = cli_values[name]
             continue
-        found, value = from_env(field)
+        found, value = from_env(env_name(settings_cls, field), types[name])
         if found:
             values[name] = value
+        elif name in recipe:
+            values[name] = recipe[name]
 
     presets: Mapping[str, Mapping[str, Any]] = getattr(settings_cls, "PRESETS", {})
     preset_name = values.get("preset", getattr(settings_cls, "preset", None)) if "preset" in fields else None

@@ -1,5 +1,7 @@
-"""Hand-off manifests: what a job ran, with which settings and packages, on which inputs, and
-what it wrote, so a result moved to another machine can be checked there.
+"""Hand-off manifests: what a job ran, with which settings and packages, in which environment
+(lock file hash, base image digest), on which inputs, and what it wrote, so a result moved to
+another machine can be checked there. Beside each manifest the job's resolved settings are
+written as ``recipe.yaml`` (pipesql.config.recipes), to rerun it with ``--config``.
 
 Outputs are recorded by path relative to the manifest's folder when they lie inside it, with a
 SHA-256 for every file (also every file of an output folder), so that
@@ -20,10 +22,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pipesql import __version__
-from pipesql.storage.files import sha256_file, write_json
+from pipesql.config.recipes import RECIPE_NAME, recipe_text
 from pipesql.config.settings import as_dict
+from pipesql.storage.files import atomic_open, sha256_file, write_json
 
 MANIFEST_NAME = "manifest.json"
+# The lock file an environment was installed from, copied into it (sys.prefix) by make / the image.
+LOCK_IN_ENVIRONMENT = "pipesql.lock"
+BASE_IMAGE_VARIABLE = "PIPESQL_BASE_IMAGE"
 _PACKAGES = ("sqlglot", "sqlglotc", "zetasql", "torch", "transformers", "trl", "peft", "datasets",
              "accelerate", "bitsandbytes", "liger-kernel", "vllm")
 
@@ -36,6 +42,16 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def environment() -> dict[str, str | None]:
+    """What names the environment a job ran in: the SHA-256 of the lock file it was installed from
+    (``make setup`` and the image copy it into the environment as ``pipesql.lock``) and, in the
+    image, the base image by digest (``PIPESQL_BASE_IMAGE``, set by docker/Dockerfile). None where
+    there is no such thing (an environment installed otherwise; outside a container)."""
+    lock = Path(sys.prefix) / LOCK_IN_ENVIRONMENT
+    return {"lock_sha256": sha256_file(lock) if lock.is_file() else None,
+            "base_image": os.environ.get(BASE_IMAGE_VARIABLE) or None}
 
 
 def _files_under(folder: Path) -> list[Path]:
@@ -76,6 +92,10 @@ def write_manifest(out_dir: str | Path, stage: str, settings: Any, *, inputs: It
                    outputs: Iterable[str | Path] = (), metrics: dict[str, Any] | None = None) -> Path:
     out_dir = Path(out_dir)
     path = out_dir / MANIFEST_NAME
+    if settings is not None:
+        # Written first, so that it is hashed with the outputs when out_dir is one of them.
+        with atomic_open(out_dir / RECIPE_NAME) as stream:
+            stream.write(recipe_text(settings))
     write_json(path, {
         "stage": stage,
         "command": " ".join(["pipesql", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("pipesql", "__main__.py") else " ".join(sys.argv),
@@ -84,8 +104,10 @@ def write_manifest(out_dir: str | Path, stage: str, settings: Any, *, inputs: It
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
+        "environment": environment(),
         "inputs": _describe(inputs),
-        "outputs": _describe(outputs, root=out_dir, hash_folders=True),
+        "outputs": _describe([*outputs, *([out_dir / RECIPE_NAME] if settings is not None else [])],
+                             root=out_dir, hash_folders=True),
         "metrics": metrics or {},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
@@ -101,10 +123,12 @@ class ManifestCheck:
     checked_files: int = 0
     problems: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
+    # The recorded lock hash or base image differs from the environment checking it.
+    environment: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.environment
 
 
 def _check_file(check: ManifestCheck, label: str, path: Path, expected_sha: str, expected_bytes: int | None) -> None:
@@ -118,9 +142,21 @@ def _check_file(check: ManifestCheck, label: str, path: Path, expected_sha: str,
         check.problems.append(f"{label}: sha256 differs from the one recorded")
 
 
-def verify_manifest(folder: str | Path) -> ManifestCheck:
+def _compare_environment(check: ManifestCheck, recorded: dict[str, Any] | None) -> None:
+    if recorded is None:
+        check.environment.append("no environment recorded (written by an older pipesql?)")
+        return
+    here = environment()
+    for key, label in (("lock_sha256", "lock file sha256"), ("base_image", "base image")):
+        if recorded.get(key) != here[key]:
+            check.environment.append(f"{label}: made with {recorded.get(key)}, checked with {here[key]}")
+
+
+def verify_manifest(folder: str | Path, check_environment: bool = True) -> ManifestCheck:
     """Re-hash every output recorded in ``folder/manifest.json`` and say what is missing or
-    changed. Relative entries are looked up under ``folder``, wherever it has been moved."""
+    changed. Relative entries are looked up under ``folder``, wherever it has been moved. With
+    ``check_environment``, the lock hash and base image recorded must also be this environment's
+    (verifying a hand-off in a container of the same image)."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST_NAME if folder.is_dir() else folder
     folder = manifest_path.parent
@@ -131,6 +167,8 @@ def verify_manifest(folder: str | Path) -> ManifestCheck:
     except ValueError as error:
         raise ValueError(f"{manifest_path}: not valid JSON: {error}") from None
     check = ManifestCheck(manifest_path)
+    if check_environment:
+        _compare_environment(check, manifest.get("environment"))
     for key, recorded in manifest.get("outputs", {}).items():
         path = Path(key) if os.path.isabs(key) else folder / key
         if recorded.get("missing"):
@@ -152,16 +190,21 @@ def verify_manifest(folder: str | Path) -> ManifestCheck:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipesql.storage.manifest FOLDER...``: verify hand-off folders; exit 1 on a problem."""
-    folders = sys.argv[1:] if argv is None else argv
+    """``python -m pipesql.storage.manifest [--outputs-only] FOLDER...``: verify hand-off folders
+    (outputs, and unless --outputs-only the environment); exit 1 on a problem."""
+    folders = list(sys.argv[1:] if argv is None else argv)
+    outputs_only = "--outputs-only" in folders
+    folders = [f for f in folders if f != "--outputs-only"]
     if not folders:
-        print("usage: python -m pipesql.storage.manifest FOLDER [FOLDER ...]", file=sys.stderr)
+        print("usage: python -m pipesql.storage.manifest [--outputs-only] FOLDER [FOLDER ...]", file=sys.stderr)
         return 2
     failed = False
     for folder in folders:
-        check = verify_manifest(folder)
+        check = verify_manifest(folder, check_environment=not outputs_only)
         status = "ok" if check.ok else "FAILED"
         print(f"{check.manifest}: {status} ({check.checked_files} files re-hashed)")
+        for problem in check.environment:
+            print(f"  environment: {problem}")
         for problem in check.problems:
             print(f"  changed/missing: {problem}")
         for name in check.added:
