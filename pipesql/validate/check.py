@@ -23,6 +23,7 @@ import sqlglot
 from sqlglot import exp
 
 from pipesql.corpora.items import Item
+from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
 from pipesql.sql.execute import (DEFAULT_ROW_CAP, quote_identifier, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
                              QueryTimeout, connect_readonly, execute)
@@ -30,6 +31,7 @@ from pipesql.sql.execute import (DEFAULT_ROW_CAP, quote_identifier, DEFAULT_TIME
 # Classes of a validation record.
 MATCH = "MATCH"
 MISMATCH = "MISMATCH"
+VARIANT_MISMATCH = "VARIANT_MISMATCH"  # matched on the database, disagreed on a generated variant of it
 DECOMPILE_FAIL = "DECOMPILE_FAIL"
 RT_ERROR = "RT_ERROR"          # the round trip failed: pipe SQL did not transpile or execute
 GOLD_ERROR = "GOLD_ERROR"      # the gold SQL itself fails on SQLite (malformed SQL included)
@@ -38,10 +40,10 @@ DB_MISSING = "DB_MISSING"      # the item's database file does not exist
 DB_CORRUPT = "DB_CORRUPT"      # the file is there but is not a readable SQLite database
 NOT_A_QUERY = "NOT_A_QUERY"    # the gold SQL is DML/DDL (DELETE, INSERT, CREATE ...), not a query
 INTERNAL_ERROR = "INTERNAL_ERROR"  # a bug in pipesql; the item is kept with its traceback text
-CLASSES = (MATCH, MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, TIMEOUT, DB_MISSING, DB_CORRUPT, NOT_A_QUERY,
+CLASSES = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, TIMEOUT, DB_MISSING, DB_CORRUPT, NOT_A_QUERY,
            INTERNAL_ERROR)
 # Classes for which the gold SQL executed: the denominator of the match rate.
-GOLD_EXECUTED = (MATCH, MISMATCH, DECOMPILE_FAIL, RT_ERROR)
+GOLD_EXECUTED = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
 
@@ -53,6 +55,9 @@ class CheckOptions:
     googlesql: bool = True                 # analyze every pipe query with ZetaSQL
     googlesql_execute_rows: int = 5_000    # ... and execute it there when the database is this small
     googlesql_timeout_s: float = 2.0
+    variants: int = DEFAULT_VARIANTS       # generated databases each match is proven on too (0: none)
+    variant_rows: int = DEFAULT_ROWS       # at most this many rows per table in a variant
+    witness_dir: str | None = None         # where a variant that disagrees is saved (None: not saved)
 
 
 class DatabaseCache:
@@ -195,9 +200,28 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     start = time.monotonic()
     _with_googlesql(record, item, schema, total_rows, gold, conn, options)
     _timed(timings, "googlesql_s", start)
+    if verdict.match and options.variants > 0:
+        start = time.monotonic()
+        witness = first_disagreement(path, item.gold_sql, [sqlite_sql], count=options.variants,
+                                     rows=options.variant_rows)[0]
+        _timed(timings, "variants_s", start)
+        if witness is not None:
+            return _verdict(record, VARIANT_MISMATCH, stage="variant", detail=witness.detail,
+                            subclass=witness.subclass, variant=_witness_record(item, witness, options),
+                            gold_rows=len(gold.rows), seconds=timings)
     return _verdict(record, MATCH if verdict.match else MISMATCH, stage="compare", detail=verdict.detail,
                     subclass=verdict.subclass, tie_aware=verdict.tie_aware, gold_rows=len(gold.rows),
                     truncated=truncated, seconds=timings)
+
+
+def _witness_record(item: Item, witness: Disagreement, options: CheckOptions) -> dict[str, Any]:
+    """Which variant disagreed, and where it is saved (rerun: ``sqlite3 FILE "<gold_sql>"`` against
+    ``"<round_tripped_sql>"``)."""
+    saved = None
+    if options.witness_dir:
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.question_id)
+        saved = str(witness.save(Path(options.witness_dir) / f"{name}.variant{witness.index}.sqlite"))
+    return {"index": witness.index, "seed": witness.seed, "witness": saved}
 
 
 def _with_googlesql(record: dict, item: Item, schema: DatabaseSchema, total_rows: int, gold: QueryResult,
