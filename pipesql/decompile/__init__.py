@@ -14,7 +14,7 @@ Anything it cannot express faithfully comes back as a ``reason``; it never raise
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipesql.decompile.emit import emit_query
@@ -40,11 +40,14 @@ def decompile(
     sql: str,
     schema: Mapping[str, Mapping[str, str]] | None = None,
     dialect: str = "sqlite",
+    keys: Mapping[str, Sequence[str]] | None = None,
 ) -> DecompileResult:
-    """Decompile one query. ``schema`` is ``{table: {column: declared type}}``."""
+    """Decompile one query. ``schema`` is ``{table: {column: declared type}}``; ``keys``
+    (optional) ``{table: [primary-key columns]}``, which lets ``SELECT DISTINCT a ... ORDER BY b``
+    through when ``b`` is a function of ``a``."""
     try:
         tree = prepare(sql, schema, dialect)
-        pipe = emit_query(tree, Catalog.from_mapping(schema), None)
+        pipe = emit_query(tree, Catalog.from_mapping(schema, keys), None)
     except Unsupported as error:
         return DecompileResult(None, error.reason)
     except RecursionError:

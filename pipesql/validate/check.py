@@ -92,6 +92,11 @@ class DatabaseCache:
         self._open.clear()
 
 
+def primary_keys(schema: DatabaseSchema) -> dict[str, list[str]]:
+    """``{table: [primary-key columns]}`` for the decompiler."""
+    return {t.name: [c.name for c in t.columns if c.primary_key] for t in schema.tables}
+
+
 def statement_kind(sql: str) -> str | None:
     """``None`` for a query; else the statement's kind (``"Delete"``, ``"Insert"`` ...). SQL that
     sqlglot cannot parse counts as a query here: SQLite gets the final word on it."""
@@ -172,7 +177,7 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     _timed(timings, "gold_s", start)
 
     start = time.monotonic()
-    result = decompile(item.gold_sql, schema.sqlglot_mapping())
+    result = decompile(item.gold_sql, schema.sqlglot_mapping(), keys=primary_keys(schema))
     _timed(timings, "decompile_s", start)
     if not result.ok:
         return _verdict(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings)
