@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from functools import lru_cache
+
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 
 from pipesql.decompile import aggregate
 from pipesql.decompile.errors import Unsupported
@@ -19,7 +22,7 @@ from pipesql.decompile.scope import Catalog, Env, OutputColumn, Source
 from pipesql.decompile.semantics import apply_rules, make_typer
 from pipesql.sql.types import type_of
 
-GOOGLESQL = "bigquery"
+GOOGLESQL = Dialect.get_or_raise("bigquery")  # an object: looking a dialect up by name costs every call
 
 
 @dataclass
@@ -462,8 +465,9 @@ def _inline_invented_alias_refs(select: exp.Select) -> None:
             ordered.set("this", invented[term.name].copy())
 
 
+@lru_cache(maxsize=4096)
 def _ident(name: str) -> str:
-    return identifier(name).sql(dialect=GOOGLESQL)
+    return identifier(name).sql(dialect=GOOGLESQL, copy=False)
 
 
 def _ordered_sql(ordered: exp.Ordered, text: str) -> str:
@@ -590,7 +594,7 @@ def render(node: exp.Expr, env: Env, catalog: Catalog) -> str:
     tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date))
     for column in list(tree.find_all(exp.Column)):
         _finish_column(column, env)
-    return tree.sql(dialect=GOOGLESQL)
+    return tree.sql(dialect=GOOGLESQL, copy=False)  # tree is this call's own copy
 
 
 def _inline_subqueries(tree: exp.Expr, env: Env, catalog: Catalog) -> exp.Expr:

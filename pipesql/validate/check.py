@@ -23,6 +23,7 @@ import sqlglot
 from sqlglot import exp
 
 from pipesql.corpora.items import Item
+from pipesql.decompile import PreparedSchema, prepare_schema
 from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
 from pipesql.sql.execute import (DEFAULT_ROW_CAP, quote_identifier, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
@@ -60,15 +61,25 @@ class CheckOptions:
     witness_dir: str | None = None         # where a variant that disagrees is saved (None: not saved)
 
 
+@dataclass(frozen=True)
+class OpenDatabase:
+    """One database as validation uses it, built once per process and database."""
+
+    connection: sqlite3.Connection
+    schema: DatabaseSchema
+    total_rows: int
+    decompile_schema: PreparedSchema  # the decompiler's normalised schema, catalog and keys
+
+
 class DatabaseCache:
-    """Per-process cache of open read-only connections and their schemas (LRU)."""
+    """Per-process cache of open read-only databases (LRU)."""
 
     def __init__(self, size: int = 8):
         self._size = size
-        self._open: OrderedDict[Path, tuple[sqlite3.Connection, DatabaseSchema, int]] = OrderedDict()
+        self._open: OrderedDict[Path, OpenDatabase] = OrderedDict()
 
-    def get(self, path: Path) -> tuple[sqlite3.Connection, DatabaseSchema, int]:
-        """``(connection, schema, total rows)``; raises :class:`DatabaseError`."""
+    def get(self, path: Path) -> OpenDatabase:
+        """Raises :class:`DatabaseError` when the file is not a readable database."""
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]
@@ -80,15 +91,16 @@ class DatabaseCache:
         except sqlite3.DatabaseError as error:
             conn.close()
             raise DatabaseError(f"cannot read {path}: {error}") from None
-        self._open[path] = (conn, schema, total_rows)
+        self._open[path] = OpenDatabase(conn, schema, total_rows,
+                                        prepare_schema(schema.sqlglot_mapping(), primary_keys(schema)))
         while len(self._open) > self._size:
-            _, (old, _, _) = self._open.popitem(last=False)
-            old.close()
+            _, old = self._open.popitem(last=False)
+            old.connection.close()
         return self._open[path]
 
     def close(self) -> None:
-        for conn, _, _ in self._open.values():
-            conn.close()
+        for database in self._open.values():
+            database.connection.close()
         self._open.clear()
 
 
@@ -157,9 +169,10 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     if not path.is_file():
         return _verdict(record, DB_MISSING, stage="database", detail=f"database not found: {path}")
     try:
-        conn, schema, total_rows = databases.get(path)
+        database = databases.get(path)
     except DatabaseError as error:
         return _verdict(record, DB_CORRUPT, stage="database", detail=str(error))
+    conn, schema, total_rows = database.connection, database.schema, database.total_rows
     kind = statement_kind(item.gold_sql)
     if kind is not None:
         return _verdict(record, NOT_A_QUERY, stage="gold", detail=f"gold SQL is a {kind} statement, not a query")
@@ -177,7 +190,7 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     _timed(timings, "gold_s", start)
 
     start = time.monotonic()
-    result = decompile(item.gold_sql, schema.sqlglot_mapping(), keys=primary_keys(schema))
+    result = decompile(item.gold_sql, database.decompile_schema)
     _timed(timings, "decompile_s", start)
     if not result.ok:
         return _verdict(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings)

@@ -321,9 +321,11 @@ def _value(table: SourceTable, column: SourceColumn, hints: QueryHints, groups: 
         return rng.choice(literals)
     if not column.not_null and not column.primary_key and rng.random() < _NULL_SHARE:
         return None
-    pool = pools.get(groups.find((table.name, column.name)))
+    group = groups.find((table.name, column.name))
+    pool = pools.get(group)
     if pool is not None and rng.random() > _DANGLING_SHARE:
-        return rng.choice(pool)
+        present = pools.get(("present",) + group)  # values a linked column already holds: joins hit
+        return rng.choice(present if present and rng.random() < 0.7 else pool)
     if column.samples and rng.random() < 0.75:
         return rng.choice(column.samples)
     return _made_up(column, rng)
@@ -344,9 +346,36 @@ def _rows_of(table: SourceTable, count: int, hints: QueryHints, groups: _Groups,
              rng: random.Random) -> list[tuple]:
     keys = [c for c in table.columns if c.primary_key]
     key_values = _key_values(table, keys[0], count, groups, pools, rng) if len(keys) == 1 else None
-    return [tuple(key_values[row] if key_values is not None and column is keys[0]
+    rows = [tuple(key_values[row] if key_values is not None and column is keys[0]
                   else _value(table, column, hints, groups, pools, rng) for column in table.columns)
             for row in range(count)]
+    for position, column in enumerate(table.columns):
+        group = groups.find((table.name, column.name))
+        if group in pools:
+            pools.setdefault(("present",) + group, []).extend(r[position] for r in rows if r[position] is not None)
+    return rows
+
+
+def _parents_first(source: Source) -> list[SourceTable]:
+    """Tables ordered so that a referenced table comes before the tables referencing it (cycles
+    are cut where they close), so child rows can point at parent rows that exist."""
+    ordered, visiting, done = [], set(), set()
+
+    def visit(table: SourceTable) -> None:
+        if table.name in done or table.name in visiting:
+            return
+        visiting.add(table.name)
+        for _, ref_table, _ in table.foreign_keys:
+            parent = source.table(ref_table)
+            if parent is not None:
+                visit(parent)
+        visiting.discard(table.name)
+        done.add(table.name)
+        ordered.append(table)
+
+    for table in source.tables:
+        visit(table)
+    return ordered
 
 
 def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFAULT_ROWS) -> sqlite3.Connection:
@@ -360,7 +389,7 @@ def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFA
         except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
             continue
     groups, pools = _pools(source, hints, rows, rng)
-    for table in source.tables:
+    for table in _parents_first(source):
         values = _rows_of(table, rng.randint(1, rows), hints, groups, pools, rng)
         names = ", ".join(quote_identifier(c.name) for c in table.columns)
         marks = ", ".join("?" for _ in table.columns)
