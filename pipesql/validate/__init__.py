@@ -26,6 +26,7 @@ from typing import ClassVar
 from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, load_items
 from pipesql.config.settings import option
 from pipesql.sql.execute import DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S
+from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.validate.check import CLASSES, CheckOptions, check_item
 from pipesql.validate.runner import default_workers, validate_items
 from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS
@@ -50,6 +51,8 @@ class Settings:
     googlesql_execute_rows: int = option(5_000, "Execute on ZetaSQL too when the database has at most this many "
                                                 "rows (its reference engine is slow; 0: never).")
     googlesql_timeout_s: float = option(2.0, "Time limit per ZetaSQL execution, seconds.")
+    googlesql_max_work: int = option(DEFAULT_MAX_WORK, "Analyze only (do not execute on ZetaSQL) a query predicted to "
+                                                       "visit more rows than this (0: no bound).")
     variants: int = option(DEFAULT_VARIANTS, "Also prove each match on this many generated variants of its database "
                                              "(0: only on the database itself).")
     variant_rows: int = option(DEFAULT_ROWS, "Most rows per table in a variant.")
@@ -74,7 +77,8 @@ def run(settings: Settings) -> int:
     out = Path(settings.out)
     options = CheckOptions(timeout_s=settings.timeout_s, row_cap=settings.row_cap, googlesql=settings.googlesql,
                            googlesql_execute_rows=settings.googlesql_execute_rows,
-                           googlesql_timeout_s=settings.googlesql_timeout_s, variants=settings.variants,
+                           googlesql_timeout_s=settings.googlesql_timeout_s,
+                           googlesql_max_work=settings.googlesql_max_work, variants=settings.variants,
                            variant_rows=settings.variant_rows, witness_dir=str(out / WITNESSES))
     shutil.rmtree(out / WITNESSES, ignore_errors=True)  # witnesses of an earlier run in the same folder
     start = time.monotonic()

@@ -23,6 +23,7 @@ import sqlglot
 from sqlglot import exp
 
 from pipesql.corpora.items import Item
+from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
 from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
@@ -56,6 +57,7 @@ class CheckOptions:
     googlesql: bool = True                 # analyze every pipe query with ZetaSQL
     googlesql_execute_rows: int = 5_000    # ... and execute it there when the database is this small
     googlesql_timeout_s: float = 2.0
+    googlesql_max_work: int = DEFAULT_MAX_WORK  # ... unless it predicts more row visits than this (0: no bound)
     variants: int = DEFAULT_VARIANTS       # generated databases each match is proven on too (0: none)
     variant_rows: int = DEFAULT_ROWS       # at most this many rows per table in a variant
     witness_dir: str | None = None         # where a variant that disagrees is saved (None: not saved)
@@ -68,6 +70,7 @@ class OpenDatabase:
     connection: sqlite3.Connection
     schema: DatabaseSchema
     total_rows: int
+    table_rows: dict[str, int]
     decompile_schema: PreparedSchema  # the decompiler's normalised schema, catalog and keys
 
 
@@ -86,12 +89,12 @@ class DatabaseCache:
         conn = connect_readonly(path)
         try:
             schema = schema_from_connection(conn)
-            total_rows = sum(conn.execute(f"SELECT count(*) FROM {quote_identifier(t.name)}").fetchone()[0]
-                             for t in schema.tables)
+            table_rows = {t.name: conn.execute(f"SELECT count(*) FROM {quote_identifier(t.name)}").fetchone()[0]
+                          for t in schema.tables}
         except sqlite3.DatabaseError as error:
             conn.close()
             raise DatabaseError(f"cannot read {path}: {error}") from None
-        self._open[path] = OpenDatabase(conn, schema, total_rows,
+        self._open[path] = OpenDatabase(conn, schema, sum(table_rows.values()), table_rows,
                                         prepare_schema(schema.sqlglot_mapping(), primary_keys(schema)))
         while len(self._open) > self._size:
             _, old = self._open.popitem(last=False)
@@ -207,7 +210,7 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     except QueryTimeout as error:
         return _verdict(record, TIMEOUT, stage="round_trip", detail=str(error), seconds=timings)
     except QueryError as error:
-        _with_googlesql(record, item, schema, total_rows, gold, conn, options)
+        _with_googlesql(record, item, database, gold, options)
         return _verdict(record, RT_ERROR, stage="execute", detail=str(error), seconds=timings)
     _timed(timings, "round_trip_s", start)
 
@@ -216,7 +219,7 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     _timed(timings, "compare_s", start)
     truncated = gold.truncated or round_trip.truncated
     start = time.monotonic()
-    _with_googlesql(record, item, schema, total_rows, gold, conn, options)
+    _with_googlesql(record, item, database, gold, options)
     _timed(timings, "googlesql_s", start)
     if verdict.match and options.variants > 0:
         start = time.monotonic()
@@ -242,14 +245,13 @@ def _witness_record(item: Item, witness: Disagreement, options: CheckOptions) ->
     return {"index": witness.index, "seed": witness.seed, "witness": saved}
 
 
-def _with_googlesql(record: dict, item: Item, schema: DatabaseSchema, total_rows: int, gold: QueryResult,
-                    conn: sqlite3.Connection, options: CheckOptions) -> None:
+def _with_googlesql(record: dict, item: Item, database: OpenDatabase, gold: QueryResult, options: CheckOptions) -> None:
     if options.googlesql and record["pipe_sql"]:
-        record["googlesql"] = googlesql_check(record["pipe_sql"], item, schema, total_rows, gold, conn, options)
+        record["googlesql"] = googlesql_check(record["pipe_sql"], item, database, gold, options)
 
 
-def googlesql_check(pipe_sql: str, item: Item, schema: DatabaseSchema, total_rows: int, gold: QueryResult,
-                    conn: sqlite3.Connection, options: CheckOptions) -> dict[str, Any]:
+def googlesql_check(pipe_sql: str, item: Item, database: OpenDatabase, gold: QueryResult,
+                    options: CheckOptions) -> dict[str, Any]:
     """``{"analyzed", "error", "executed", "match", ...}``: does GoogleSQL accept the pipe SQL,
     and (small databases) does it compute the gold's rows? Never raises."""
     from pipesql.sql.compare import compare_results
@@ -263,7 +265,13 @@ def googlesql_check(pipe_sql: str, item: Item, schema: DatabaseSchema, total_row
         outcome["error"] = f"unavailable: {type(failure).__name__}: {failure}"
         return outcome
     result = None
-    if 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows:
+    schema, total_rows, conn = database.schema, database.total_rows, database.connection
+    work = googlesql.predicted_work(item.gold_sql, database.table_rows) if options.googlesql_max_work else 0
+    if 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows \
+            and work > options.googlesql_max_work > 0:
+        # it would run past the time limit, and a timeout rebuilds the engine: analyze only
+        outcome["skipped"] = f"predicted {work} row visits (> {options.googlesql_max_work})"
+    elif 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows:
         try:
             result = engine.execute(pipe_sql, item.db_path, row_cap=options.row_cap, timeout_s=options.googlesql_timeout_s)
         except googlesql.GoogleSQLAnalysisError as failure:

@@ -45,7 +45,7 @@ from sqlglot import exp
 from pipesql.sql.execute import QueryError, connect_readonly, execute, quote_identifier
 from pipesql.sql.types import FLOAT, INT, googlesql_type, is_date_type
 
-DEFAULT_VARIANTS = 3
+DEFAULT_VARIANTS = 8
 DEFAULT_ROWS = 12
 SAMPLE_ROWS = 200          # rows of each original table read for its value pools
 VARIANT_TIMEOUT_S = 2.0    # per query on a variant; the data are tiny, so only a blow-up hits it
