@@ -7,8 +7,8 @@ mutant): a WHERE/HAVING conjunct dropped or negated, an ORDER BY direction flipp
 swapped with ``<=``/``>=``, an inner join made LEFT (or a LEFT join inner), DISTINCT dropped
 (``SELECT DISTINCT`` and ``COUNT(DISTINCT)``), an aggregate swapped (MAX↔MIN, SUM↔AVG). An inner
 join is not made LEFT when that is the same query (a later condition rejects the NULLs it adds, or
-``HAVING COUNT(*) >= 2`` drops the one-row groups it adds), and ``HAVING COUNT(*) >= 1`` is not
-dropped. A mutant
+``HAVING COUNT(*) >= 2`` drops the one-row groups it adds), ``HAVING COUNT(*) >= 1`` is not
+dropped, and DISTINCT is not dropped from an operand of a (distinct) set operation. A mutant
 counts as caught when validation would quarantine it as a decompilation of the gold: it fails to
 run, or its result differs (tie-aware, :func:`pipesql.sql.compare.compare_results`) on the
 database (today's check) or on one of K generated variants (:mod:`pipesql.validate.variants`).
@@ -97,6 +97,12 @@ def _equivalent_left_join(join: exp.Join) -> bool:
     return any(_rejects_nulls(c, alias) for c in conditions if c is not None) or (_count_bound(having) or 0) >= 2
 
 
+def _distinct_set_operand(select: exp.Select) -> bool:
+    """An operand of UNION/INTERSECT/EXCEPT (DISTINCT): its own DISTINCT changes nothing."""
+    parent = select.parent
+    return isinstance(parent, exp.SetOperation) and bool(parent.args.get("distinct"))
+
+
 def _equivalent_drop(node: exp.Expr) -> bool:
     """``HAVING COUNT(*) >= 1`` holds for every group: dropping it is the same query."""
     return isinstance(node.parent, exp.Having) and _count_bound(node) == 1
@@ -134,7 +140,8 @@ def _mutations():
         ("join type", (exp.Join,), join_type,
          lambda n: n.args.get("on") is not None and n.side in ("", "LEFT", None) and not _equivalent_left_join(n)),
         ("missing distinct", (exp.Select, exp.Distinct), missing_distinct,
-         lambda n: bool(n.args.get("distinct")) if isinstance(n, exp.Select) else isinstance(n.parent, exp.Count)),
+         lambda n: (bool(n.args.get("distinct")) and not _distinct_set_operand(n)) if isinstance(n, exp.Select)
+         else isinstance(n.parent, exp.Count)),
         ("wrong aggregate", tuple(_AGGREGATE_SWAP), wrong_aggregate, lambda n: True),
     ]
 

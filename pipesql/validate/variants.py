@@ -221,6 +221,11 @@ def query_hints(sql: str, source: Source) -> QueryHints:
     except Exception:  # noqa: BLE001 - an unparseable gold gets unseeded variants
         return hints
     columns = _Columns(tree, source)
+    known = {c.name.lower() for t in source.tables for c in t.columns}
+    for column in list(tree.find_all(exp.Column)):
+        # SQLite reads "Spanish" as a string when no column has that name (Spider does this a lot)
+        if column.this.quoted and not column.table and column.name.lower() not in known:
+            column.replace(exp.Literal.string(column.name))
     for predicate in tree.find_all(*_COMPARISONS):
         operands = [predicate.this, *([predicate.expression] if predicate.expression else []),
                     *predicate.expressions, *(predicate.args.get(k) for k in ("low", "high") if predicate.args.get(k))]
