@@ -19,7 +19,7 @@ from pipesql.validate import CheckOptions, Settings, run, validate_items
 from pipesql.validate.check import (DB_CORRUPT, DB_MISSING, DECOMPILE_FAIL, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY,
                                     RT_ERROR, TIMEOUT, VARIANT_MISMATCH, statement_kind)
 from pipesql.validate.variants import build_variant, first_disagreement, query_hints, source_of, variant_seed
-from pipesql.validate.report import summarize
+from pipesql.validate.report import render_report, summarize
 from pipesql.validate.runner import chunks_by_database
 
 SPIDER_DIR = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
@@ -231,6 +231,8 @@ def test_a_pair_only_variants_refute_is_quarantined_with_its_witness(monkeypatch
     conn.close()
     summary = summarize([record], seconds=1.0, workers=1)
     assert summary["variant_only_quarantined"] == 1 and summary["match_rate"] == 0.0
+    report = render_report(summary, [record], "test")
+    assert "1 pairs matched on their database but disagreed" in report and str(witness) in report
     [unchecked] = validate_items([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
                                  workers=1, options=replace(options, variants=0), progress=False)
     assert unchecked["validation"]["class"] == MATCH

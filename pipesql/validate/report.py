@@ -125,6 +125,9 @@ def render_report(summary: dict, records: Sequence[dict], title: str) -> str:
         f"on {summary['googlesql_executed']} of them (small databases), agreeing with the gold result on "
         f"{_percent(summary['googlesql_execution_match_rate'])}",
         f"- {summary['seconds']} s, {summary['items_per_second']} items/s on {summary['workers']} worker(s)",
+        f"- **{summary['variant_only_quarantined']} pairs matched on their database but disagreed on a generated "
+        f"variant of it** ({summary.get('variants', 'K')} variants per pair; class {VARIANT_MISMATCH}, each "
+        f"with its witness database in `{WITNESSES}/`)",
         "",
         "Results are compared as execution evaluation does: rows as a multiset (order counts only when "
         "the gold query has a top-level ORDER BY), numbers by value within 1e-6, column names ignored. "
