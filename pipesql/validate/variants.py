@@ -77,7 +77,7 @@ class SourceTable:
 class Source:
     """What variants of one database are made from: its DDL and a sample of its values."""
 
-    ddl: tuple[str, ...]       # CREATE TABLE statements first, then indexes and views
+    ddl: tuple[tuple[str, str, str], ...]  # (type, table it belongs to, SQL): tables, then indexes, then views
     tables: tuple[SourceTable, ...]
 
     def table(self, name: str) -> SourceTable | None:
@@ -109,10 +109,11 @@ class Disagreement:
         return path
 
 
-def _ddl_of(conn: sqlite3.Connection) -> tuple[str, ...]:
-    rows = execute(conn, "SELECT type, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+def _ddl_of(conn: sqlite3.Connection) -> tuple[tuple[str, str, str], ...]:
+    rows = execute(conn, "SELECT type, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                         "AND name NOT LIKE 'sqlite_%' "
                          "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid").rows
-    return tuple(sql for kind, sql in rows if kind in ("table", "index", "view"))
+    return tuple((kind, table.lower(), sql) for kind, table, sql in rows if kind in ("table", "index", "view"))
 
 
 def _source_table(conn: sqlite3.Connection, name: str) -> SourceTable:
@@ -212,6 +213,16 @@ class QueryHints:
 
     literals: dict[tuple[str, str], list[Any]]
     links: list[tuple[tuple[str, str], tuple[str, str]]]
+    # lower-cased tables the query reads; None: all (it reads a view, or could not be parsed)
+    tables: frozenset[str] | None = None
+
+
+def _tables_read(tree: exp.Expr, source: Source) -> frozenset[str] | None:
+    views = {table for kind, table, _ in source.ddl if kind == "view"}
+    names = {t.name.lower() for t in tree.find_all(exp.Table)}
+    if names & views:
+        return None
+    return frozenset(n for n in names if source.table(n) is not None)
 
 
 def query_hints(sql: str, source: Source) -> QueryHints:
@@ -220,6 +231,7 @@ def query_hints(sql: str, source: Source) -> QueryHints:
         tree = sqlglot.parse_one(sql, read="sqlite")
     except Exception:  # noqa: BLE001 - an unparseable gold gets unseeded variants
         return hints
+    hints.tables = _tables_read(tree, source)
     columns = _Columns(tree, source)
     known = {c.name.lower() for t in source.tables for c in t.columns}
     for column in list(tree.find_all(exp.Column)):
@@ -384,17 +396,23 @@ def _parents_first(source: Source) -> list[SourceTable]:
 
 
 def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFAULT_ROWS) -> sqlite3.Connection:
-    """An in-memory database with the source's schema and generated rows (see the module doc)."""
+    """An in-memory database with the source's schema and generated rows (see the module doc):
+    only the tables the query reads (a database's other tables cannot change its result, and
+    building them was most of a variant's cost)."""
     rng = random.Random(seed)
     conn = sqlite3.connect(":memory:", check_same_thread=False)
     conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
-    for statement in source.ddl:
+    for _, table, statement in source.ddl:
+        if hints.tables is not None and table not in hints.tables:
+            continue
         try:
             conn.execute(statement)
         except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
             continue
     groups, pools = _pools(source, hints, rows, rng)
     for table in _parents_first(source):
+        if hints.tables is not None and table.name.lower() not in hints.tables:
+            continue
         values = _rows_of(table, rng.randint(1, rows), hints, groups, pools, rng)
         names = ", ".join(quote_identifier(c.name) for c in table.columns)
         marks = ", ".join("?" for _ in table.columns)
