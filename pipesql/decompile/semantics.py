@@ -338,6 +338,8 @@ def rewrite_dates(node: exp.Expr, typer) -> exp.Expr:
     def recurse(child: exp.Expr) -> exp.Expr:
         return rewrite_dates(child, typer)
 
+    if isinstance(node, _LEAVES):
+        return node
     new = _date_rule(node, typer, recurse)
     if new is not None:
         return new
@@ -503,7 +505,13 @@ def apply_rules(node: exp.Expr, typer) -> exp.Expr:
     return _apply_bottom_up(rewrite_dates(node, typer), typer)
 
 
+# Nodes no rule rewrites and whose children none does either (a column's identifiers): skipped.
+_LEAVES = (exp.Column, exp.Identifier, exp.Literal, exp.Var, exp.DataType, exp.Star, exp.Null, exp.Boolean)
+
+
 def _apply_bottom_up(node: exp.Expr, typer) -> exp.Expr:
+    if isinstance(node, _LEAVES):
+        return node
     map_children(node, lambda child: _apply_bottom_up(child, typer))
     for rule in RULES:
         node = rule(node, typer)
