@@ -165,10 +165,11 @@ def emit_select(select: exp.Select, catalog: Catalog, outer: Env | None) -> Pipe
 def _emit_select_without_from(select: exp.Select, catalog: Catalog, outer: Env | None) -> PipeQuery:
     """``SELECT (SELECT COUNT(*) FROM a) - (SELECT COUNT(*) FROM b)`` → ``SELECT (FROM a |> AGGREGATE
     ...) - (FROM b |> ...) AS expr``: a pipe query has nothing to start FROM, and GoogleSQL
-    allows a FROM-less SELECT as the whole query (the subqueries inside are pipe queries). With
-    any other clause (WHERE, GROUP BY, ORDER BY on no table) it is refused."""
+    allows a FROM-less SELECT as the whole query or a subquery (the subqueries inside are pipe
+    queries). With any other clause (WHERE, GROUP BY, ORDER BY on no table), or as an operand of
+    UNION/INTERSECT/EXCEPT (pipe set operators follow a pipe query), it is refused."""
     clauses = ("joins", "where", "group", "having", "order", "limit", "offset", "distinct")
-    if any(select.args.get(c) for c in clauses) or any(
+    if isinstance(select.parent, exp.SetOperation) or any(select.args.get(c) for c in clauses) or any(
             e.find(exp.AggFunc) and not e.find(exp.Select) for e in select.expressions):
         raise Unsupported("unsupported:select_without_from")
     state = SelectState(select, catalog, Env({}, outer), NameSpace())
