@@ -476,6 +476,33 @@ def _rows(conn: sqlite3.Connection, sql: str, *, reverse: bool = False):
         conn.execute("PRAGMA reverse_unordered_selects = 0")
 
 
+def _disagreements_on(conn: sqlite3.Connection, index: int, seed: int, gold_sql: str, candidate_sqls: Sequence[str],
+                      probes, compare: Callable, found: list) -> bool:
+    """Fill ``found`` with the candidates this variant refutes; whether it refuted any."""
+    try:
+        if _cut_ties(conn, probes):
+            return False  # a subquery's LIMIT cuts through tied rows: the gold is ambiguous here
+        gold = _rows(conn, gold_sql)
+        if not compare(gold_sql, gold, _rows(conn, gold_sql, reverse=True), rerun=lambda sql: _rows(conn, sql)).match:
+            return False  # the gold depends on scan order here: nothing to prove
+    except QueryError:
+        return False  # the gold fails or times out on this variant
+    refuted = False
+    for position, candidate in enumerate(candidate_sqls):
+        if found[position] is not None:
+            continue
+        try:
+            verdict = compare(gold_sql, gold, _rows(conn, candidate), rerun=lambda sql: _rows(conn, sql))
+        except QueryError as error:
+            found[position] = Disagreement(index, seed, f"candidate fails on the variant: {error}", "ERROR", conn)
+            refuted = True
+            continue
+        if not verdict.match:
+            found[position] = Disagreement(index, seed, verdict.detail, verdict.subclass, conn)
+            refuted = True
+    return refuted
+
+
 def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Sequence[str], *, count: int = DEFAULT_VARIANTS,
                        rows: int = DEFAULT_ROWS, compare: Callable | None = None) -> list[Disagreement | None]:
     """For each candidate, the first of ``count`` variants on which it disagrees with the gold
@@ -493,28 +520,7 @@ def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Seque
             break
         seed = variant_seed(db_path, gold_sql, index)
         conn = build_variant(source, hints, seed, rows if index % 2 == 0 else max(3, rows // 3))
-        keep = False
-        try:
-            if _cut_ties(conn, probes):
-                continue  # a subquery's LIMIT cuts through tied rows: the gold is ambiguous here
-            gold = _rows(conn, gold_sql)
-            if not compare(gold_sql, gold, _rows(conn, gold_sql, reverse=True),
-                           rerun=lambda sql: _rows(conn, sql)).match:
-                continue  # the gold depends on scan order here: nothing to prove
-        except QueryError:
-            continue
-        for position, candidate in enumerate(candidate_sqls):
-            if found[position] is not None:
-                continue
-            try:
-                verdict = compare(gold_sql, gold, _rows(conn, candidate), rerun=lambda sql: _rows(conn, sql))
-            except QueryError as error:
-                found[position] = Disagreement(index, seed, f"candidate fails on the variant: {error}", "ERROR", conn)
-                keep = True
-                continue
-            if not verdict.match:
-                found[position] = Disagreement(index, seed, verdict.detail, verdict.subclass, conn)
-                keep = True
-        if not keep:
-            conn.close()
+        if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
+            conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
     return found
+
