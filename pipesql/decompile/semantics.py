@@ -16,6 +16,8 @@ from pipesql.sql.types import BOOL, FLOAT, INT, STRING, numeric, type_of
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
+# Nodes no rule rewrites and whose children none does either (a column's identifiers): skipped.
+_LEAVES = (exp.Column, exp.Identifier, exp.Literal, exp.Var, exp.DataType, exp.Star, exp.Null, exp.Boolean)
 
 
 def _string_to_number_literal(literal: exp.Literal) -> exp.Expr | None:
@@ -503,10 +505,6 @@ def apply_rules(node: exp.Expr, typer) -> exp.Expr:
     """Date/time constructs first (top-down), then every rule bottom-up; subqueries arrive
     already rendered (as ``exp.Var``) and are skipped."""
     return _apply_bottom_up(rewrite_dates(node, typer), typer)
-
-
-# Nodes no rule rewrites and whose children none does either (a column's identifiers): skipped.
-_LEAVES = (exp.Column, exp.Identifier, exp.Literal, exp.Var, exp.DataType, exp.Star, exp.Null, exp.Boolean)
 
 
 def _apply_bottom_up(node: exp.Expr, typer) -> exp.Expr:
