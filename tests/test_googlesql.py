@@ -125,3 +125,14 @@ def test_empty_tables_are_loaded_as_empty(engine, tmp_path):
     conn.close()
     assert googlesql.execute("FROM t |> AGGREGATE COUNT(*) AS n", path).rows == ((0,),)
     assert googlesql.execute("FROM u |> CROSS JOIN t |> SELECT c", path).rows == ()
+
+
+def test_predicted_work_tells_nested_loops_from_hash_joins():
+    rows = {"airports": 100, "flights": 1200}
+    hashed = "SELECT * FROM airports AS a JOIN flights AS f ON a.code = f.dest"
+    nested = "SELECT * FROM airports AS a JOIN flights AS f ON a.code = f.dest OR a.code = f.source"
+    per_row = "SELECT name FROM airports WHERE code NOT IN (SELECT source FROM flights UNION SELECT dest FROM flights)"
+    assert googlesql.predicted_work(hashed, rows) == 1300
+    assert googlesql.predicted_work(nested, rows) == 120_000
+    assert googlesql.predicted_work(per_row, rows) == 100 + 100 * 2400
+    assert googlesql.predicted_work("SELECT FROM WHERE ((", rows) == 0  # unparseable: the engine decides

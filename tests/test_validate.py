@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from pipesql.corpora.demo import ensure_corpus
 from pipesql.storage.files import read_jsonl
 from pipesql.validate import CheckOptions, Settings, run, validate_items
 from pipesql.validate.check import (DB_CORRUPT, DB_MISSING, DECOMPILE_FAIL, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY,
-                                    RT_ERROR, TIMEOUT, statement_kind)
-from pipesql.validate.report import summarize
+                                    RT_ERROR, TIMEOUT, VARIANT_MISMATCH, statement_kind)
+from pipesql.validate.variants import build_variant, first_disagreement, query_hints, source_of, variant_seed
+from pipesql.validate.report import render_report, summarize
 from pipesql.validate.runner import chunks_by_database
 
 SPIDER_DIR = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
@@ -81,7 +83,7 @@ def test_bad_input_is_classified_and_the_batch_completes(corpus, library_db, tmp
 
 
 def _fake_decompile(pipe_sql: str | None, reason: str | None = None):
-    def decompile(sql, schema=None, dialect="sqlite"):
+    def decompile(sql, schema=None, dialect="sqlite", keys=None):
         return DecompileResult(pipe_sql, reason, ())
     return decompile
 
@@ -205,3 +207,67 @@ def test_malformed_entries_become_bad_item_records_and_the_batch_completes(corpu
     }
     summary = json.loads((out / "summary.json").read_text())
     assert summary["golden_pairs"] == 2 and summary["gold_executed"] == 2 and summary["match_rate"] == 1.0
+
+
+# --- database variants --------------------------------------------------------------------------
+
+def _absent_page_count(library_db: Path) -> int:
+    """A page count no book has: ``pages > n`` and ``pages >= n`` agree on the library database."""
+    conn = sqlite3.connect(library_db)
+    taken = {row[0] for row in conn.execute("SELECT pages FROM books")}
+    conn.close()
+    return next(n for n in range(150, 900) if n not in taken)
+
+
+def test_variants_catch_an_off_by_one_the_database_misses(library_db):
+    n = _absent_page_count(library_db)
+    gold = f"SELECT title FROM books WHERE pages > {n}"
+    wrong, right = f"SELECT title FROM books WHERE pages >= {n}", f"SELECT title FROM books WHERE {n} < pages"
+    conn = sqlite3.connect(library_db)
+    assert sorted(conn.execute(gold)) == sorted(conn.execute(wrong))  # the database alone cannot tell
+    conn.close()
+    caught, kept = first_disagreement(library_db, gold, [wrong, right], count=3)
+    assert caught is not None and caught.subclass == "EXTRA_ROWS"
+    assert kept is None
+
+
+def test_variants_keep_the_schema_and_are_deterministic(library_db):
+    source = source_of(str(library_db))
+    gold = "SELECT b.title FROM books AS b JOIN authors AS a ON b.author_id = a.author_id WHERE a.country = 'Chile'"
+    hints = query_hints(gold, source)
+    assert ("authors", "country") in hints.literals and hints.links
+    first = build_variant(source, hints, variant_seed(library_db, gold, 0))
+    again = build_variant(source, hints, variant_seed(library_db, gold, 0))
+    assert list(first.iterdump()) == list(again.iterdump())
+    original = sqlite3.connect(library_db)
+    ddl = ("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+           "AND tbl_name IN ('books', 'authors') ORDER BY name")
+    assert first.execute(ddl).fetchall() == original.execute(ddl).fetchall()
+    assert hints.tables == {"books", "authors"}  # only the tables the query reads are built
+    original.close()
+    # joins hit: some book's author is in the variant
+    assert first.execute("SELECT count(*) FROM books JOIN authors USING (author_id)").fetchone()[0] > 0
+    assert first.execute("SELECT count(*) FROM authors WHERE country = 'Chile'").fetchone()[0] >= 0
+
+
+def test_a_pair_only_variants_refute_is_quarantined_with_its_witness(monkeypatch, library_db, tmp_path):
+    n = _absent_page_count(library_db)
+    monkeypatch.setattr(pipesql.decompile, "decompile",
+                        _fake_decompile(f"FROM books |> WHERE pages >= {n} |> SELECT title"))
+    options = replace(NO_GOOGLESQL, witness_dir=str(tmp_path / "witnesses"))
+    [record] = validate_items([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
+                              workers=1, options=options, progress=False)
+    validation = record["validation"]
+    assert validation["class"] == VARIANT_MISMATCH and validation["stage"] == "variant"
+    witness = Path(validation["variant"]["witness"])
+    assert witness.is_file() and witness.parent == tmp_path / "witnesses"
+    conn = sqlite3.connect(witness)  # anyone can rerun the two queries on the saved variant
+    assert sorted(conn.execute(record["gold_sql"])) != sorted(conn.execute(record["round_tripped_sql"]))
+    conn.close()
+    summary = summarize([record], seconds=1.0, workers=1)
+    assert summary["variant_only_quarantined"] == 1 and summary["match_rate"] == 0.0
+    report = render_report(summary, [record], "test")
+    assert "1 pairs matched on their database but disagreed" in report and str(witness) in report
+    [unchecked] = validate_items([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
+                                 workers=1, options=replace(options, variants=0), progress=False)
+    assert unchecked["validation"]["class"] == MATCH

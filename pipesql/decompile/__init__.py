@@ -14,15 +14,14 @@ Anything it cannot express faithfully comes back as a ``reason``; it never raise
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipesql.decompile.emit import emit_query
 from pipesql.decompile.errors import Unsupported
-from pipesql.decompile.prepare import prepare
-from pipesql.decompile.scope import Catalog
+from pipesql.decompile.prepare import PreparedSchema, prepare, prepare_schema
 
-__all__ = ["DecompileResult", "decompile", "split_operators"]
+__all__ = ["DecompileResult", "PreparedSchema", "decompile", "prepare_schema", "split_operators"]
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,18 @@ class DecompileResult:
 
 def decompile(
     sql: str,
-    schema: Mapping[str, Mapping[str, str]] | None = None,
+    schema: Mapping[str, Mapping[str, str]] | PreparedSchema | None = None,
     dialect: str = "sqlite",
+    keys: Mapping[str, Sequence[str]] | None = None,
 ) -> DecompileResult:
-    """Decompile one query. ``schema`` is ``{table: {column: declared type}}``."""
+    """Decompile one query. ``schema`` is ``{table: {column: declared type}}``, or the same
+    prepared once per database by :func:`prepare_schema` (then ``dialect`` and ``keys`` come
+    from it); ``keys`` (optional) ``{table: [primary-key columns]}``, which lets
+    ``SELECT DISTINCT a ... ORDER BY b`` through when ``b`` is a function of ``a``."""
     try:
-        tree = prepare(sql, schema, dialect)
-        pipe = emit_query(tree, Catalog.from_mapping(schema), None)
+        prepared = schema if isinstance(schema, PreparedSchema) else prepare_schema(schema, keys, dialect)
+        tree = prepare(sql, prepared)
+        pipe = emit_query(tree, prepared.catalog.for_query(), None)
     except Unsupported as error:
         return DecompileResult(None, error.reason)
     except RecursionError:
@@ -52,7 +56,9 @@ def decompile(
     except Exception as error:  # a bug here must cost one item, never the whole batch
         return DecompileResult(None, f"internal_error: {type(error).__name__}: {str(error)[:200]}")
     lines = pipe.lines()
-    operators = tuple(split_operators("\n".join(lines)))
+    # the emitter's lines are the operators already (split_operators would find the same ones),
+    # except that a WITH line belongs to the FROM after it
+    operators = (f"{lines[0]}\n{lines[1]}", *lines[2:]) if pipe.with_clause else tuple(lines)
     return DecompileResult("\n".join(lines), None, operators)
 
 

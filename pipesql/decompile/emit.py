@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from functools import lru_cache
+
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 
 from pipesql.decompile import aggregate
 from pipesql.decompile.errors import Unsupported
@@ -19,7 +22,7 @@ from pipesql.decompile.scope import Catalog, Env, OutputColumn, Source
 from pipesql.decompile.semantics import apply_rules, make_typer
 from pipesql.sql.types import type_of
 
-GOOGLESQL = "bigquery"
+GOOGLESQL = Dialect.get_or_raise("bigquery")  # an object: looking a dialect up by name costs every call
 
 
 @dataclass
@@ -146,7 +149,7 @@ class SelectState:
 
 def emit_select(select: exp.Select, catalog: Catalog, outer: Env | None) -> PipeQuery:
     if select.args.get("from_") is None:
-        raise Unsupported("unsupported:select_without_from")
+        return _emit_select_without_from(select, catalog, outer)
     for unsupported in ("qualify", "windows", "prewhere", "connect", "sample", "laterals", "settings"):
         if select.args.get(unsupported):
             raise Unsupported(f"unsupported:{unsupported}")
@@ -156,6 +159,23 @@ def emit_select(select: exp.Select, catalog: Catalog, outer: Env | None) -> Pipe
     state = SelectState(select, catalog, Env({}, outer), NameSpace())
     for step in SELECT_STEPS:
         step(state)
+    return PipeQuery(state.operators, state.outputs)
+
+
+def _emit_select_without_from(select: exp.Select, catalog: Catalog, outer: Env | None) -> PipeQuery:
+    """``SELECT (SELECT COUNT(*) FROM a) - (SELECT COUNT(*) FROM b)`` → ``SELECT (FROM a |> AGGREGATE
+    ...) - (FROM b |> ...) AS expr``: a pipe query has nothing to start FROM, and GoogleSQL
+    allows a FROM-less SELECT as the whole query or a subquery (the subqueries inside are pipe
+    queries). With any other clause (WHERE, GROUP BY, ORDER BY on no table), or as an operand of
+    UNION/INTERSECT/EXCEPT (pipe set operators follow a pipe query), it is refused."""
+    clauses = ("joins", "where", "group", "having", "order", "limit", "offset", "distinct")
+    if isinstance(select.parent, exp.SetOperation) or any(select.args.get(c) for c in clauses) or any(
+            e.find(exp.AggFunc) and not e.find(exp.Select) for e in select.expressions):
+        raise Unsupported("unsupported:select_without_from")
+    state = SelectState(select, catalog, Env({}, outer), NameSpace())
+    projection_plan(state)
+    _emit_select(state)
+    state.operators[0] = state.operators[0].removeprefix("|> ")
     return PipeQuery(state.operators, state.outputs)
 
 
@@ -323,14 +343,54 @@ def order_and_limit(state: SelectState) -> None:
     state.operators.extend(_limit_operators(select, output_env, state.catalog))
 
 
+def _column_equalities(select: exp.Select) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """``a.x = b.y`` conjuncts of the JOIN conditions and the WHERE, as ((alias, column), (alias, column))."""
+    conditions = [j.args.get("on") for j in select.args.get("joins") or []] + [
+        (select.args.get("where") or exp.Where()).this]
+    pairs = []
+    for condition in conditions:
+        for conjunct in (condition.flatten() if isinstance(condition, exp.And) else [condition]):
+            if isinstance(conjunct, exp.EQ) and all(isinstance(s, exp.Column) and s.table
+                                                    for s in (conjunct.this, conjunct.expression)):
+                a, b = conjunct.this, conjunct.expression
+                pairs.append(((a.table.lower(), a.name.lower()), (b.table.lower(), b.name.lower())))
+    return pairs
+
+
+def _determined_sources(state: SelectState) -> set[str]:
+    """Aliases whose every column is a function of the selected columns: those whose primary key
+    is selected, directly or through join equalities (``SELECT DISTINCT w.paperid ... JOIN paper
+    AS p ON w.paperid = p.paperid``: one row of ``p`` per selected value)."""
+    known = {(e.table.lower(), e.name.lower()) for _, e, _ in state.projections if isinstance(e, exp.Column) and e.table}
+    equalities = _column_equalities(state.select)
+    grew = True
+    while grew:
+        grew = False
+        for a, b in equalities:
+            for x, y in ((a, b), (b, a)):
+                if x in known and y not in known:
+                    known.add(y)
+                    grew = True
+    determined = set()
+    for alias, source in state.env.sources.items():
+        key = state.catalog.primary_key(source)
+        if key and all((alias, column) in known for column in key):
+            determined.add(alias)
+    return determined
+
+
 def _distinct_ordered_by_unselected(state: SelectState) -> None:
     """``SELECT DISTINCT a FROM t ORDER BY b`` → ``|> AGGREGATE MIN(b) AS min_b GROUP BY a
-    |> ORDER BY min_b |> SELECT a``.
+    |> ORDER BY min_b |> SELECT a``, when ``b`` is a function of ``a`` (its table's primary key
+    is selected); otherwise refused as ``unsupported:distinct_order_by_scan_order``.
 
-    SQLite sorts each distinct row by a ``b`` of one of its source rows; MIN (MAX when
-    descending) picks one deterministically, and is exact whenever ``b`` depends on ``a``.
+    SQLite sorts each distinct row by the ``b`` of the first source row it scanned with that
+    ``a``: a matter of storage order, which GoogleSQL tables do not have. Only when every row
+    of a distinct ``a`` has the same ``b`` is the order defined, and then MIN (MAX when
+    descending) is that ``b``.
     """
     select = state.select
+    determined = _determined_sources(state)
     keys = []
     names = [n for n, _, _ in state.projections]
     for name, expression, explicit in state.projections:
@@ -344,6 +404,9 @@ def _distinct_ordered_by_unselected(state: SelectState) -> None:
         if name is None and term.sql() in signatures:
             name = names[signatures.index(term.sql())]
         if name is None:
+            columns = list(term.find_all(exp.Column))
+            if not columns or any(c.table.lower() not in determined for c in columns):
+                raise Unsupported("unsupported:distinct_order_by_scan_order")
             call = (exp.Max if ordered.args.get("desc") else exp.Min)(this=term.copy())
             name = state.names.take(derive_alias(call))
             helpers.append(f"{render(call, state.env, state.catalog)} AS {_ident(name)}")
@@ -403,8 +466,9 @@ def _inline_invented_alias_refs(select: exp.Select) -> None:
             ordered.set("this", invented[term.name].copy())
 
 
+@lru_cache(maxsize=4096)
 def _ident(name: str) -> str:
-    return identifier(name).sql(dialect=GOOGLESQL)
+    return identifier(name).sql(dialect=GOOGLESQL, copy=False)
 
 
 def _ordered_sql(ordered: exp.Ordered, text: str) -> str:
@@ -531,7 +595,7 @@ def render(node: exp.Expr, env: Env, catalog: Catalog) -> str:
     tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date))
     for column in list(tree.find_all(exp.Column)):
         _finish_column(column, env)
-    return tree.sql(dialect=GOOGLESQL)
+    return tree.sql(dialect=GOOGLESQL, copy=False)  # tree is this call's own copy
 
 
 def _inline_subqueries(tree: exp.Expr, env: Env, catalog: Catalog) -> exp.Expr:
@@ -542,7 +606,10 @@ def _inline_subqueries(tree: exp.Expr, env: Env, catalog: Catalog) -> exp.Expr:
             # EXISTS ignores the projection; without one the subquery reads as a pure filter
             query.set("expressions", [exp.Star()])
         pipe = emit_query(query, catalog, env)
-        var = exp.Var(this=pipe.inline())
+        text = pipe.inline()
+        if _scalar_may_return_rows(query):
+            text += " |> LIMIT 1"
+        var = exp.Var(this=text)
         parent = query.parent
         if isinstance(parent, exp.Subquery) and len(pipe.outputs) == 1:
             parent.meta["pipesql_type"] = pipe.outputs[0].type
@@ -550,6 +617,25 @@ def _inline_subqueries(tree: exp.Expr, env: Env, catalog: Catalog) -> exp.Expr:
             return exp.Subquery(this=var)
         query.replace(var)
     return tree
+
+
+def _scalar_may_return_rows(query: exp.Expr) -> bool:
+    """Whether a scalar subquery (``x = (SELECT id FROM t WHERE ...)``) can return several rows.
+    SQLite then takes the first and GoogleSQL fails, so such a subquery gets ``|> LIMIT 1``
+    (the first row in its ORDER BY when it has one). One row is certain for an aggregate
+    without GROUP BY and for ``LIMIT 1``; IN and EXISTS take any number of rows."""
+    holder = query.parent
+    if not isinstance(holder, exp.Subquery) or isinstance(holder.parent, (exp.In, exp.Exists)):
+        return False
+    if isinstance(holder.parent, (exp.Any, exp.All)):
+        return False
+    limit = query.args.get("limit")
+    if limit is not None and isinstance(limit.expression, exp.Literal) and limit.expression.this == "1":
+        return False
+    if isinstance(query, exp.Select) and not query.args.get("group") and any(
+            e.find(exp.AggFunc) and not e.find(exp.Window) for e in query.expressions):
+        return False
+    return True
 
 
 def _projection_is_irrelevant(select: exp.Select) -> bool:

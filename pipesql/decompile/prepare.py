@@ -7,20 +7,52 @@ double-quoted strings into string literals, qualify every column with its range 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
 
 from pipesql.decompile.errors import Unsupported
+from pipesql.decompile.scope import Catalog
+
+
+@dataclass(frozen=True)
+class PreparedSchema:
+    """One database's schema, prepared once for all its queries: sqlglot's normalised
+    ``MappingSchema`` (building it is a sixth of a query's cost), the emitter's catalog and the
+    lower-cased column names. :func:`pipesql.decompile.decompile` takes it in place of a mapping."""
+
+    dialect: Dialect
+    sqlite: bool  # SQLite input: double-quoted strings that name no column are strings
+    mapping: MappingSchema | None
+    catalog: Catalog
+    column_names: frozenset[str]
+
+
+def prepare_schema(schema: Mapping[str, Mapping[str, str]] | None = None,
+                   keys: Mapping[str, Sequence[str]] | None = None, dialect: str = "sqlite") -> PreparedSchema:
+    """``schema`` is ``{table: {column: declared type}}``, ``keys`` ``{table: [primary-key columns]}``."""
+    reader = Dialect.get_or_raise(dialect)
+    mapping = MappingSchema(schema, dialect=reader, normalize=True) if schema else None
+    names = frozenset(str(c).lower() for columns in (schema or {}).values() for c in columns)
+    return PreparedSchema(reader, dialect == "sqlite", mapping, Catalog.from_mapping(schema, keys), names)
+
+
+def _forget_positions(tree: exp.Expr) -> exp.Expr:
+    # the parser's line/column metadata is never read here, and every copy would deep-copy it
+    for node in tree.walk():
+        node._meta = None
+    return tree
 
 _DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
 _DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 
 
-def parse(sql: str, dialect: str) -> exp.Expr:
+def parse(sql: str, dialect: str | Dialect) -> exp.Expr:
     """Parse exactly one query statement.
 
     >>> parse("DELETE FROM t", "sqlite")
@@ -29,7 +61,7 @@ def parse(sql: str, dialect: str) -> exp.Expr:
     pipesql.decompile.errors.Unsupported: unsupported:dml
     """
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        statements = [s for s in Dialect.get_or_raise(dialect).parse(sql) if s is not None]
     except ParseError as error:
         first = str(error).splitlines()[0] if str(error) else "syntax error"
         raise Unsupported(f"parse_error: {first}") from None
@@ -49,13 +81,13 @@ def parse(sql: str, dialect: str) -> exp.Expr:
     return statement
 
 
-def double_quoted_strings(tree: exp.Expr, schema: Mapping[str, Mapping[str, str]] | None) -> exp.Expr:
+def double_quoted_strings(tree: exp.Expr, column_names: frozenset[str]) -> exp.Expr:
     """SQLite reads ``"x"`` as a string when no column is named x; GoogleSQL needs ``'x'``.
 
     ``SELECT a FROM t WHERE b = "John"`` → ``... WHERE b = 'John'`` (given no column John).
     Aliases defined in the query count as names too, since SQLite resolves those first.
     """
-    known = {c.lower() for cols in (schema or {}).values() for c in cols}
+    known = set(column_names)
     known.update(a.alias.lower() for a in tree.find_all(exp.Alias))
     for alias in tree.find_all(exp.TableAlias):
         known.update(c.name.lower() for c in alias.columns)
@@ -66,7 +98,8 @@ def double_quoted_strings(tree: exp.Expr, schema: Mapping[str, Mapping[str, str]
     return tree
 
 
-def qualified(tree: exp.Expr, schema, dialect: str) -> exp.Expr:
+def qualified(tree: exp.Expr, schema: MappingSchema | None, dialect: Dialect,
+              catalog: Catalog | None = None) -> exp.Expr:
     """Every column names its range variable; stars are expanded (the emitter folds a full expansion back to no SELECT)."""
     try:
         return qualify(
@@ -81,11 +114,13 @@ def qualified(tree: exp.Expr, schema, dialect: str) -> exp.Expr:
     except SqlglotError as error:
         first_line = str(error).splitlines()[0] if str(error) else "error"
         unknown = re.fullmatch(r"Unknown column: (\S+)", first_line)
-        detail = unknown_column_hint(tree, schema or {}, unknown.group(1)) if unknown else first_line[:80]
+        # the hint names tables and columns as the database spells them, not as sqlglot normalised them
+        tables = {name: [c.name for c in columns] for name, columns in (catalog.tables.values() if catalog else ())}
+        detail = unknown_column_hint(tree, tables, unknown.group(1)) if unknown else first_line[:80]
         raise Unsupported(f"unsupported:qualify ({detail})") from None
 
 
-def unknown_column_hint(tree: exp.Expr, schema: Mapping[str, Mapping[str, str]], column: str) -> str:
+def unknown_column_hint(tree: exp.Expr, schema: Mapping[str, Sequence[str]], column: str) -> str:
     """What a person needs to fix a wrong column: the table it was looked up in, that table's
     columns, and the tables that do have it.
 
@@ -110,8 +145,8 @@ def unknown_column_hint(tree: exp.Expr, schema: Mapping[str, Mapping[str, str]],
             f"its columns: {', '.join(columns)}{elsewhere}")
 
 
-def prepare(sql: str, schema, dialect: str) -> exp.Expr:
-    tree = parse(sql, dialect)
-    if dialect == "sqlite":
-        tree = double_quoted_strings(tree, schema)
-    return qualified(tree, schema, dialect)
+def prepare(sql: str, schema: PreparedSchema) -> exp.Expr:
+    tree = _forget_positions(parse(sql, schema.dialect))
+    if schema.sqlite:
+        tree = double_quoted_strings(tree, schema.column_names)
+    return qualified(tree, schema.mapping, schema.dialect, schema.catalog)

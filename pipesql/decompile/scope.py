@@ -97,16 +97,29 @@ class Catalog:
 
     tables: dict[str, tuple[str, list[OutputColumn]]] = field(default_factory=dict)
     ctes: list[dict[str, tuple[str, list[OutputColumn]]]] = field(default_factory=list)
+    # lower-cased table → its primary-key columns, lower-cased (empty when unknown)
+    keys: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, schema) -> Catalog:
+    def from_mapping(cls, schema, keys=None) -> Catalog:
         tables = {}
         for table, columns in (schema or {}).items():
             tables[str(table).lower()] = (
                 str(table),
                 [OutputColumn(str(name), googlesql_type(str(kind)), is_date_type(str(kind))) for name, kind in columns.items()],
             )
-        return cls(tables)
+        primary = {str(t).lower(): frozenset(str(c).lower() for c in cols) for t, cols in (keys or {}).items() if cols}
+        return cls(tables, keys=primary)
+
+    def for_query(self) -> Catalog:
+        """A catalog for one query: the same tables and keys, no CTEs yet (CTEs are per query)."""
+        return Catalog(self.tables, [], self.keys)
+
+    def primary_key(self, source: Source) -> frozenset[str]:
+        """The primary-key columns of a base-table source (empty for CTEs and derived tables)."""
+        if source.table is None or self.is_cte(source.table):
+            return frozenset()
+        return self.keys.get(source.table.lower(), frozenset())
 
     def lookup(self, name: str) -> tuple[str, list[OutputColumn]] | None:
         lowered = name.lower()

@@ -10,11 +10,14 @@ import re
 
 from sqlglot import exp
 
-from pipesql.sql.types import FLOAT, INT, STRING, numeric, type_of
+from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.tree import map_children
+from pipesql.sql.types import BOOL, FLOAT, INT, STRING, numeric, type_of
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
+# Nodes no rule rewrites and whose children none does either (a column's identifiers): skipped.
+_LEAVES = (exp.Column, exp.Identifier, exp.Literal, exp.Var, exp.DataType, exp.Star, exp.Null, exp.Boolean)
 
 
 def _string_to_number_literal(literal: exp.Literal) -> exp.Expr | None:
@@ -284,6 +287,12 @@ def _days_between(later: exp.Expr, earlier: exp.Expr) -> exp.Expr:
     return exp.Div(this=diff, expression=exp.Literal.number(86400))
 
 
+def _current_time_call(node: exp.Expr) -> bool:
+    if isinstance(node, exp.Date):
+        return node.this is None and not node.expressions
+    return isinstance(node, exp.Anonymous) and node.name.upper() in _DATE_FORMATS and not node.expressions
+
+
 def _date_rule(node: exp.Expr, typer, recurse) -> exp.Expr | None:
     """One SQLite date/time construct in GoogleSQL, or None when ``node`` is none (or has no
     spelling here). ``recurse`` rewrites the arguments first."""
@@ -310,6 +319,10 @@ def _date_rule(node: exp.Expr, typer, recurse) -> exp.Expr | None:
             value = value.this
         value = _as_datetime(recurse(value), typer)
         return _format(node.args["format"].this, value) if value is not None else None
+    if _current_time_call(node):
+        # date(), datetime(), time() with no argument: SQLite's current UTC date/time, as text
+        name = "DATE" if isinstance(node, exp.Date) else node.name.upper()
+        return _format(_DATE_FORMATS[name], exp.CurrentDatetime())
     if isinstance(node, exp.Date) and node.this is not None and not node.expressions:
         value = _as_datetime(recurse(node.this), typer)
         return _format(_DATE_FORMATS["DATE"], value) if value is not None else None
@@ -327,6 +340,8 @@ def rewrite_dates(node: exp.Expr, typer) -> exp.Expr:
     def recurse(child: exp.Expr) -> exp.Expr:
         return rewrite_dates(child, typer)
 
+    if isinstance(node, _LEAVES):
+        return node
     new = _date_rule(node, typer, recurse)
     if new is not None:
         return new
@@ -363,7 +378,105 @@ def float_to_integer_cast(node: exp.Expr, typer) -> exp.Expr:
     return node
 
 
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)
+_NUMERIC_PREFIX = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
+
+
+def _sqlite_number(text: str) -> exp.Expr:
+    """The number SQLite reads from text in arithmetic: its longest numeric prefix, else 0."""
+    match = _NUMERIC_PREFIX.match(text)
+    if not match:
+        return exp.Literal.number(0)
+    prefix = match.group(1)
+    value = int(prefix) if re.fullmatch(r"[+-]?\d+", prefix) else float(prefix)
+    number = exp.Literal.number(abs(value))
+    return exp.Neg(this=number) if value < 0 else number
+
+
+def text_literal_arithmetic(node: exp.Expr, typer) -> exp.Expr:
+    """``'1999' - year`` → ``1999 - year``: SQLite reads a string in arithmetic as the number it
+    starts with (``'12abc'`` → 12, ``'abc'`` → 0); GoogleSQL would read ``'1999'`` as a DATE."""
+    if isinstance(node, _ARITHMETIC):
+        for arg in ("this", "expression"):
+            value = node.args[arg]
+            if isinstance(value, exp.Literal) and value.is_string:
+                node.set(arg, _sqlite_number(value.this))
+    return node
+
+
+def _as_int64(node: exp.Expr) -> exp.Expr:
+    return exp.Cast(this=node, to=exp.DataType.build("BIGINT"))
+
+
+def boolean_as_number(node: exp.Expr, typer) -> exp.Expr:
+    """``SUM(gender = 'M')`` → ``SUM(CAST(gender = 'M' AS INT64))``, ``2 * (a = b)`` →
+    ``2 * CAST(a = b AS INT64)``: a SQLite comparison is the integer 0 or 1; a GoogleSQL one
+    is a BOOL, which takes no arithmetic."""
+    if isinstance(node, _ARITHMETIC):
+        for arg in ("this", "expression"):
+            if typer(node.args[arg]) == BOOL:
+                node.set(arg, _as_int64(node.args[arg]))
+    elif isinstance(node, (exp.Sum, exp.Avg, exp.Max, exp.Min, exp.Abs)) and node.this is not None \
+            and typer(node.this) == BOOL:
+        node.set("this", _as_int64(node.this))
+    elif isinstance(node, exp.Neg) and typer(node.this) == BOOL:
+        node.set("this", _as_int64(node.this))
+    return node
+
+
+def _branches(node: exp.Expr) -> list[exp.Expr]:
+    if isinstance(node, exp.If):
+        return [node.args.get("true"), node.args.get("false")]
+    if isinstance(node, exp.Case):
+        return [i.args.get("true") for i in node.args.get("ifs") or []] + [node.args.get("default")]
+    return []
+
+
+def mixed_type_branches(node: exp.Expr, typer) -> exp.Expr:
+    """``IIF(c, text_col, 0)``: SQLite returns text on one branch and an integer on the other;
+    a GoogleSQL IF or CASE has one type, and no cast keeps both values as they are (``'0'`` is
+    not ``0``). Refused: ``unsupported:mixed_type_branches``. A BOOL branch next to numbers is
+    the number 0/1, as in SQLite."""
+    branches = [b for b in _branches(node) if b is not None and not isinstance(b, exp.Null)]
+    kinds = {typer(b) for b in branches} - {None}
+    if STRING in kinds and kinds & {INT, FLOAT, BOOL}:
+        raise Unsupported("unsupported:mixed_type_branches")
+    if BOOL in kinds and kinds & {INT, FLOAT}:
+        for branch in branches:
+            if typer(branch) == BOOL:
+                branch.replace(_as_int64(branch.copy()))
+    return node
+
+
+def _numeric_looking(node: exp.Expr, typer) -> bool:
+    if isinstance(node, exp.Literal) and node.is_string:
+        return _NUMBER.match(node.this) is not None
+    return numeric(typer(node))
+
+
+def date_column_ordering(node: exp.Expr, typer) -> exp.Expr:
+    """``date_col > 2015`` is refused (``unsupported:date_column_vs_number``): a column declared
+    DATE has NUMERIC affinity in SQLite, so the 2015 stays a number, and SQLite orders every
+    text value (every ISO date) after every number: the comparison is true for any date, which
+    no comparison of GoogleSQL STRING or DATETIME values says. Equality (never true for ISO
+    text) and comparisons with date text (``date_col > '2015-01-01'``) are exact as text."""
+    if isinstance(node, (exp.GT, exp.GTE, exp.LT, exp.LTE)):
+        pairs = [(node.this, node.expression), (node.expression, node.this)]
+    elif isinstance(node, exp.Between):
+        pairs = [(node.this, node.args.get("low")), (node.this, node.args.get("high"))]
+    else:
+        return node
+    for column, other in pairs:
+        if other is not None and typer.is_date(column) and _numeric_looking(other, typer):
+            raise Unsupported("unsupported:date_column_vs_number")
+    return node
+
+
 RULES = (
+    date_column_ordering,
+    text_literal_arithmetic,
+    boolean_as_number,
+    mixed_type_branches,
     formatted_date_arithmetic,
     float_to_integer_cast,
     numeric_arguments,
@@ -395,6 +508,8 @@ def apply_rules(node: exp.Expr, typer) -> exp.Expr:
 
 
 def _apply_bottom_up(node: exp.Expr, typer) -> exp.Expr:
+    if isinstance(node, _LEAVES):
+        return node
     map_children(node, lambda child: _apply_bottom_up(child, typer))
     for rule in RULES:
         node = rule(node, typer)

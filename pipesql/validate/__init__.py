@@ -8,13 +8,15 @@ For each item: gold SQL on SQLite → pipe SQL (decompiler) → SQLite again (ro
 same result? Items that match are golden pairs; every other item goes to quarantine with its
 class and diagnostics. GoogleSQL (ZetaSQL) is asked about every pipe query too. Outputs, in
 ``--out``: ``golden_pairs.jsonl``, ``quarantine.jsonl``, ``summary.json``, ``report.md``,
-``classes.png`` and ``manifest.json``.
+``classes.png``, ``manifest.json`` and ``witnesses/`` (the generated database variants on which a
+pair that matched on its own database disagreed: class ``VARIANT_MISMATCH``).
 
 Python API: :func:`validate_items` (records for any list of :class:`pipesql.corpora.items.Item`).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -24,8 +26,10 @@ from typing import ClassVar
 from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, load_items
 from pipesql.config.settings import option
 from pipesql.sql.execute import DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S
+from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.validate.check import CLASSES, CheckOptions, check_item
 from pipesql.validate.runner import default_workers, validate_items
+from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS
 
 __all__ = ["CLASSES", "CheckOptions", "Settings", "check_item", "run", "validate_items"]
 
@@ -47,12 +51,17 @@ class Settings:
     googlesql_execute_rows: int = option(5_000, "Execute on ZetaSQL too when the database has at most this many "
                                                 "rows (its reference engine is slow; 0: never).")
     googlesql_timeout_s: float = option(2.0, "Time limit per ZetaSQL execution, seconds.")
+    googlesql_max_work: int = option(DEFAULT_MAX_WORK, "Analyze only (do not execute on ZetaSQL) a query predicted to "
+                                                       "visit more rows than this (0: no bound).")
+    variants: int = option(DEFAULT_VARIANTS, "Also prove each match on this many generated variants of its database "
+                                             "(0: only on the database itself).")
+    variant_rows: int = option(DEFAULT_ROWS, "Most rows per table in a variant.")
     progress: bool = option(True, "Show a progress bar on stderr.")
 
 
 def run(settings: Settings) -> int:
     from pipesql.storage.manifest import write_manifest
-    from pipesql.validate.report import summarize, write_outputs
+    from pipesql.validate.report import WITNESSES, summarize, write_outputs
 
     if settings.data_dir is None and settings.benchmark != "demo":
         print(f"pipesql validate: --data-dir is required for {settings.benchmark}", file=sys.stderr)
@@ -65,17 +74,21 @@ def run(settings: Settings) -> int:
         print(f"pipesql validate: {error}", file=sys.stderr)
         return 2
     workers = settings.workers or default_workers()
+    out = Path(settings.out)
     options = CheckOptions(timeout_s=settings.timeout_s, row_cap=settings.row_cap, googlesql=settings.googlesql,
                            googlesql_execute_rows=settings.googlesql_execute_rows,
-                           googlesql_timeout_s=settings.googlesql_timeout_s)
+                           googlesql_timeout_s=settings.googlesql_timeout_s,
+                           googlesql_max_work=settings.googlesql_max_work, variants=settings.variants,
+                           variant_rows=settings.variant_rows, witness_dir=str(out / WITNESSES))
+    shutil.rmtree(out / WITNESSES, ignore_errors=True)  # witnesses of an earlier run in the same folder
     start = time.monotonic()
     records = validate_items(items, workers=workers, options=options, progress=settings.progress)
     seconds = time.monotonic() - start
     summary = summarize(records, seconds, workers)
-    summary.update(benchmark=settings.benchmark, split=settings.split)
-    out = Path(settings.out)
+    summary.update(benchmark=settings.benchmark, split=settings.split, variants=settings.variants)
     title = f"{settings.benchmark} {settings.split}" + (f" (first {settings.limit})" if settings.limit else "")
     outputs = write_outputs(out, records, summary, title)
+    outputs += sorted((out / WITNESSES).glob("*.sqlite"))
     inputs = [settings.data_dir] if settings.data_dir else []
     if settings.benchmark == "demo":
         from pipesql.corpora.demo import ensure_corpus

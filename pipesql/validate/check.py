@@ -23,6 +23,9 @@ import sqlglot
 from sqlglot import exp
 
 from pipesql.corpora.items import Item
+from pipesql.sql.googlesql import DEFAULT_MAX_WORK
+from pipesql.decompile import PreparedSchema, prepare_schema
+from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
 from pipesql.sql.execute import (DEFAULT_ROW_CAP, quote_identifier, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
                              QueryTimeout, connect_readonly, execute)
@@ -30,6 +33,7 @@ from pipesql.sql.execute import (DEFAULT_ROW_CAP, quote_identifier, DEFAULT_TIME
 # Classes of a validation record.
 MATCH = "MATCH"
 MISMATCH = "MISMATCH"
+VARIANT_MISMATCH = "VARIANT_MISMATCH"  # matched on the database, disagreed on a generated variant of it
 DECOMPILE_FAIL = "DECOMPILE_FAIL"
 RT_ERROR = "RT_ERROR"          # the round trip failed: pipe SQL did not transpile or execute
 GOLD_ERROR = "GOLD_ERROR"      # the gold SQL itself fails on SQLite (malformed SQL included)
@@ -39,10 +43,10 @@ DB_CORRUPT = "DB_CORRUPT"      # the file is there but is not a readable SQLite 
 NOT_A_QUERY = "NOT_A_QUERY"    # the gold SQL is DML/DDL (DELETE, INSERT, CREATE ...), not a query
 INTERNAL_ERROR = "INTERNAL_ERROR"  # a bug in pipesql; the item is kept with its traceback text
 BAD_ITEM = "BAD_ITEM"          # the benchmark entry itself is malformed (no SQL, SQL not text, no db_id)
-CLASSES = (MATCH, MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, TIMEOUT, DB_MISSING, DB_CORRUPT, NOT_A_QUERY,
-           BAD_ITEM, INTERNAL_ERROR)
+CLASSES = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, TIMEOUT, DB_MISSING, DB_CORRUPT,
+           NOT_A_QUERY, BAD_ITEM, INTERNAL_ERROR)
 # Classes for which the gold SQL executed: the denominator of the match rate.
-GOLD_EXECUTED = (MATCH, MISMATCH, DECOMPILE_FAIL, RT_ERROR)
+GOLD_EXECUTED = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
 
@@ -54,38 +58,59 @@ class CheckOptions:
     googlesql: bool = True                 # analyze every pipe query with ZetaSQL
     googlesql_execute_rows: int = 5_000    # ... and execute it there when the database is this small
     googlesql_timeout_s: float = 2.0
+    googlesql_max_work: int = DEFAULT_MAX_WORK  # ... unless it predicts more row visits than this (0: no bound)
+    variants: int = DEFAULT_VARIANTS       # generated databases each match is proven on too (0: none)
+    variant_rows: int = DEFAULT_ROWS       # at most this many rows per table in a variant
+    witness_dir: str | None = None         # where a variant that disagrees is saved (None: not saved)
+
+
+@dataclass(frozen=True)
+class OpenDatabase:
+    """One database as validation uses it, built once per process and database."""
+
+    connection: sqlite3.Connection
+    schema: DatabaseSchema
+    total_rows: int
+    table_rows: dict[str, int]
+    decompile_schema: PreparedSchema  # the decompiler's normalised schema, catalog and keys
 
 
 class DatabaseCache:
-    """Per-process cache of open read-only connections and their schemas (LRU)."""
+    """Per-process cache of open read-only databases (LRU)."""
 
     def __init__(self, size: int = 8):
         self._size = size
-        self._open: OrderedDict[Path, tuple[sqlite3.Connection, DatabaseSchema, int]] = OrderedDict()
+        self._open: OrderedDict[Path, OpenDatabase] = OrderedDict()
 
-    def get(self, path: Path) -> tuple[sqlite3.Connection, DatabaseSchema, int]:
-        """``(connection, schema, total rows)``; raises :class:`DatabaseError`."""
+    def get(self, path: Path) -> OpenDatabase:
+        """Raises :class:`DatabaseError` when the file is not a readable database."""
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]
         conn = connect_readonly(path)
         try:
             schema = schema_from_connection(conn)
-            total_rows = sum(conn.execute(f"SELECT count(*) FROM {quote_identifier(t.name)}").fetchone()[0]
-                             for t in schema.tables)
+            table_rows = {t.name: conn.execute(f"SELECT count(*) FROM {quote_identifier(t.name)}").fetchone()[0]
+                          for t in schema.tables}
         except sqlite3.DatabaseError as error:
             conn.close()
             raise DatabaseError(f"cannot read {path}: {error}") from None
-        self._open[path] = (conn, schema, total_rows)
+        self._open[path] = OpenDatabase(conn, schema, sum(table_rows.values()), table_rows,
+                                        prepare_schema(schema.sqlglot_mapping(), primary_keys(schema)))
         while len(self._open) > self._size:
-            _, (old, _, _) = self._open.popitem(last=False)
-            old.close()
+            _, old = self._open.popitem(last=False)
+            old.connection.close()
         return self._open[path]
 
     def close(self) -> None:
-        for conn, _, _ in self._open.values():
-            conn.close()
+        for database in self._open.values():
+            database.connection.close()
         self._open.clear()
+
+
+def primary_keys(schema: DatabaseSchema) -> dict[str, list[str]]:
+    """``{table: [primary-key columns]}`` for the decompiler."""
+    return {t.name: [c.name for c in t.columns if c.primary_key] for t in schema.tables}
 
 
 def statement_kind(sql: str) -> str | None:
@@ -150,9 +175,10 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     if not path.is_file():
         return _verdict(record, DB_MISSING, stage="database", detail=f"database not found: {path}")
     try:
-        conn, schema, total_rows = databases.get(path)
+        database = databases.get(path)
     except DatabaseError as error:
         return _verdict(record, DB_CORRUPT, stage="database", detail=str(error))
+    conn, schema, total_rows = database.connection, database.schema, database.total_rows
     kind = statement_kind(item.gold_sql)
     if kind is not None:
         return _verdict(record, NOT_A_QUERY, stage="gold", detail=f"gold SQL is a {kind} statement, not a query")
@@ -170,7 +196,7 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     _timed(timings, "gold_s", start)
 
     start = time.monotonic()
-    result = decompile(item.gold_sql, schema.sqlglot_mapping())
+    result = decompile(item.gold_sql, database.decompile_schema)
     _timed(timings, "decompile_s", start)
     if not result.ok:
         return _verdict(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings)
@@ -187,7 +213,7 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     except QueryTimeout as error:
         return _verdict(record, TIMEOUT, stage="round_trip", detail=str(error), seconds=timings)
     except QueryError as error:
-        _with_googlesql(record, item, schema, total_rows, gold, conn, options)
+        _with_googlesql(record, item, database, gold, options)
         return _verdict(record, RT_ERROR, stage="execute", detail=str(error), seconds=timings)
     _timed(timings, "round_trip_s", start)
 
@@ -196,21 +222,39 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     _timed(timings, "compare_s", start)
     truncated = gold.truncated or round_trip.truncated
     start = time.monotonic()
-    _with_googlesql(record, item, schema, total_rows, gold, conn, options)
+    _with_googlesql(record, item, database, gold, options)
     _timed(timings, "googlesql_s", start)
+    if verdict.match and options.variants > 0:
+        start = time.monotonic()
+        witness = first_disagreement(path, item.gold_sql, [sqlite_sql], count=options.variants,
+                                     rows=options.variant_rows)[0]
+        _timed(timings, "variants_s", start)
+        if witness is not None:
+            return _verdict(record, VARIANT_MISMATCH, stage="variant", detail=witness.detail,
+                            subclass=witness.subclass, variant=_witness_record(item, witness, options),
+                            gold_rows=len(gold.rows), seconds=timings)
     return _verdict(record, MATCH if verdict.match else MISMATCH, stage="compare", detail=verdict.detail,
                     subclass=verdict.subclass, tie_aware=verdict.tie_aware, gold_rows=len(gold.rows),
                     truncated=truncated, seconds=timings)
 
 
-def _with_googlesql(record: dict, item: Item, schema: DatabaseSchema, total_rows: int, gold: QueryResult,
-                    conn: sqlite3.Connection, options: CheckOptions) -> None:
+def _witness_record(item: Item, witness: Disagreement, options: CheckOptions) -> dict[str, Any]:
+    """Which variant disagreed, and where it is saved (rerun: ``sqlite3 FILE "<gold_sql>"`` against
+    ``"<round_tripped_sql>"``)."""
+    saved = None
+    if options.witness_dir:
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.question_id)
+        saved = str(witness.save(Path(options.witness_dir) / f"{name}.variant{witness.index}.sqlite"))
+    return {"index": witness.index, "seed": witness.seed, "witness": saved}
+
+
+def _with_googlesql(record: dict, item: Item, database: OpenDatabase, gold: QueryResult, options: CheckOptions) -> None:
     if options.googlesql and record["pipe_sql"]:
-        record["googlesql"] = googlesql_check(record["pipe_sql"], item, schema, total_rows, gold, conn, options)
+        record["googlesql"] = googlesql_check(record["pipe_sql"], item, database, gold, options)
 
 
-def googlesql_check(pipe_sql: str, item: Item, schema: DatabaseSchema, total_rows: int, gold: QueryResult,
-                    conn: sqlite3.Connection, options: CheckOptions) -> dict[str, Any]:
+def googlesql_check(pipe_sql: str, item: Item, database: OpenDatabase, gold: QueryResult,
+                    options: CheckOptions) -> dict[str, Any]:
     """``{"analyzed", "error", "executed", "match", ...}``: does GoogleSQL accept the pipe SQL,
     and (small databases) does it compute the gold's rows? Never raises."""
     from pipesql.sql.compare import compare_results
@@ -224,7 +268,13 @@ def googlesql_check(pipe_sql: str, item: Item, schema: DatabaseSchema, total_row
         outcome["error"] = f"unavailable: {type(failure).__name__}: {failure}"
         return outcome
     result = None
-    if 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows:
+    schema, total_rows, conn = database.schema, database.total_rows, database.connection
+    work = googlesql.predicted_work(item.gold_sql, database.table_rows) if options.googlesql_max_work else 0
+    if 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows \
+            and work > options.googlesql_max_work > 0:
+        # it would run past the time limit, and a timeout rebuilds the engine: analyze only
+        outcome["skipped"] = f"predicted {work} row visits (> {options.googlesql_max_work})"
+    elif 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows:
         try:
             result = engine.execute(pipe_sql, item.db_path, row_cap=options.row_cap, timeout_s=options.googlesql_timeout_s)
         except googlesql.GoogleSQLAnalysisError as failure:

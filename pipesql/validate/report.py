@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipesql.storage.files import atomic_open, write_json, write_jsonl
-from pipesql.validate.check import BAD_ITEM, CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY
+from pipesql.validate.check import (BAD_ITEM, CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, MATCH, MISMATCH,
+                                     NOT_A_QUERY, VARIANT_MISMATCH)
 
 # Classes that say the benchmark item is unusable, not that pipesql failed it (grey in the chart).
 INPUT_PROBLEMS = (BAD_ITEM, DB_MISSING, DB_CORRUPT, GOLD_ERROR, NOT_A_QUERY)
@@ -18,6 +19,7 @@ QUARANTINE = "quarantine.jsonl"
 SUMMARY = "summary.json"
 REPORT = "report.md"
 CHART = "classes.png"
+WITNESSES = "witnesses"
 EXAMPLES_PER_CLASS = 3
 
 
@@ -40,6 +42,7 @@ def _reason_family(record: dict) -> str:
 def summarize(records: Sequence[dict], seconds: float, workers: int) -> dict[str, Any]:
     classes = Counter(label_of(r) for r in records)
     subclasses = Counter(r["validation"].get("subclass") for r in records if label_of(r) == MISMATCH)
+    variant_subclasses = Counter(r["validation"].get("subclass") for r in records if label_of(r) == VARIANT_MISMATCH)
     executed = [r for r in records if gold_executed(r)]
     golden = [r for r in records if label_of(r) == MATCH]
     checked = [r for r in golden if r.get("googlesql")]
@@ -51,6 +54,8 @@ def summarize(records: Sequence[dict], seconds: float, workers: int) -> dict[str
         "items": len(records),
         "classes": {name: classes.get(name, 0) for name in CLASSES if classes.get(name)},
         "mismatch_subclasses": dict(subclasses.most_common()),
+        "variant_only_quarantined": classes.get(VARIANT_MISMATCH, 0),
+        "variant_mismatch_subclasses": dict(variant_subclasses.most_common()),
         "decompile_fail_reasons": dict(decompile_reasons.most_common()),
         "gold_executed": len(executed),
         "golden_pairs": len(golden),
@@ -135,6 +140,9 @@ def render_report(summary: dict, records: Sequence[dict], title: str) -> str:
         f"on {summary['googlesql_executed']} of them (small databases), agreeing with the gold result on "
         f"{_percent(summary['googlesql_execution_match_rate'])}",
         f"- {summary['seconds']} s, {summary['items_per_second']} items/s on {summary['workers']} worker(s)",
+        f"- **{summary['variant_only_quarantined']} pairs matched on their database but disagreed on a generated "
+        f"variant of it** ({summary.get('variants', 'K')} variants per pair; class {VARIANT_MISMATCH}, each "
+        f"with its witness database in `{WITNESSES}/`)",
         "",
         "Results are compared as execution evaluation does: rows as a multiset (order counts only when "
         "the gold query has a top-level ORDER BY), numbers by value within 1e-6, column names ignored. "
@@ -163,6 +171,8 @@ def render_report(summary: dict, records: Sequence[dict], title: str) -> str:
                       + (f", {validation['subclass']}" if validation.get("subclass") else "")
                       + f": {str(validation.get('detail') or '').splitlines()[0][:300] if validation.get('detail') else ''}",
                       "", _code(record["gold_sql"])]
+            if (validation.get("variant") or {}).get("witness"):
+                lines += ["", f"witness: `{validation['variant']['witness']}`"]
             if record.get("pipe_sql"):
                 lines += ["", _code(record["pipe_sql"])]
             lines.append("")

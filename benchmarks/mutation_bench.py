@@ -1,0 +1,243 @@
+"""How many deliberately broken queries validation catches, on the database alone and with variants.
+
+    python benchmarks/mutation_bench.py [--spider-split dev] [--limit N] [--variants 1,2,3,5]
+
+Each gold query is mutated the way a wrong decompilation would be wrong (one mutation per
+mutant): a WHERE/HAVING conjunct dropped or negated, an ORDER BY direction flipped, ``<``/``>``
+swapped with ``<=``/``>=``, an inner join made LEFT (or a LEFT join inner), DISTINCT dropped
+(``SELECT DISTINCT`` and ``COUNT(DISTINCT)``), an aggregate swapped (MAX↔MIN, SUM↔AVG). An inner
+join is not made LEFT when that is the same query (a later condition rejects the NULLs it adds, or
+``HAVING COUNT(*) >= 2`` drops the one-row groups it adds), ``HAVING COUNT(*) >= 1`` is not
+dropped, and DISTINCT is not dropped from an operand of a (distinct) set operation. A mutant
+counts as caught when validation would quarantine it as a decompilation of the gold: it fails to
+run, or its result differs (tie-aware, :func:`pipesql.sql.compare.compare_results`) on the
+database (today's check) or on one of K generated variants (:mod:`pipesql.validate.variants`).
+All figures come from one run, on Spider and on the demo corpus; mutants that are equivalent to
+the gold stay in the denominator, since telling them apart is the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipesql.corpora.items import load_items  # noqa: E402
+from pipesql.sql.compare import compare_results  # noqa: E402
+from pipesql.sql.execute import QueryError, connect_readonly, execute  # noqa: E402
+from pipesql.validate.variants import first_disagreement  # noqa: E402
+
+SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
+_FLIP = {exp.GT: exp.GTE, exp.GTE: exp.GT, exp.LT: exp.LTE, exp.LTE: exp.LT}
+_AGGREGATE_SWAP = {exp.Max: exp.Min, exp.Min: exp.Max, exp.Sum: exp.Avg, exp.Avg: exp.Sum}
+
+
+def _is_conjunct(node: exp.Expr) -> bool:
+    """A condition of WHERE/HAVING that must hold on its own (a top-level AND term)."""
+    if isinstance(node, exp.And):
+        return False
+    parent = node.parent
+    while isinstance(parent, exp.And):
+        parent = parent.parent
+    return isinstance(parent, (exp.Where, exp.Having)) and node.parent is not None
+
+
+def _drop_predicate(node: exp.Expr) -> None:
+    if isinstance(node.parent, (exp.Where, exp.Having)):
+        node.parent.pop()
+    else:
+        node.replace(exp.true())
+
+
+_STRICT = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.In, exp.Between)
+
+
+def _rejects_nulls(condition: exp.Expr | None, alias: str) -> bool:
+    """Whether ``condition`` is false or NULL whenever the columns of ``alias`` are all NULL."""
+    if isinstance(condition, exp.Paren):
+        return _rejects_nulls(condition.this, alias)
+    if isinstance(condition, exp.And):
+        return _rejects_nulls(condition.this, alias) or _rejects_nulls(condition.expression, alias)
+    if isinstance(condition, exp.Or):
+        return _rejects_nulls(condition.this, alias) and _rejects_nulls(condition.expression, alias)
+    if isinstance(condition, _STRICT):
+        operands = [condition.this, condition.args.get("expression")]
+        return any(isinstance(o, exp.Column) and o.table.lower() == alias for o in operands)
+    return False
+
+
+def _count_bound(condition: exp.Expr | None) -> int | None:
+    """n for ``COUNT(*) >= n`` (``COUNT(*) > n`` is ``>= n + 1``), the least rows a group must have."""
+    if isinstance(condition, (exp.GT, exp.GTE)) and isinstance(condition.this, exp.Count) \
+            and isinstance(condition.expression, exp.Literal) and condition.expression.is_int:
+        return int(condition.expression.this) + isinstance(condition, exp.GT)
+    return None
+
+
+def _equivalent_left_join(join: exp.Join) -> bool:
+    """An inner join made LEFT gives the same query when a later condition rejects the NULLs the
+    LEFT join would add (``... LEFT JOIN t3 ... WHERE t3.x = 1``), or when the groups it adds, one
+    row each, fall to ``HAVING COUNT(*) >= 2``: such mutants are not made."""
+    select = join.parent
+    if join.side or not isinstance(select, exp.Select):
+        return False
+    alias = join.this.alias_or_name.lower()
+    joins = select.args.get("joins") or []
+    later = joins[joins.index(join) + 1:] if join in joins else []
+    conditions = [(select.args.get("where") or exp.Where()).this] + [j.args.get("on") for j in later if not j.side]
+    having = (select.args.get("having") or exp.Having()).this
+    return any(_rejects_nulls(c, alias) for c in conditions if c is not None) or (_count_bound(having) or 0) >= 2
+
+
+def _distinct_set_operand(select: exp.Select) -> bool:
+    """An operand of UNION/INTERSECT/EXCEPT (DISTINCT): its own DISTINCT changes nothing."""
+    parent = select.parent
+    return isinstance(parent, exp.SetOperation) and bool(parent.args.get("distinct"))
+
+
+def _equivalent_drop(node: exp.Expr) -> bool:
+    """``HAVING COUNT(*) >= 1`` holds for every group: dropping it is the same query."""
+    return isinstance(node.parent, exp.Having) and _count_bound(node) == 1
+
+
+def _mutations():
+    """``(name, node types, mutate)``: each mutant applies ``mutate`` to one node of those types."""
+    def negate(node):
+        node.replace(exp.Not(this=exp.Paren(this=node.copy())))
+
+    def flip_order(node):
+        node.set("desc", not node.args.get("desc"))
+
+    def off_by_one(node):
+        node.replace(_FLIP[type(node)](this=node.this, expression=node.expression))
+
+    def join_type(node):
+        node.set("side", None if node.side else "LEFT")
+        node.set("kind", None)
+
+    def missing_distinct(node):
+        if isinstance(node, exp.Select):
+            node.set("distinct", None)
+        else:
+            node.replace(node.expressions[0] if node.expressions else node.this)
+
+    def wrong_aggregate(node):
+        node.replace(_AGGREGATE_SWAP[type(node)](this=node.this))
+
+    return [
+        ("dropped predicate", (exp.Condition,), _drop_predicate, lambda n: _is_conjunct(n) and not _equivalent_drop(n)),
+        ("negated predicate", (exp.Condition,), negate, _is_conjunct),
+        ("flipped order", (exp.Ordered,), flip_order, lambda n: True),
+        ("off-by-one comparison", tuple(_FLIP), off_by_one, lambda n: True),
+        ("join type", (exp.Join,), join_type,
+         lambda n: n.args.get("on") is not None and n.side in ("", "LEFT", None) and not _equivalent_left_join(n)),
+        ("missing distinct", (exp.Select, exp.Distinct), missing_distinct,
+         lambda n: (bool(n.args.get("distinct")) and not _distinct_set_operand(n)) if isinstance(n, exp.Select)
+         else isinstance(n.parent, exp.Count)),
+        ("wrong aggregate", tuple(_AGGREGATE_SWAP), wrong_aggregate, lambda n: True),
+    ]
+
+
+def mutants(sql: str) -> list[tuple[str, str]]:
+    """``(mutation, mutant SQL)`` for every applicable mutation site of ``sql``, distinct texts only."""
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except Exception:  # noqa: BLE001 - nothing to mutate
+        return []
+    original = tree.sql("sqlite")
+    seen, found = {original}, []
+    for name, types, mutate, applies in _mutations():
+        sites = [n for n in tree.find_all(*types) if applies(n)]
+        for position in range(len(sites)):
+            copy = tree.copy()
+            site = [n for n in copy.find_all(*types) if applies(n)][position]
+            mutate(site)
+            text = copy.sql("sqlite")
+            if text not in seen:
+                seen.add(text)
+                found.append((name, text))
+    return found
+
+
+def measure(items, variant_counts: list[int]) -> dict:
+    """Catch counts per mutation, on the database alone and with each K of variants."""
+    totals, single = Counter(), Counter()
+    with_variants = {k: Counter() for k in variant_counts}
+    seconds = {k: 0.0 for k in variant_counts}
+    connections = {}
+    for item in items:
+        conn = connections.get(item.db_path) or connections.setdefault(item.db_path, connect_readonly(item.db_path))
+        try:
+            gold = execute(conn, item.gold_sql, timeout_s=5).rows
+        except QueryError:
+            continue
+        survivors = []
+        for name, sql in mutants(item.gold_sql):
+            totals[name] += 1
+            try:
+                caught = not compare_results(item.gold_sql, gold, execute(conn, sql, timeout_s=5).rows,
+                                             rerun=lambda q: execute(conn, q, timeout_s=5).rows).match
+            except QueryError:
+                caught = True
+            if caught:
+                single[name] += 1
+            else:
+                survivors.append((name, sql))
+        for k in variant_counts:
+            start = time.perf_counter()
+            found = first_disagreement(item.db_path, item.gold_sql, [sql for _, sql in survivors], count=k) \
+                if survivors else []
+            seconds[k] += time.perf_counter() - start
+            for (name, _), witness in zip(survivors, found):
+                with_variants[k][name] += witness is not None
+    for conn in connections.values():
+        conn.close()
+    return {"totals": totals, "single": single, "with_variants": with_variants, "seconds": seconds}
+
+
+def report(title: str, result: dict, variant_counts: list[int]) -> None:
+    totals, single = result["totals"], result["single"]
+    n = sum(totals.values())
+    print(f"\n{title}: {n} mutants")
+    header = f"{'mutation':24} {'mutants':>7} {'database only':>14}" + "".join(f" {'+ K=' + str(k):>9}" for k in variant_counts)
+    print(header)
+    for name in [m[0] for m in _mutations()] + ["all"]:
+        total = n if name == "all" else totals[name]
+        if not total:
+            continue
+        caught = sum(single.values()) if name == "all" else single[name]
+        cells = "".join(
+            f" {(caught + (sum(result['with_variants'][k].values()) if name == 'all' else result['with_variants'][k][name])) / total:>9.1%}"
+            for k in variant_counts)
+        print(f"{name:24} {total:>7} {caught / total:>14.1%}{cells}")
+    print("variant time: " + ", ".join(f"K={k} {result['seconds'][k]:.1f} s" for k in variant_counts))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spider-split", choices=["dev", "train"], default="dev")
+    parser.add_argument("--limit", type=int, default=None, help="first N Spider items")
+    parser.add_argument("--variants", default="1,2,3,5", help="K values to measure, comma-separated")
+    args = parser.parse_args()
+    variant_counts = [int(k) for k in args.variants.split(",")]
+    corpora = [("demo (all)", load_items("demo", None, "all"))]
+    if SPIDER.is_dir():
+        spider = [i for i in load_items("spider", SPIDER, args.spider_split) if i.db_path.is_file()]
+        corpora.append((f"Spider {args.spider_split}", spider[: args.limit] if args.limit else spider))
+    else:
+        print(f"Spider not found at {SPIDER}: measuring the demo corpus only")
+    for title, items in corpora:
+        report(title, measure(items, variant_counts), variant_counts)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,527 @@
+"""Database variants: small generated copies of a database on which a golden pair is proven again.
+
+One database can agree with a wrong query by accident (a dropped filter that removes nothing
+there, ``<`` where no row equals the bound). Test-suite accuracy (Zhong, Yu & Klein, EMNLP 2020)
+runs the pair on several databases of the same schema instead; this module makes them:
+
+- the variant is built from the original's own DDL (``sqlite_master``), so declared types,
+  affinities, primary keys, UNIQUE and NOT NULL hold as in the original (a generated row that
+  breaks one is dropped by ``INSERT OR IGNORE``);
+- each column's values come from the original's values (its first rows), from the query's
+  literals that the column is compared with (the literal itself and, for numbers, its neighbours
+  ±1, so ``<`` against ``<=`` shows), and from a few values made up near those;
+- columns linked by a foreign key or by an equality in the query draw from one shared pool of
+  values, so joins hit; about one value in ten is left dangling (or NULL), so LEFT and INNER
+  joins differ;
+- tables get between 1 and ``rows`` rows (every other variant: a third of that, where one row
+  more or less shows), so ties, duplicates and empty groups are common and every query runs in
+  milliseconds; a one-column primary key gets distinct values, so joins find their parents.
+
+A variant is a function of (database, gold SQL, index): the seed is a hash of them, so the
+same run gives the same variants and a saved witness can be rebuilt.
+
+:func:`first_disagreement` runs the gold and the candidate on K variants. A variant where the
+gold itself depends on SQLite's scan order (it gives other rows with ``PRAGMA
+reverse_unordered_selects``: ``LIMIT`` without a total order, bare columns) proves nothing and
+is skipped, and so is one where a subquery's ``ORDER BY ... LIMIT`` cuts through tied rows, or
+where the gold fails or times out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import sqlite3
+import string
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import sqlglot
+from sqlglot import exp
+
+from pipesql.sql.execute import QueryError, connect_readonly, execute, quote_identifier
+from pipesql.sql.types import FLOAT, INT, googlesql_type, is_date_type
+
+DEFAULT_VARIANTS = 8
+DEFAULT_ROWS = 12
+SAMPLE_ROWS = 200          # rows of each original table read for its value pools
+VARIANT_TIMEOUT_S = 2.0    # per query on a variant; the data are tiny, so only a blow-up hits it
+_LITERAL_SHARE = 0.5       # a seeded column takes a query literal this often
+_NULL_SHARE = 0.08
+_DANGLING_SHARE = 0.2
+_INTEGER_TEXT = re.compile(r"-?\d{1,15}")
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.Glob, exp.In,
+                exp.Between)
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    name: str
+    declared: str
+    not_null: bool
+    primary_key: bool
+    samples: tuple[Any, ...]   # distinct values from the original's first rows
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    name: str
+    columns: tuple[SourceColumn, ...]
+    foreign_keys: tuple[tuple[str, str, str], ...]  # (column, referenced table, referenced column)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What variants of one database are made from: its DDL and a sample of its values."""
+
+    ddl: tuple[tuple[str, str, str], ...]  # (type, table it belongs to, SQL): tables, then indexes, then views
+    tables: tuple[SourceTable, ...]
+
+    def table(self, name: str) -> SourceTable | None:
+        lowered = name.lower()
+        return next((t for t in self.tables if t.name.lower() == lowered), None)
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A variant on which the candidate's result differs from the gold's."""
+
+    index: int
+    seed: int
+    detail: str
+    subclass: str | None
+    connection: sqlite3.Connection = field(repr=False, compare=False)
+
+    def save(self, path: Path) -> Path:
+        """Write this variant as a SQLite file (through a temporary name, then renamed)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.unlink(missing_ok=True)
+        target = sqlite3.connect(partial)
+        try:
+            self.connection.backup(target)
+        finally:
+            target.close()
+        partial.replace(path)
+        return path
+
+
+def _ddl_of(conn: sqlite3.Connection) -> tuple[tuple[str, str, str], ...]:
+    rows = execute(conn, "SELECT type, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+                         "AND name NOT LIKE 'sqlite_%' "
+                         "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid").rows
+    return tuple((kind, table.lower(), sql) for kind, table, sql in rows if kind in ("table", "index", "view"))
+
+
+def _source_table(conn: sqlite3.Connection, name: str) -> SourceTable:
+    quoted = quote_identifier(name)
+    # Schema PRAGMAs are SQL of our own: the sandbox's authorizer allows them, its query-only gate does not.
+    info = conn.execute(f"PRAGMA table_info({quoted})").fetchall()
+    foreign = tuple((row[3], row[2], row[4] or "") for row in conn.execute(f"PRAGMA foreign_key_list({quoted})"))
+    try:
+        sample = execute(conn, f"SELECT * FROM {quoted} LIMIT {SAMPLE_ROWS}", timeout_s=VARIANT_TIMEOUT_S).rows
+    except QueryError:
+        sample = ()
+    columns = []
+    for position, row in enumerate(info):
+        distinct = tuple(dict.fromkeys(r[position] for r in sample if position < len(r) and r[position] is not None))
+        columns.append(SourceColumn(row[1], (row[2] or "").upper(), bool(row[3]), bool(row[5]), distinct))
+    return SourceTable(name, tuple(columns), foreign)
+
+
+@lru_cache(maxsize=8)
+def source_of(db_path: str) -> Source:
+    """The :class:`Source` of a database file (cached per process: one read per database)."""
+    conn = connect_readonly(db_path)
+    try:
+        names = [r[0] for r in execute(conn, "SELECT name FROM sqlite_master WHERE type = 'table' "
+                                             "AND name NOT LIKE 'sqlite_%' ORDER BY rowid").rows]
+        return Source(_ddl_of(conn), tuple(_source_table(conn, name) for name in names))
+    finally:
+        conn.close()
+
+
+# --- what the query says about the data it needs -------------------------------------------------
+
+def _literal_value(node: exp.Expr) -> Any:
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
+        value = _literal_value(node.this)
+        return -value if isinstance(value, (int, float)) else None
+    if not isinstance(node, exp.Literal):
+        return None
+    if node.is_string:
+        return node.this
+    try:
+        return int(node.this)
+    except ValueError:
+        try:
+            return float(node.this)
+        except ValueError:
+            return None
+
+
+def _like_examples(pattern: str) -> list[str]:
+    """Strings that match a LIKE pattern, in two letter cases (SQLite's LIKE ignores case)."""
+    text = pattern.replace("%", "x").replace("_", "y")
+    return [text, pattern.replace("%", "").replace("_", "a").upper()]
+
+
+def _neighbours(value: Any) -> list[Any]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return [value]
+    step = 1 if isinstance(value, int) or float(value).is_integer() else abs(value) * 0.01 or 0.01
+    return [value, value, value - step, value + step]  # the bound itself half the time: where < and <= differ
+
+
+class _Columns:
+    """Resolves a query's column references to (table, column) of the database."""
+
+    def __init__(self, tree: exp.Expr, source: Source):
+        self.source = source
+        self.aliases: dict[str, str] = {}
+        for table in tree.find_all(exp.Table):
+            if source.table(table.name):
+                self.aliases[(table.alias_or_name or table.name).lower()] = source.table(table.name).name
+        self.in_query = list(dict.fromkeys(self.aliases.values()))
+
+    def resolve(self, column: exp.Column) -> list[tuple[str, str]]:
+        name = column.name.lower()
+        tables = [self.aliases[column.table.lower()]] if column.table.lower() in self.aliases else self.in_query
+        found = []
+        for table_name in tables:
+            table = self.source.table(table_name)
+            match = next((c for c in table.columns if c.name.lower() == name), None) if table else None
+            if match:
+                found.append((table.name, match.name))
+        return found
+
+
+def _operand_columns(node: exp.Expr) -> list[exp.Column]:
+    # a column compared directly, or under CAST / a string function (strftime('%Y', d), lower(x))
+    if isinstance(node, exp.Column):
+        return [node]
+    if isinstance(node, (exp.Cast, exp.Lower, exp.Upper, exp.Trim, exp.Paren)):
+        return _operand_columns(node.this)
+    return []
+
+
+@dataclass
+class QueryHints:
+    """Literals per (table, column), and pairs of columns the query equates (joins)."""
+
+    literals: dict[tuple[str, str], list[Any]]
+    links: list[tuple[tuple[str, str], tuple[str, str]]]
+    # lower-cased tables the query reads; None: all (it reads a view, or could not be parsed)
+    tables: frozenset[str] | None = None
+
+
+def _tables_read(tree: exp.Expr, source: Source) -> frozenset[str] | None:
+    views = {table for kind, table, _ in source.ddl if kind == "view"}
+    names = {t.name.lower() for t in tree.find_all(exp.Table)}
+    if names & views:
+        return None
+    return frozenset(n for n in names if source.table(n) is not None)
+
+
+def query_hints(sql: str, source: Source) -> QueryHints:
+    hints = QueryHints({}, [])
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except Exception:  # noqa: BLE001 - an unparseable gold gets unseeded variants
+        return hints
+    hints.tables = _tables_read(tree, source)
+    columns = _Columns(tree, source)
+    known = {c.name.lower() for t in source.tables for c in t.columns}
+    for column in list(tree.find_all(exp.Column)):
+        # SQLite reads "Spanish" as a string when no column has that name (Spider does this a lot)
+        if column.this.quoted and not column.table and column.name.lower() not in known:
+            column.replace(exp.Literal.string(column.name))
+    for predicate in tree.find_all(*_COMPARISONS):
+        operands = [predicate.this, *([predicate.expression] if predicate.expression else []),
+                    *predicate.expressions, *(predicate.args.get(k) for k in ("low", "high") if predicate.args.get(k))]
+        refs = [ref for node in operands for column in _operand_columns(node) for ref in columns.resolve(column)]
+        values = [v for node in operands if (v := _literal_value(node)) is not None]
+        if isinstance(predicate, (exp.Like, exp.ILike)):
+            values = [s for v in values if isinstance(v, str) for s in _like_examples(v)]
+        else:
+            values = [n for v in values for n in _neighbours(v)]
+        for ref in refs:
+            hints.literals.setdefault(ref, []).extend(values)
+        if isinstance(predicate, exp.EQ) and isinstance(predicate.this, exp.Column) \
+                and isinstance(predicate.expression, exp.Column):
+            left, right = columns.resolve(predicate.this), columns.resolve(predicate.expression)
+            hints.links += [(a, b) for a in left for b in right if a != b]
+    return hints
+
+
+# --- building one variant ------------------------------------------------------------------------
+
+def variant_seed(db_path: str | Path, sql: str, index: int) -> int:
+    key = f"{Path(db_path).name}\x00{sql}\x00{index}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
+
+
+def _made_up(column: SourceColumn, rng: random.Random) -> Any:
+    """A value of the column's declared type near its sampled values (or plausible without any)."""
+    kind = googlesql_type(column.declared)
+    numbers = [v for v in column.samples if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if kind == INT:
+        base = int(rng.choice(numbers)) if numbers else rng.randint(0, 50)
+        return base + rng.randint(-3, 3)
+    if kind == FLOAT:
+        base = float(rng.choice(numbers)) if numbers else rng.uniform(0, 100)
+        return round(base * rng.uniform(0.8, 1.2), 2)
+    if is_date_type(column.declared):
+        return f"{rng.randint(1990, 2025):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+    texts = [v for v in column.samples if isinstance(v, str)]
+    if texts and all(_INTEGER_TEXT.fullmatch(t) for t in texts):
+        return str(int(rng.choice(texts)) + rng.randint(-3, 3))  # ids kept as text stay digits
+    if texts and rng.random() < 0.5:
+        return rng.choice(texts) + rng.choice(string.ascii_lowercase)
+    return "".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(3, 8)))
+
+
+class _Groups:
+    """Union-find over (table, column): foreign keys and the query's equalities join groups."""
+
+    def __init__(self):
+        self.parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(self, key):
+        key = (key[0].lower(), key[1].lower())
+        while self.parent.get(key, key) != key:
+            key = self.parent[key]
+        return key
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _pools(source: Source, hints: QueryHints, rows: int, rng: random.Random):
+    """A value pool per group of linked columns, and each column's group."""
+    groups = _Groups()
+    for table in source.tables:
+        for column, ref_table, ref_column in table.foreign_keys:
+            target = source.table(ref_table)
+            if target is None:
+                continue
+            ref = ref_column or next((c.name for c in target.columns if c.primary_key), "")
+            if ref:
+                groups.union((table.name, column), (target.name, ref))
+    for a, b in hints.links:
+        groups.union(a, b)
+    members: dict[tuple[str, str], list[tuple[SourceTable, SourceColumn]]] = {}
+    for table in source.tables:
+        for column in table.columns:
+            members.setdefault(groups.find((table.name, column.name)), []).append((table, column))
+    pools = {}
+    for root, cols in members.items():
+        if len(cols) < 2:
+            continue
+        candidates = list(dict.fromkeys(v for _, c in cols for v in c.samples))
+        rng.shuffle(candidates)
+        pool = candidates[:rows]
+        while len(pool) < rows:
+            pool.append(_made_up(cols[0][1], rng))
+        pools[root] = pool
+    return groups, pools
+
+
+def _value(table: SourceTable, column: SourceColumn, hints: QueryHints, groups: _Groups, pools: dict,
+           rng: random.Random) -> Any:
+    literals = hints.literals.get((table.name, column.name))
+    if literals and rng.random() < _LITERAL_SHARE:
+        return rng.choice(literals)
+    if not column.not_null and not column.primary_key and rng.random() < _NULL_SHARE:
+        return None
+    group = groups.find((table.name, column.name))
+    pool = pools.get(group)
+    if pool is not None and rng.random() > _DANGLING_SHARE:
+        present = pools.get(("present",) + group)  # values a linked column already holds: joins hit
+        return rng.choice(present if present and rng.random() < 0.7 else pool)
+    if column.samples and rng.random() < 0.75:
+        return rng.choice(column.samples)
+    return _made_up(column, rng)
+
+
+def _key_values(table: SourceTable, column: SourceColumn, count: int, groups: _Groups, pools: dict,
+                rng: random.Random) -> list[Any]:
+    """Distinct values for a one-column primary key (drawn with replacement, most would collide
+    and ``INSERT OR IGNORE`` would leave the parent tables of every join nearly empty)."""
+    pool = pools.get(groups.find((table.name, column.name))) or list(column.samples)
+    values = rng.sample(pool, min(count, len(pool)))
+    while len(values) < count:
+        values.append(_made_up(column, rng))
+    return values
+
+
+def _rows_of(table: SourceTable, count: int, hints: QueryHints, groups: _Groups, pools: dict,
+             rng: random.Random) -> list[tuple]:
+    keys = [c for c in table.columns if c.primary_key]
+    key_values = _key_values(table, keys[0], count, groups, pools, rng) if len(keys) == 1 else None
+    rows = [tuple(key_values[row] if key_values is not None and column is keys[0]
+                  else _value(table, column, hints, groups, pools, rng) for column in table.columns)
+            for row in range(count)]
+    for position, column in enumerate(table.columns):
+        group = groups.find((table.name, column.name))
+        if group in pools:
+            pools.setdefault(("present",) + group, []).extend(r[position] for r in rows if r[position] is not None)
+    return rows
+
+
+def _parents_first(source: Source) -> list[SourceTable]:
+    """Tables ordered so that a referenced table comes before the tables referencing it (cycles
+    are cut where they close), so child rows can point at parent rows that exist."""
+    ordered, visiting, done = [], set(), set()
+
+    def visit(table: SourceTable) -> None:
+        if table.name in done or table.name in visiting:
+            return
+        visiting.add(table.name)
+        for _, ref_table, _ in table.foreign_keys:
+            parent = source.table(ref_table)
+            if parent is not None:
+                visit(parent)
+        visiting.discard(table.name)
+        done.add(table.name)
+        ordered.append(table)
+
+    for table in source.tables:
+        visit(table)
+    return ordered
+
+
+def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFAULT_ROWS) -> sqlite3.Connection:
+    """An in-memory database with the source's schema and generated rows (see the module doc):
+    only the tables the query reads (a database's other tables cannot change its result, and
+    building them was most of a variant's cost)."""
+    rng = random.Random(seed)
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
+    for _, table, statement in source.ddl:
+        if hints.tables is not None and table not in hints.tables:
+            continue
+        try:
+            conn.execute(statement)
+        except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
+            continue
+    groups, pools = _pools(source, hints, rows, rng)
+    for table in _parents_first(source):
+        if hints.tables is not None and table.name.lower() not in hints.tables:
+            continue
+        values = _rows_of(table, rng.randint(1, rows), hints, groups, pools, rng)
+        names = ", ".join(quote_identifier(c.name) for c in table.columns)
+        marks = ", ".join("?" for _ in table.columns)
+        try:
+            conn.executemany(f"INSERT OR IGNORE INTO {quote_identifier(table.name)} ({names}) VALUES ({marks})", values)
+        except sqlite3.Error:  # a CHECK constraint or a generated column: leave the table as far as it got
+            continue
+    conn.commit()
+    conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
+# --- proving a pair on variants -----------------------------------------------------------------
+
+def _limit_probes(sql: str) -> list[tuple[str, int, int]]:
+    """For each subquery that cuts an ordered result (``ORDER BY count(*) DESC LIMIT 1``), a query
+    returning its order keys for one row past the cut, and the cut. Where the rows at the cut tie,
+    the subquery (hence the gold) may return either: the variant proves nothing. The top level is
+    left to the tie-aware comparison."""
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except Exception:  # noqa: BLE001
+        return []
+    probes = []
+    for select in tree.find_all(exp.Select):
+        limit, order = select.args.get("limit"), select.args.get("order")
+        if select is tree or limit is None or order is None:
+            continue
+        try:
+            cut = int(limit.expression.this) + int((select.args.get("offset") or exp.Offset(expression=exp.Literal.number(0))).expression.this)
+        except (AttributeError, ValueError):
+            continue
+        probe = select.copy()
+        aliases = {e.alias.lower(): e.this for e in probe.expressions if isinstance(e, exp.Alias)}
+        keys = [aliases.get(o.this.name.lower(), o.this) if isinstance(o.this, exp.Column) and not o.this.table
+                else o.this for o in probe.args["order"].expressions]
+        # the keys go last, as extra columns (ORDER BY may still name the select's aliases)
+        probe.set("expressions", probe.expressions + [exp.alias_(k.copy(), f"__pipesql_key{i}") for i, k in enumerate(keys)])
+        probe.set("limit", exp.Limit(expression=exp.Literal.number(cut + 1)))
+        probe.set("offset", None)
+        probes.append((probe.sql("sqlite"), cut, len(keys)))
+    return probes
+
+
+def _cut_ties(conn: sqlite3.Connection, probes: list[tuple[str, int, int]]) -> bool:
+    for probe, cut, key_count in probes:
+        try:
+            rows = execute(conn, probe, timeout_s=VARIANT_TIMEOUT_S).rows
+        except QueryError:  # a correlated subquery cannot run alone: no verdict from it
+            continue
+        if 0 < cut < len(rows) and rows[cut - 1][-key_count:] == rows[cut][-key_count:]:
+            return True
+    return False
+
+
+def _rows(conn: sqlite3.Connection, sql: str, *, reverse: bool = False):
+    conn.execute(f"PRAGMA reverse_unordered_selects = {int(reverse)}")
+    try:
+        return execute(conn, sql, timeout_s=VARIANT_TIMEOUT_S).rows
+    finally:
+        conn.execute("PRAGMA reverse_unordered_selects = 0")
+
+
+def _disagreements_on(conn: sqlite3.Connection, index: int, seed: int, gold_sql: str, candidate_sqls: Sequence[str],
+                      probes, compare: Callable, found: list) -> bool:
+    """Fill ``found`` with the candidates this variant refutes; whether it refuted any."""
+    try:
+        if _cut_ties(conn, probes):
+            return False  # a subquery's LIMIT cuts through tied rows: the gold is ambiguous here
+        gold = _rows(conn, gold_sql)
+        if not compare(gold_sql, gold, _rows(conn, gold_sql, reverse=True), rerun=lambda sql: _rows(conn, sql)).match:
+            return False  # the gold depends on scan order here: nothing to prove
+    except QueryError:
+        return False  # the gold fails or times out on this variant
+    refuted = False
+    for position, candidate in enumerate(candidate_sqls):
+        if found[position] is not None:
+            continue
+        try:
+            verdict = compare(gold_sql, gold, _rows(conn, candidate), rerun=lambda sql: _rows(conn, sql))
+        except QueryError as error:
+            found[position] = Disagreement(index, seed, f"candidate fails on the variant: {error}", "ERROR", conn)
+            refuted = True
+            continue
+        if not verdict.match:
+            found[position] = Disagreement(index, seed, verdict.detail, verdict.subclass, conn)
+            refuted = True
+    return refuted
+
+
+def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Sequence[str], *, count: int = DEFAULT_VARIANTS,
+                       rows: int = DEFAULT_ROWS, compare: Callable | None = None) -> list[Disagreement | None]:
+    """For each candidate, the first of ``count`` variants on which it disagrees with the gold
+    (``None``: it agrees on all of them, or no variant could decide). Variants are built once and
+    shared by the candidates (the mutation benchmark passes many)."""
+    from pipesql.sql.compare import compare_results
+
+    compare = compare or compare_results
+    source = source_of(str(db_path))
+    hints = query_hints(gold_sql, source)
+    probes = _limit_probes(gold_sql)
+    found: list[Disagreement | None] = [None] * len(candidate_sqls)
+    for index in range(count):
+        if all(found):
+            break
+        seed = variant_seed(db_path, gold_sql, index)
+        conn = build_variant(source, hints, seed, rows if index % 2 == 0 else max(3, rows // 3))
+        if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
+            conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
+    return found
+
