@@ -74,15 +74,15 @@ def resolve_runtime(settings: Settings) -> Runtime:
     cuda = torch.cuda.is_available() and settings.device != "cpu"
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda was asked for but no CUDA GPU is visible")
-    if settings.load_in_4bit and not cuda:
-        raise SystemExit("--load-in-4bit (QLoRA) needs a CUDA GPU and bitsandbytes; use --no-4bit on CPU")
+    if settings.load_in_4bit and not _importable("bitsandbytes"):
+        raise SystemExit("--load-in-4bit (QLoRA) needs the bitsandbytes package (pip install 'pipesql[train]')")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = f"cuda:{local_rank}" if cuda else "cpu"
     precision = settings.precision
     if precision == "auto":
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    if precision != "fp32" and not cuda:
-        raise SystemExit(f"--precision {precision} needs a CUDA GPU; CPU training runs in fp32")
+    if precision == "fp16" and not cuda:
+        raise SystemExit("--precision fp16 needs a CUDA GPU; CPU training runs in fp32 (or bf16)")
     if settings.load_in_4bit and precision == "fp16":
         # bitsandbytes 4-bit layers compute in bf16; the fp16 grad scaler cannot unscale them.
         raise SystemExit("QLoRA needs bf16 compute: use a GPU with bf16 or --no-4bit")

@@ -143,6 +143,16 @@ class GuardedSFTTrainer(SFTTrainer):
         if self.inject_kill_step is not None and self.state.global_step == self.inject_kill_step:
             raise SimulatedKill(f"kill drill after {final}")
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # Loading an adapter checkpoint makes PEFT autocast it to fp32, while a fresh QLoRA run
+        # trains it in bf16 (TRL's QLoRA recipe): keep the dtype the run started with, so that a
+        # resumed run computes exactly what the uninterrupted one does.
+        dtypes = {name: p.dtype for name, p in self.model.named_parameters() if p.requires_grad}
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        for name, parameter in self.model.named_parameters():
+            if name in dtypes and parameter.dtype != dtypes[name]:
+                parameter.data = parameter.data.to(dtypes[name])
+
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
