@@ -89,5 +89,6 @@ class Settings:
     max_rollbacks: int = option(3, "Rollbacks to the last good checkpoint before giving up.")
     lr_backoff: float = option(0.5, "Learning-rate multiplier applied at each rollback.")
     # Fault injection, for tests and drills of the guard and of resume.
-    inject_nan_step: int | None = option(None, "Testing: poison the loss with NaN at this optimizer step (once).")
+    inject_nan_step: int | None = option(None, "Testing: poison the loss with NaN at this optimizer step "
+                                         "(once; on the last rank only).")
     inject_kill_step: int | None = option(None, "Testing: die abruptly right after the checkpoint of this step.")

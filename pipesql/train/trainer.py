@@ -58,7 +58,9 @@ class GuardedSFTTrainer(SFTTrainer):
             return result
         mask = inputs.get("attention_mask")
         self.tokens_seen += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
-        if self.inject_nan_step is not None and self.state.global_step + 1 == self.inject_nan_step:
+        # The last rank only: with several processes, the others must learn of it from the guard.
+        last_rank = self.accelerator.process_index == self.accelerator.num_processes - 1
+        if self.inject_nan_step is not None and self.state.global_step + 1 == self.inject_nan_step and last_rank:
             loss = result[0] if return_outputs else result
             loss = loss * torch.tensor(float("nan"), device=loss.device)
             log.warning("fault injection: poisoning the loss of step %d with NaN", self.inject_nan_step)
