@@ -246,6 +246,7 @@ def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train
 
     out = Path(settings.output_dir)
     events = read_events(out)
+    started = time.monotonic()
     tokens, seconds = 0, 0.0  # training only: evaluation time is taken out
     while True:
         learning_rate = learning_rate_after(settings.learning_rate, settings.lr_backoff, events)
@@ -263,6 +264,7 @@ def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train
             learning_rate_target=learning_rate,
             inject_nan_step=None if injected_already else settings.inject_nan_step,
             inject_kill_step=settings.inject_kill_step,
+            deadline=None if settings.max_minutes is None else started + 60 * settings.max_minutes,
         )
         if resume_from is not None:
             log.info("resuming from %s at learning rate %.3g", resume_from, learning_rate)

@@ -53,6 +53,8 @@ class Settings:
     gradient_accumulation_steps: int = option(8, "Micro-batches per optimizer step.")
     num_epochs: float = option(2.0, "Passes over the training data.")
     max_steps: int = option(-1, "Stop after this many optimizer steps (-1: run num_epochs).")
+    max_minutes: float | None = option(None, "Also stop, after an eval and with the final adapter saved, once "
+                                       "training has run this many minutes (a time-boxed run).")
     learning_rate: float = option(2e-4, "Peak learning rate (cosine decay after warm-up).")
     warmup_ratio: float = option(0.03, "Fraction of the optimizer steps spent warming up the learning rate.")
     weight_decay: float = option(0.0, "AdamW weight decay.")

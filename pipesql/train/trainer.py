@@ -4,7 +4,7 @@ checkpoints that carry the guard's state, and a learning rate that a rollback ca
 Hooks used (transformers 5.23 / TRL 1.16): ``training_step`` (sum the micro-batch losses of an
 optimizer step), ``compute_loss`` (fault injection, token counts), ``_get_grad_norm`` (called
 once per optimizer step with the pre-clip norm, right before ``optimizer.step()``: where the
-guard decides), ``_maybe_log_save_evaluate`` (no save/eval of a bad step),
+guard decides), ``_maybe_log_save_evaluate`` (no save/eval of a bad step; the time budget),
 ``_save_checkpoint`` (staging + rename) and ``_load_optimizer_and_scheduler`` (re-target the
 learning rate after a rollback).
 """
@@ -38,8 +38,10 @@ class SimulatedKill(BaseException):
 
 class GuardedSFTTrainer(SFTTrainer):
     def __init__(self, *args, guard: StabilityGuard, learning_rate_target: float,
-                 inject_nan_step: int | None = None, inject_kill_step: int | None = None, **kwargs):
+                 inject_nan_step: int | None = None, inject_kill_step: int | None = None,
+                 deadline: float | None = None, **kwargs):
         self.guard = guard
+        self.deadline = deadline  # time.monotonic() after which training stops at a step boundary
         self.learning_rate_target = learning_rate_target
         self.inject_nan_step = inject_nan_step
         self.inject_kill_step = inject_kill_step
@@ -98,9 +100,19 @@ class GuardedSFTTrainer(SFTTrainer):
             self.control.should_log = self.control.should_save = self.control.should_evaluate = False
             self.control.should_training_stop = True
             return None
-        if self.state.global_step >= self.state.max_steps > 0:
+        if self._out_of_time():
+            self.control.should_training_stop = True
+            self.control.should_evaluate = self.args.eval_strategy != "no"  # the "after" figure
+        if self.state.global_step >= self.state.max_steps > 0 or self.control.should_training_stop:
             self.control.should_log = True  # the last, possibly partial, logging window too
         return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+
+    def _out_of_time(self) -> bool:
+        """Past the deadline on any rank (so that every rank stops at the same step)."""
+        if self.deadline is None:
+            return False
+        late = torch.tensor(float(time.monotonic() > self.deadline), device=self.args.device)
+        return bool(self.accelerator.reduce(late, reduction="sum") > 0)
 
     def evaluate(self, *args, **kwargs):
         # Timed so that the run's tokens/s counts training time only.
