@@ -147,6 +147,19 @@ def test_collated_batch_labels_only_assistant_tokens(data, tmp_path, batching):
         assert (labels != -100).sum() > 0
 
 
+def test_end_samples_are_thinned_to_their_share_and_nothing_else_is_dropped():
+    from pipesql.train.data import thin_end_samples
+
+    rows = [(line, {"kind": "end" if line % 4 == 0 else "step"}) for line in range(1, 101)]
+    kept = thin_end_samples(rows, 0.1, seed=0)
+    ends = [line for line, row in kept if row["kind"] == "end"]
+    assert len(kept) - len(ends) == 75  # every step sample stays
+    assert len(ends) == 8 and len(ends) / len(kept) <= 0.1
+    assert kept == sorted(kept)  # in file order
+    assert thin_end_samples(rows, 0.1, seed=0) == kept and thin_end_samples(rows, 0.1, seed=1) != kept
+    assert thin_end_samples(rows, 1.0, seed=0) == rows
+
+
 def test_bad_rows_are_reported_with_file_and_line(tmp_path):
     path = tmp_path / "train.jsonl"
     good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "FROM t"}]}

@@ -222,7 +222,8 @@ def _load_data(settings: Settings, tokenizer):
     from pipesql.train.data import load_tokenized
 
     train_set, train_stats = load_tokenized(tokenizer, settings.train_data, max_seq_length=settings.max_seq_length,
-                                            limit=settings.limit)
+                                            limit=settings.limit, end_sample_share=settings.end_sample_share,
+                                            seed=settings.seed)
     dev_set, dev_stats = None, None
     # An empty --dev-data arrives as Path("") == Path("."): no dev set.
     dev_path = settings.dev_data if settings.dev_data and str(settings.dev_data) not in ("", ".") else None
