@@ -3,10 +3,12 @@ one process, offline:
 
 1. validate  - decompile the demo's gold SQL to pipe SQL and prove each pair by execution;
 2. generate  - golden pairs -> chat training data (step-by-step and tool-calling chats);
-3. train     - a short LoRA run (default SmolLM2-135M, a few dozen steps; fp32 on CPU);
+3. train     - a short LoRA run (default SmolLM2-135M, 6 steps of 4 conversations; fp32 on CPU),
+   with dev loss and token accuracy before and after;
 4. merge     - fold the adapter into a standalone model;
 5. evaluate  - execution accuracy of the merged model on the demo's dev questions, as an agent
-   (one operator per step, the format the model was trained on).
+   (one operator per step, the format the model was trained on), and next-operator accuracy
+   on dev trajectory steps.
 
 Each stage is the stage's own ``run(Settings(...))``, so there is one implementation of each
 thing; every stage writes into its own folder under ``--out`` (with its manifest), and the
@@ -44,11 +46,13 @@ class Settings:
     stage: ClassVar[str] = "pipeline"
     out: Path = option(Path("runs/demo"), "Output root: one folder per stage, plus pipeline_summary.json.")
     model: str = option("smollm2-135m", "Base model: a registry name (smollm2-135m; tiny for tests), hub id or folder.")
-    max_steps: int = option(30, "Training steps (batch-size conversations each).")
+    max_steps: int = option(6, "Training steps (batch-size conversations each).")
     batch_size: int = option(4, "Conversations per training step, concatenated without padding.")
     skip_train: bool = option(False, "Skip train and merge, and evaluate the base model as it is.")
     limit: int | None = option(None, "Use only the first N demo train questions (default: all 110).")
-    eval_limit: int = option(20, "Evaluate the first N demo dev questions (of 57; 0: all).")
+    eval_limit: int = option(10, "Evaluate the first N demo dev questions (of 57; 0: all).")
+    learning_rate: float = option(5e-4, "Peak learning rate of the short LoRA run.")
+    dev_steps: int = option(12, "Dev trajectory steps for the dev loss before/after and next-operator accuracy.")
     max_seq_length: int = option(1024, "Longest training conversation, in tokens (longer ones are skipped).")
     end_sample_share: float = option(0.1, "Share of end-marker samples kept in the training data.")
     device: str = option("auto", "Device for train and evaluate: auto (CUDA when available), cpu or cuda.",
@@ -120,7 +124,8 @@ def _train(settings: Settings, layout: Layout) -> dict[str, Any]:
             "max_seq_length": settings.max_seq_length, "device": settings.device, "limit": None,
             "per_device_train_batch_size": settings.batch_size, "batching": "padding-free",
             "end_sample_share": settings.end_sample_share, "gradient_checkpointing": False,
-            "save_steps": settings.max_steps, "eval_steps": settings.max_steps, "eval_on_start": True}
+            "save_steps": settings.max_steps, "eval_steps": settings.max_steps, "eval_on_start": True,
+            "dev_limit": settings.dev_steps, "learning_rate": settings.learning_rate}
 
 
 def _merge(settings: Settings, layout: Layout) -> dict[str, Any]:
@@ -133,7 +138,7 @@ def _evaluate(settings: Settings, layout: Layout) -> dict[str, Any]:
     # conversations of generate teach; a one-shot prompt is one the model never trained on.
     return {"model": model, "benchmark": DEMO, "split": "dev", "mode": "agent", "out": layout.evaluate,
             "limit": settings.eval_limit or None, "device": settings.device,
-            "trajectories": layout.generate / "dev.jsonl"}
+            "trajectories": layout.generate / "dev.jsonl", "trajectory_limit": settings.dev_steps}
 
 
 STAGES: list[tuple[str, tuple[str, ...], Callable[[Settings, Layout], dict[str, Any]], Callable[[Layout], Path]]] = [

@@ -236,6 +236,15 @@ def test_injected_nan_rolls_back_and_recovers(data, tmp_path):
     assert all(torch.isfinite(t).all() for t in adapter_tensors(out).values())
 
 
+def test_time_box_stops_early_with_an_eval_and_the_final_adapter(data, tmp_path):
+    out = tmp_path / "run"
+    assert run_training(tiny_settings(data, out, max_minutes=1e-4, eval_on_start=False)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["global_step"] == 1 < summary["max_steps"]
+    assert summary["final_eval_loss"] is not None  # the "after" figure of a time-boxed run
+    assert (out / "final" / "adapter_model.safetensors").is_file()
+
+
 def test_divergence_beyond_the_rollback_limit_stops_with_a_clear_message(data, tmp_path):
     out = tmp_path / "run"
     settings = tiny_settings(data, out, max_steps=6, save_steps=2, eval_steps=0, inject_nan_step=3, max_rollbacks=0)

@@ -228,7 +228,7 @@ def _load_data(settings: Settings, tokenizer):
     # An empty --dev-data arrives as Path("") == Path("."): no dev set.
     dev_path = settings.dev_data if settings.dev_data and str(settings.dev_data) not in ("", ".") else None
     if dev_path and Path(dev_path).is_file():
-        dev_limit = None if settings.limit is None else max(1, settings.limit // 10)
+        dev_limit = settings.dev_limit or (None if settings.limit is None else max(1, settings.limit // 10))
         dev_set, dev_stats = load_tokenized(tokenizer, dev_path, max_seq_length=settings.max_seq_length,
                                             limit=dev_limit)
     elif dev_path:

@@ -71,6 +71,8 @@ class Settings:
     logging_steps: int = option(10, "Log train loss / accuracy every N optimizer steps.")
     seed: int = option(42, "Seed for LoRA initialisation, dropout and data order.")
     limit: int | None = option(None, "Use only the first N training conversations (and a tenth as many dev ones).")
+    dev_limit: int | None = option(None, "Use only the first N dev conversations (default: a tenth of --limit, "
+                                   "or all).")
     end_sample_share: float | None = option(None, "Thin the end-marker samples (kind \"end\") of the training "
                                             "data to this share, a seeded choice (none: keep all).")
     precision: str = option("auto", "auto: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.",
