@@ -192,10 +192,10 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
         summary["next_operator"] = next_operator_accuracy(
             step_samples(settings.trajectories, settings.trajectory_limit), backend,
             max_new_tokens=settings.step_max_new_tokens, batch_size=settings.batch_size)
-        log.info("next-operator accuracy %.1f%% exact, %.1f%% right kind, %.1f%% parse, %.1f%% end markers "
-                 "(%d dev steps)", *(100 * summary["next_operator"][k] for k in ("exact", "kind", "parses",
-                                                                                 "end_marker")),
-                 summary["next_operator"]["samples"])
+        steps = summary["next_operator"]
+        log.info("next operator on %d dev steps: %.1f%% exact, %.1f%% right kind, %.1f%% parse, %.1f%% end markers",
+                 steps["samples"], 100 * steps["exact"], 100 * steps["kind"], 100 * steps["parses"],
+                 100 * steps["end_marker"])
     results_path, summary_path, chart_path = out / RESULTS_NAME, out / SUMMARY_NAME, out / CHART_NAME
     write_jsonl(results_path, records)
     write_json(summary_path, summary)
