@@ -149,7 +149,8 @@ def accuracy_phase(args, work: Path, deadline: float) -> dict[str, Any]:
         "preset": "smoke", "model_name": base, "train_data": train_data, "dev_data": None, "output_dir": run_dir,
         "max_steps": args.fine_tune_max_steps, "max_minutes": minutes, "batching": "auto",
         "per_device_train_batch_size": 2 if args.dry_run_cpu else 16, "gradient_accumulation_steps": 1,
-        "save_steps": 10**9, "logging_steps": 5, "report_to": "none", "limit": None,
+        "save_steps": 10**9, "logging_steps": 5, "report_to": "none", "limit": None, "learning_rate": 5e-4,
+        "max_seq_length": 1024 if args.dry_run_cpu else 2048, "end_sample_share": 0.1,
         "device": "cpu" if args.dry_run_cpu else "auto"}
     print(f"[accuracy] fine-tuning {base} for at most {minutes:.1f} min", file=sys.stderr, flush=True)
     train.run(resolve(train.Settings, train_values, environ={}, dotenv={}))
