@@ -38,6 +38,7 @@ outputs stay between calls to a warm machine):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -94,7 +95,7 @@ def memory_phase(args, work: Path, tokenizer) -> dict[str, Any]:
     model_dir = train_bench.build_random_model(model, work / f"qwen-{model}",
                                                torch.float32 if args.dry_run_cpu else torch.bfloat16)
     ours = next(v for v in train_bench.variants(model, args.dry_run_cpu) if v.name == "ours")
-    ours = train_bench.dataclasses.replace(ours, batch=1, accumulation=1)
+    ours = dataclasses.replace(ours, batch=1, accumulation=1)
     one_step = argparse.Namespace(**{**vars(args), "warmup": 0, "steps": 1})
     result = train_bench.measure(model, ours, model_dir, dataset, tokenizer, one_step, work / "runs-memory")
     peak_gb = result["peak_memory_gib"] * 2**30 / 1e9 if result["peak_memory_gib"] is not None else None
