@@ -39,6 +39,7 @@ DEFAULT_VARIANTS = ["before", "budget-1024"]
 
 
 def demo_training_data(work: Path) -> Path:
+    """validate + generate on the demo corpus's train split (no ZetaSQL check): its train.jsonl."""
     from pipesql import generate, validate
     from pipesql.config.settings import resolve
 

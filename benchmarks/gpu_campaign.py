@@ -49,6 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_bench  # noqa: E402  (a sibling script: the throughput measurement)
+from cpu_train_speed import demo_training_data  # noqa: E402  (the demo corpus's training data)
 
 BUDGET_MINUTES = 10.0
 MEMORY_LIMIT_GB = 12.5  # the replaced system's 16 GB card, minus CUDA context and fragmentation
@@ -120,19 +121,6 @@ def _evaluate(model: str, mode: str, args, out: Path) -> dict[str, Any]:
     summary = json.loads((out / evaluate.SUMMARY_NAME).read_text())
     return {"mode": mode, "questions": summary["questions"], "matches": summary["matches"],
             "execution_accuracy": summary["execution_accuracy"], "seconds": round(time.monotonic() - started, 1)}
-
-
-def demo_training_data(work: Path) -> Path:
-    """The dry run's stand-in for the Spider training data: the demo corpus's."""
-    from pipesql import generate, validate
-    from pipesql.config.settings import resolve
-
-    validate.run(resolve(validate.Settings, {"benchmark": "demo", "split": "train", "out": work / "validate",
-                                             "googlesql": False, "progress": False}, environ={}, dotenv={}))
-    generate.run(resolve(generate.Settings, {
-        "golden_pairs": work / "validate" / "golden_pairs.jsonl", "benchmark": "demo",
-        "output_dir": work / "generate", "tool_calling": True, "progress": False}, environ={}, dotenv={}))
-    return work / "generate" / "train.jsonl"
 
 
 def accuracy_phase(args, work: Path, deadline: float) -> dict[str, Any]:
