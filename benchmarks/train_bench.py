@@ -45,8 +45,10 @@ QWEN_CONFIGS = {
                  num_key_value_heads=2, vocab_size=1028, max_position_embeddings=4096, rope_theta=10000.0,
                  rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu"),
 }
-# (batch, accumulation, QLoRA) of the replaced system's recommended recipes.
-RECIPES = {"1.5b": (4, 8, False), "7b": (1, 32, True), "tiny": (4, 2, False)}
+QWEN_CONFIGS["tiny-4bit"] = QWEN_CONFIGS["tiny"]
+# (batch, accumulation, QLoRA) of the replaced system's recommended recipes; the tiny ones are
+# their CPU stand-ins for --dry-run-cpu (bitsandbytes runs NF4 on the CPU too).
+RECIPES = {"1.5b": (4, 8, False), "7b": (1, 32, True), "tiny": (4, 2, False), "tiny-4bit": (1, 4, True)}
 # Dense bf16 peak of common training GPUs, TFLOP/s (no sparsity).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
                "RTX 4090": 165.0, "RTX 4080": 97.5, "CPU": 0.0}
@@ -65,11 +67,16 @@ class Variant:
 
 def variants(model: str, cpu: bool) -> list[Variant]:
     batch, accumulation, _ = RECIPES[model]
+    qlora = RECIPES[model][2]
     if cpu:
-        return [Variant("replaced", "fp32", "padded", False, "sdpa", batch, accumulation),
-                Variant("ours", "fp32", "padding-free", False, "sdpa", batch, accumulation)]
+        found = [Variant("replaced", "fp32", "padded", False, "sdpa", batch, accumulation),
+                 Variant("ours", "fp32", "padding-free", False, "sdpa", batch, accumulation)]
+        return found + ([] if qlora else [Variant("ours-packed", "fp32", "packed", False, "sdpa", batch,
+                                                  accumulation)])
     found = [Variant("replaced", "fp16", "padded", False, "sdpa", batch, accumulation),
              Variant("ours", "bf16", "padding-free", None, "auto", batch, accumulation)]
+    if not qlora:  # packed rows of max-seq-length tokens: fewer, fuller micro-batches
+        found.append(Variant("ours-packed", "bf16", "packed", None, "auto", batch, accumulation))
     if batch * accumulation >= 32 and batch < 8:
         found.append(Variant("ours-mb8", "bf16", "padding-free", None, "auto", 8, batch * accumulation // 8))
     return found
@@ -156,14 +163,14 @@ def measure(model: str, variant: Variant, model_dir: Path, dataset, tokenizer, a
     from pipesql.train.trainer import GuardedSFTTrainer
     from pipesql.models.loading import load_model_and_tokenizer
 
-    qlora = RECIPES[model][2] and not args.dry_run_cpu
+    qlora = RECIPES[model][2]
     settings = resolve(Settings, dict(
         model_name=str(model_dir), train_data=Path("unused"), dev_data=None, output_dir=work / variant.name,
         per_device_train_batch_size=variant.batch, gradient_accumulation_steps=variant.accumulation,
         max_steps=args.warmup + args.steps, save_steps=10**9, logging_steps=10**9, report_to="none",
         precision=variant.precision, batching=variant.batching, liger=variant.liger,
         attn_implementation=variant.attn, load_in_4bit=qlora, device="cpu" if args.dry_run_cpu else "auto",
-        gradient_checkpointing=not args.dry_run_cpu, max_seq_length=4096, warmup_ratio=0.0,
+        gradient_checkpointing=not args.dry_run_cpu, max_seq_length=args.max_seq_length, warmup_ratio=0.0,
         learning_rate=5e-5), environ={}, dotenv={})
     runtime = resolve_runtime(settings)
     if qlora and runtime.precision == "fp16":
@@ -232,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="tokenizer that measures --lengths-from (a local Qwen2.5 tokenizer directory gives the "
                              "real lengths; the default tiny one overstates them)")
     parser.add_argument("--peak-tflops", type=float, help="dense bf16 peak of the GPU, for MFU")
+    parser.add_argument("--max-seq-length", type=int, default=4096, help="longest row (packed rows are this long)")
     parser.add_argument("--work-dir", type=Path, help="where random weights are written (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--dry-run-cpu", action="store_true",
@@ -252,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = load_tokenizer("tiny")  # the trainer only uses its pad id: the data are token ids already
     length_tokenizer = load_tokenizer(args.tokenizer) if args.lengths_from else None
-    models = ["tiny"] if args.dry_run_cpu else args.models
+    models = ["tiny", "tiny-4bit"] if args.dry_run_cpu else args.models
     peak = peak_flops(args.peak_tflops)
     results = []
     with tempfile.TemporaryDirectory(prefix="train_bench.") as scratch:

@@ -24,7 +24,7 @@ def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
     env = {**os.environ, "OUTPUT_ROOT": str(tmp_path), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
         ["sh", str(REPO / "jobs" / "smoke.sh"), "--model", "tiny", "--max-steps", "2", "--limit", "12",
-         "--eval-limit", "3", "--device", "cpu"],
+         "--eval-limit", "3", "--device", "cpu", "--max-seq-length", "2048"],  # tiny's tokens are short
         env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
@@ -41,8 +41,15 @@ def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
     assert stages["generate"]["metrics"]["samples"] > 12  # several operator steps per pair
     assert stages["train"]["metrics"]["global_step"] == 2
     assert stages["train"]["metrics"]["first_train_loss"] > 0
+    # Learning a person can see: dev loss and token accuracy before the first step and after the last.
+    train = stages["train"]["metrics"]
+    assert train["first_eval_loss"] > 0 and train["final_eval_loss"] > 0
+    assert train["first_eval_token_accuracy"] is not None and train["final_eval_token_accuracy"] is not None
     assert stages["evaluate"]["metrics"]["questions"] == 3
     assert 0 <= stages["evaluate"]["metrics"]["execution_accuracy"] <= 1
+    assert 0 <= stages["evaluate"]["metrics"]["answers_parse"] <= 1
+    next_operator = stages["evaluate"]["metrics"]["next_operator"]
+    assert next_operator["samples"] > 0 and 0 <= next_operator["exact"] <= next_operator["kind"] <= 1
 
     # Every artifact is where the report says, each stage with its manifest, the whole run verifiable.
     assert (out / "train" / "merged" / "config.json").is_file()
@@ -70,6 +77,7 @@ def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
     card = (out / "train" / "README.md").read_text()
     assert "base_model: tiny" in card and "None" not in card
     assert "FutureWarning" not in result.stderr
+    assert "next operator" in report and "0% execution accuracy at this size is expected" in report
 
 
 # --- orchestration, with stand-in stages (fast): skipping, failure, what depends on what

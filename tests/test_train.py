@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
-from train_fixture import write_fixture  # noqa: E402
+from train_fixture import adapter_tensors, as_flags, tiny_run_values, write_fixture  # noqa: E402
 
 from pipesql.models import loading as models  # noqa: E402
 from pipesql.cli import command_parser  # noqa: E402
@@ -43,19 +43,7 @@ def data(tmp_path_factory):
 
 
 def tiny_settings(data, output_dir: Path, **overrides) -> Settings:
-    train, dev = data
-    values = dict(preset="smoke", model_name="tiny", train_data=train, dev_data=dev, output_dir=output_dir,
-                  max_steps=18, per_device_train_batch_size=4, per_device_eval_batch_size=6,
-                  gradient_accumulation_steps=1, learning_rate=1e-2, save_steps=6, eval_steps=6, logging_steps=3,
-                  gradient_checkpointing=False, report_to="none", max_seq_length=1024)
-    values.update(overrides)
-    return resolve(Settings, values, environ={}, dotenv={})
-
-
-def adapter_tensors(run_dir: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(run_dir / "final" / "adapter_model.safetensors"))
+    return resolve(Settings, tiny_run_values(*data, output_dir, **overrides), environ={}, dotenv={})
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +55,9 @@ def reference_run(data, tmp_path_factory, monkeypatch_module):
     for name in [n for n in os.environ if n.startswith("PIPESQL_TRAIN_")]:
         monkeypatch_module.delenv(name)
     monkeypatch_module.chdir(out.parent)  # no stray .env
-    settings = tiny_settings(data, out, report_to="tensorboard")
-    flags = ["--preset", "smoke", "--model-name", "tiny", "--train-data", str(data[0]), "--dev-data", str(data[1]),
-             "--output-dir", str(out), "--report-to", "tensorboard", "--no-gradient-checkpointing"]
-    for name in ("max_steps", "per_device_train_batch_size", "per_device_eval_batch_size",
-                 "gradient_accumulation_steps", "learning_rate", "save_steps", "eval_steps", "logging_steps",
-                 "max_seq_length"):
-        flags += ["--" + name.replace("_", "-"), str(getattr(settings, name))]
-    assert main(["train", *flags]) == 0
+    values = tiny_run_values(*data, out, report_to="tensorboard")
+    settings = resolve(Settings, values, environ={}, dotenv={})
+    assert main(["train", *as_flags(values)]) == 0
     assert json.loads((out / "manifest.json").read_text())["settings"] == json.loads(json.dumps(as_dict(settings)))
     return out
 
@@ -164,6 +147,19 @@ def test_collated_batch_labels_only_assistant_tokens(data, tmp_path, batching):
         assert (labels != -100).sum() > 0
 
 
+def test_end_samples_are_thinned_to_their_share_and_nothing_else_is_dropped():
+    from pipesql.train.data import thin_end_samples
+
+    rows = [(line, {"kind": "end" if line % 4 == 0 else "step"}) for line in range(1, 101)]
+    kept = thin_end_samples(rows, 0.1, seed=0)
+    ends = [line for line, row in kept if row["kind"] == "end"]
+    assert len(kept) - len(ends) == 75  # every step sample stays
+    assert len(ends) == 8 and len(ends) / len(kept) <= 0.1
+    assert kept == sorted(kept)  # in file order
+    assert thin_end_samples(rows, 0.1, seed=0) == kept and thin_end_samples(rows, 0.1, seed=1) != kept
+    assert thin_end_samples(rows, 1.0, seed=0) == rows
+
+
 def test_bad_rows_are_reported_with_file_and_line(tmp_path):
     path = tmp_path / "train.jsonl"
     good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "FROM t"}]}
@@ -240,6 +236,15 @@ def test_injected_nan_rolls_back_and_recovers(data, tmp_path):
     assert all(torch.isfinite(t).all() for t in adapter_tensors(out).values())
 
 
+def test_time_box_stops_early_with_an_eval_and_the_final_adapter(data, tmp_path):
+    out = tmp_path / "run"
+    assert run_training(tiny_settings(data, out, max_minutes=1e-4, eval_on_start=False)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["global_step"] == 1 < summary["max_steps"]
+    assert summary["final_eval_loss"] is not None  # the "after" figure of a time-boxed run
+    assert (out / "final" / "adapter_model.safetensors").is_file()
+
+
 def test_divergence_beyond_the_rollback_limit_stops_with_a_clear_message(data, tmp_path):
     out = tmp_path / "run"
     settings = tiny_settings(data, out, max_steps=6, save_steps=2, eval_steps=0, inject_nan_step=3, max_rollbacks=0)
@@ -276,11 +281,11 @@ def test_flag_beats_environment_beats_preset():
     assert parse("--preset", "7b", "--learning-rate", "3e-5", environ=env).learning_rate == 3e-5
 
 
-def test_qlora_on_cpu_is_refused_with_a_clear_message(data, tmp_path):
+def test_fp16_on_cpu_is_refused_with_a_clear_message(data, tmp_path):
     from pipesql.train.runner import resolve_runtime
 
-    with pytest.raises(SystemExit, match="CUDA"):
-        resolve_runtime(dataclasses.replace(tiny_settings(data, tmp_path), load_in_4bit=True, device="cpu"))
+    with pytest.raises(SystemExit, match="fp16 needs a CUDA GPU"):
+        resolve_runtime(dataclasses.replace(tiny_settings(data, tmp_path), precision="fp16", device="cpu"))
 
 
 def test_no_resume_refuses_to_overwrite_a_run(data, tmp_path):

@@ -85,3 +85,32 @@ def write_fixture(path: str | Path, conversations: int, seed: int = 0, tool_shar
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows[:conversations]))
     return path
+
+
+# The tiny-model run every training test starts from: 18 steps at a learning rate that moves a
+# random model visibly, a checkpoint and an eval every 6.
+TINY_RUN = dict(preset="smoke", model_name="tiny", max_steps=18, per_device_train_batch_size=4,
+                per_device_eval_batch_size=6, gradient_accumulation_steps=1, learning_rate=1e-2, save_steps=6,
+                eval_steps=6, logging_steps=3, gradient_checkpointing=False, report_to="none", max_seq_length=1024)
+
+
+def tiny_run_values(train: Path, dev: Path | None, output_dir: Path, **overrides) -> dict:
+    return {**TINY_RUN, "train_data": train, "dev_data": dev, "output_dir": output_dir, **overrides}
+
+
+def as_flags(values: dict) -> list[str]:
+    """``pipesql train`` flags for settings values, as a user types them."""
+    flags = []
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{name.replace('_', '-')}")
+        elif value is not None:
+            flags += [flag, str(value)]
+    return flags
+
+
+def adapter_tensors(run_dir: Path, adapter: str = "final") -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(run_dir) / adapter / "adapter_model.safetensors"))

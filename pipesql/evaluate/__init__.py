@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, Item, load_items
+from pipesql.evaluate.next_operator import next_operator_accuracy, step_samples
 from pipesql.evaluate.predict import CHECK_TOOLS, GenerationOptions, Prediction, predict_agent, predict_oneshot
 from pipesql.evaluate.report import plot_summary, summarize
 from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, Limits, Score, score
@@ -67,6 +68,9 @@ class Settings(BackendSettings):
     timeout_s: float = option(30.0, "Time limit of one SQL query, in seconds.")
     row_cap: int = option(100_000, "Most rows read from one query result.")
     gpu_memory_utilization: float = option(0.9, "vLLM: share of GPU memory to use.")
+    trajectories: Path | None = option(None, "Also score next-operator accuracy on the step samples of this "
+                                       "training-data file (dev.jsonl of pipesql generate).")
+    trajectory_limit: int | None = option(None, "Score only the first N of those step samples.")
 
 
 def _options(settings: Settings) -> GenerationOptions:
@@ -209,6 +213,14 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
         "backend": type(backend).__name__, "mode": settings.mode,
         "benchmark": settings.benchmark, "split": settings.split, "limit": settings.limit,
     })
+    if settings.trajectories:
+        summary["next_operator"] = next_operator_accuracy(
+            step_samples(settings.trajectories, settings.trajectory_limit), backend,
+            max_new_tokens=settings.step_max_new_tokens, batch_size=settings.batch_size)
+        steps = summary["next_operator"]
+        log.info("next operator on %d dev steps: %.1f%% exact, %.1f%% right kind, %.1f%% parse, %.1f%% end markers",
+                 steps["samples"], 100 * steps["exact"], 100 * steps["kind"], 100 * steps["parses"],
+                 100 * steps["end_marker"])
     results_path, summary_path, chart_path = out / RESULTS_NAME, out / SUMMARY_NAME, out / CHART_NAME
     write_jsonl(results_path, records)
     write_json(summary_path, summary)
@@ -216,7 +228,8 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
     inputs = [p for p in (settings.data_dir, Path(settings.model) if settings.model else None) if p and Path(p).exists()]
     write_manifest(out, "evaluate", settings, inputs=inputs, outputs=[results_path, summary_path, chart_path],
                    metrics={k: summary[k] for k in ("questions", "matches", "execution_accuracy", "status_counts",
-                                                    "seconds", "questions_per_s")})
+                                                    "answers_parse", "seconds", "questions_per_s", "next_operator")
+                            if k in summary})
     log.info("execution accuracy %.1f%% (%d/%d) in %.1f s; %s", 100 * summary["execution_accuracy"],
              summary["matches"], summary["questions"], seconds,
              ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v))

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from pipesql.evaluate.scoring import MATCH, STATUSES
+from pipesql.evaluate.scoring import EXEC_ERROR, MATCH, MISMATCH, STATUSES
 
 # Known difficulty labels in the order people read them; anything else follows, sorted.
 DIFFICULTY_ORDER = ("easy", "medium", "hard", "extra", "simple", "moderate", "challenging")
@@ -55,6 +55,8 @@ def summarize(records: Sequence[dict[str, Any]], *, seconds: float, generation_s
         "execution_accuracy": _accuracy(statuses[MATCH], total),
         "by_difficulty": by_difficulty,
         "status_counts": {s: statuses[s] for s in STATUSES},
+        # Answers that are pipe SQL at all (they ran, right or wrong): what a small model learns first.
+        "answers_parse": _accuracy(statuses[MATCH] + statuses[MISMATCH] + statuses[EXEC_ERROR], total),
         "seconds": round(seconds, 3),
         "generation_seconds": round(generation_seconds, 3),
         "questions_per_s": round(total / seconds, 4) if seconds > 0 else None,

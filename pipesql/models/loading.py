@@ -401,7 +401,9 @@ def load_model_and_tokenizer(
     """Load ``(model, tokenizer)`` for a registry name, hub id or directory.
 
     ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``None`` / ``"auto"`` (the local rank's GPU
-    when there is one, else CPU). ``load_in_4bit`` needs CUDA and bitsandbytes (QLoRA)."""
+    when there is one, else CPU). ``load_in_4bit`` (QLoRA) needs bitsandbytes; it runs on a GPU
+    and, slowly but with the same code, on the CPU (bitsandbytes >= 0.49 has CPU NF4 kernels).
+    The 4-bit layers compute in ``dtype``: bf16 on a GPU, fp32 on a CPU."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -415,11 +417,9 @@ def load_model_and_tokenizer(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if load_in_4bit:
-        if not str(device).startswith("cuda"):
-            raise ValueError("load_in_4bit (QLoRA) needs a CUDA GPU; use --no-load-in-4bit on CPU")
         kwargs["quantization_config"] = quantization_config(torch_dtype)
-        # One whole copy per process: DDP wants each rank's model on its own GPU.
-        kwargs["device_map"] = {"": torch.device(device).index or 0}
+        # One whole copy per process: DDP wants each rank's model on its own GPU (or the CPU).
+        kwargs["device_map"] = {"": str(device)}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if not load_in_4bit:
         model.to(device)

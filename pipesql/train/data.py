@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,6 +25,7 @@ from pipesql.models.chat_template import TRAINING_CHAT_TEMPLATE
 log = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant", "tool")
+END_KIND = "end"  # pipesql.generate's kind of the sample that answers the end marker
 
 
 class ConversationError(ValueError):
@@ -130,9 +132,22 @@ def tokenize_rows(tokenizer, rows: Iterable[tuple[int, dict[str, Any]]], path: s
     return examples
 
 
-def load_tokenized(tokenizer, path: str | Path, *, max_seq_length: int, limit: int | None = None):
+def thin_end_samples(rows: list[tuple[int, dict[str, Any]]], share: float, seed: int) -> list[tuple[int, dict]]:
+    """Keep end-marker samples (``kind == "end"``: "the query is finished") down to ``share`` of
+    the rows, a seeded choice. One per question is more than a short run can afford: a model that
+    has seen little else answers the end marker at the first step."""
+    ends = [index for index, (_, row) in enumerate(rows) if row.get("kind") == END_KIND]
+    others = len(rows) - len(ends)
+    keep = min(len(ends), int(share * others / (1 - share))) if share < 1 else len(ends)
+    kept = set(random.Random(seed).sample(ends, keep))
+    return [item for index, item in enumerate(rows) if index in kept or rows[index][1].get("kind") != END_KIND]
+
+
+def load_tokenized(tokenizer, path: str | Path, *, max_seq_length: int, limit: int | None = None,
+                   end_sample_share: float | None = None, seed: int = 0):
     """A ``datasets.Dataset`` of ``input_ids`` / ``assistant_masks`` and its :class:`DatasetStats`.
-    Bad lines and bad conversations are reported (file:line) and skipped."""
+    Bad lines and bad conversations are reported (file:line) and skipped; with
+    ``end_sample_share``, end-marker samples are thinned to that share (:func:`thin_end_samples`)."""
     from datasets import Dataset
 
     path = Path(path)
@@ -147,7 +162,10 @@ def load_tokenized(tokenizer, path: str | Path, *, max_seq_length: int, limit: i
                 return
             yield item
 
-    examples = tokenize_rows(tokenizer, rows(), str(path), max_seq_length, stats)
+    selected = list(rows())
+    if end_sample_share is not None:
+        selected = thin_end_samples(selected, end_sample_share, seed)
+    examples = tokenize_rows(tokenizer, selected, str(path), max_seq_length, stats)
     stats.bad = [str(b) for b in bad_lines] + stats.bad
     stats.rows += len(bad_lines)
     for problem in stats.bad[:5]:

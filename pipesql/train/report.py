@@ -116,6 +116,7 @@ def summarize_history(log_history: list[dict[str, Any]]) -> dict[str, Any]:
         "final_eval_loss": eval_losses[-1] if eval_losses else None,
         "best_eval_loss": min(eval_losses) if eval_losses else None,
         "first_token_accuracy": first_acc, "final_token_accuracy": last_acc,
+        "first_eval_token_accuracy": eval_acc[0] if eval_acc else None,
         "final_eval_token_accuracy": eval_acc[-1] if eval_acc else None,
     }
 

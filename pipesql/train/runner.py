@@ -74,15 +74,15 @@ def resolve_runtime(settings: Settings) -> Runtime:
     cuda = torch.cuda.is_available() and settings.device != "cpu"
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda was asked for but no CUDA GPU is visible")
-    if settings.load_in_4bit and not cuda:
-        raise SystemExit("--load-in-4bit (QLoRA) needs a CUDA GPU and bitsandbytes; use --no-load-in-4bit on CPU")
+    if settings.load_in_4bit and not _importable("bitsandbytes"):
+        raise SystemExit("--load-in-4bit (QLoRA) needs the bitsandbytes package (pip install 'pipesql[train]')")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = f"cuda:{local_rank}" if cuda else "cpu"
     precision = settings.precision
     if precision == "auto":
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    if precision != "fp32" and not cuda:
-        raise SystemExit(f"--precision {precision} needs a CUDA GPU; CPU training runs in fp32")
+    if precision == "fp16" and not cuda:
+        raise SystemExit("--precision fp16 needs a CUDA GPU; CPU training runs in fp32 (or bf16)")
     if settings.load_in_4bit and precision == "fp16":
         # bitsandbytes 4-bit layers compute in bf16; the fp16 grad scaler cannot unscale them.
         raise SystemExit("QLoRA needs bf16 compute: use a GPU with bf16 or --no-load-in-4bit")
@@ -230,12 +230,13 @@ def _load_data(settings: Settings, tokenizer):
     from pipesql.train.data import load_tokenized
 
     train_set, train_stats = load_tokenized(tokenizer, settings.train_data, max_seq_length=settings.max_seq_length,
-                                            limit=settings.limit)
+                                            limit=settings.limit, end_sample_share=settings.end_sample_share,
+                                            seed=settings.seed)
     dev_set, dev_stats = None, None
     # An empty --dev-data arrives as Path("") == Path("."): no dev set.
     dev_path = settings.dev_data if settings.dev_data and str(settings.dev_data) not in ("", ".") else None
     if dev_path and Path(dev_path).is_file():
-        dev_limit = None if settings.limit is None else max(1, settings.limit // 10)
+        dev_limit = settings.dev_limit or (None if settings.limit is None else max(1, settings.limit // 10))
         dev_set, dev_stats = load_tokenized(tokenizer, dev_path, max_seq_length=settings.max_seq_length,
                                             limit=dev_limit)
     elif dev_path:
@@ -256,13 +257,16 @@ def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train
                           resume_from: Path | None):
     from pipesql.train.trainer import GuardedSFTTrainer
 
+    # --max-minutes counts from the start of this run, across rollbacks.
+    deadline = None if settings.max_minutes is None else time.monotonic() + 60 * settings.max_minutes
+
     def make_trainer(learning_rate: float, resume_from: Path | None, events: list[dict[str, Any]]):
         model, _ = _load_model(settings, runtime)
         return GuardedSFTTrainer(
             model=model, args=sft_config(settings, runtime, learning_rate, dev_set is not None,
                                          resuming=resume_from is not None),
             train_dataset=train_set, eval_dataset=dev_set, processing_class=tokenizer,
-            peft_config=lora_config(settings), **guard_arguments(settings, learning_rate, events))
+            peft_config=lora_config(settings), deadline=deadline, **guard_arguments(settings, learning_rate, events))
 
     return train_with_rollbacks(settings, runtime, make_trainer, resume_from)
 

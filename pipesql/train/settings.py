@@ -46,7 +46,8 @@ class TrainingRun:
     max_rollbacks: int = option(3, "Rollbacks to the last good checkpoint before giving up.")
     lr_backoff: float = option(0.5, "Learning-rate multiplier applied at each rollback.")
     # Fault injection, for tests and drills of the guard and of resume.
-    inject_nan_step: int | None = option(None, "Testing: poison the loss with NaN at this optimizer step (once).")
+    inject_nan_step: int | None = option(None, "Testing: poison the loss with NaN at this optimizer step "
+                                         "(once; on the last rank only).")
     inject_kill_step: int | None = option(None, "Testing: die abruptly right after the checkpoint of this step.")
 
 
@@ -87,6 +88,8 @@ class Settings(TrainingRun):
     gradient_accumulation_steps: int = option(8, "Micro-batches per optimizer step.")
     num_epochs: float = option(2.0, "Passes over the training data.")
     max_steps: int = option(-1, "Stop after this many optimizer steps (-1: run num_epochs).")
+    max_minutes: float | None = option(None, "Also stop, after an eval and with the final adapter saved, once "
+                                       "training has run this many minutes (a time-boxed run).")
     learning_rate: float = option(2e-4, "Peak learning rate (cosine decay after warm-up).")
     warmup_ratio: float = option(0.03, "Fraction of the optimizer steps spent warming up the learning rate.")
     weight_decay: float = option(0.0, "AdamW weight decay.")
@@ -94,6 +97,10 @@ class Settings(TrainingRun):
     eval_steps: int = option(500, "Evaluate on the dev set every N optimizer steps.")
     eval_on_start: bool = option(True, "Also evaluate before the first step (not when resuming): the baseline.")
     limit: int | None = option(None, "Use only the first N training conversations (and a tenth as many dev ones).")
+    dev_limit: int | None = option(None, "Use only the first N dev conversations (default: a tenth of --limit, "
+                                   "or all).")
+    end_sample_share: float | None = option(None, "Thin the end-marker samples (kind \"end\") of the training "
+                                            "data to this share, a seeded choice (none: keep all).")
     batching: str = option("auto", "How micro-batches are formed. auto: padding-free on CUDA, padded on CPU; "
                            "packed: several conversations per max-seq-length row (best-fit decreasing).",
                            choices=list(BATCHING))

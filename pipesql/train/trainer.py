@@ -4,7 +4,7 @@ checkpoints that carry the guard's state, and a learning rate that a rollback ca
 Hooks used (transformers 5.23 / TRL 1.16): ``training_step`` (sum the micro-batch losses of an
 optimizer step), ``compute_loss`` (fault injection, token counts), ``_get_grad_norm`` (called
 once per optimizer step with the pre-clip norm, right before ``optimizer.step()``: where the
-guard decides), ``_maybe_log_save_evaluate`` (no save/eval of a bad step),
+guard decides), ``_maybe_log_save_evaluate`` (no save/eval of a bad step; the time budget),
 ``_save_checkpoint`` (staging + rename) and ``_load_optimizer_and_scheduler`` (re-target the
 learning rate after a rollback).
 """
@@ -41,8 +41,10 @@ class GuardMixin:
     first in the bases (``class X(GuardMixin, SomeTRLTrainer)``)."""
 
     def __init__(self, *args, guard: StabilityGuard, learning_rate_target: float,
-                 inject_nan_step: int | None = None, inject_kill_step: int | None = None, **kwargs):
+                 inject_nan_step: int | None = None, inject_kill_step: int | None = None,
+                 deadline: float | None = None, **kwargs):
         self.guard = guard
+        self.deadline = deadline  # time.monotonic() after which training stops at a step boundary
         self.learning_rate_target = learning_rate_target
         self.inject_nan_step = inject_nan_step
         self.inject_kill_step = inject_kill_step
@@ -69,7 +71,9 @@ class GuardMixin:
         if not model.training:
             return result
         self.tokens_seen += self.count_tokens(inputs)
-        if self.inject_nan_step is not None and self.state.global_step + 1 == self.inject_nan_step:
+        # The last rank only: with several processes, the others must learn of it from the guard.
+        last_rank = self.accelerator.process_index == self.accelerator.num_processes - 1
+        if self.inject_nan_step is not None and self.state.global_step + 1 == self.inject_nan_step and last_rank:
             loss = result[0] if return_outputs else result
             loss = loss * torch.tensor(float("nan"), device=loss.device)
             log.warning("fault injection: poisoning the loss of step %d with NaN", self.inject_nan_step)
@@ -108,9 +112,19 @@ class GuardMixin:
             self.control.should_log = self.control.should_save = self.control.should_evaluate = False
             self.control.should_training_stop = True
             return None
-        if self.state.global_step >= self.state.max_steps > 0:
+        if self._out_of_time():
+            self.control.should_training_stop = True
+            self.control.should_evaluate = self.args.eval_strategy != "no"  # the "after" figure
+        if self.state.global_step >= self.state.max_steps > 0 or self.control.should_training_stop:
             self.control.should_log = True  # the last, possibly partial, logging window too
         return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+
+    def _out_of_time(self) -> bool:
+        """Past the deadline on any rank (so that every rank stops at the same step)."""
+        if self.deadline is None:
+            return False
+        late = torch.tensor(float(time.monotonic() > self.deadline), device=self.args.device)
+        return bool(self.accelerator.reduce(late, reduction="sum") > 0)
 
     def evaluate(self, *args, **kwargs):
         # Timed so that the run's tokens/s counts training time only.
@@ -159,6 +173,16 @@ class GuardMixin:
         self.accelerator.wait_for_everyone()
         if self.inject_kill_step is not None and self.state.global_step == self.inject_kill_step:
             raise SimulatedKill(f"kill drill after {final}")
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # Loading an adapter checkpoint makes PEFT autocast it to fp32, while a fresh QLoRA run
+        # trains it in bf16 (TRL's QLoRA recipe): keep the dtype the run started with, so that a
+        # resumed run computes exactly what the uninterrupted one does.
+        dtypes = {name: p.dtype for name, p in self.model.named_parameters() if p.requires_grad}
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        for name, parameter in self.model.named_parameters():
+            if name in dtypes and parameter.dtype != dtypes[name]:
+                parameter.data = parameter.data.to(dtypes[name])
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
