@@ -13,13 +13,17 @@ Phases (each one's figures are written as soon as it ends, so a cut-short run ke
    memory, which must stay <= 12.5 GB to fit the replaced system's 16 GB card.
 3. accuracy - SmolLM2-135M-Instruct on Spider dev (the first --dev-questions), one-shot and as
    an agent, before and after fine-tuning on the Spider golden pairs' training data
-   (``--train-data``, from ``pipesql generate``) for the minutes that remain.
+   (``--train-data``, from ``pipesql generate``) for the minutes that remain (less phase 4's).
+4. grpo - GRPO (``pipesql rl``) from phase 3's SFT adapter on the Spider golden pairs' questions
+   (``--golden-pairs``) for ``--grpo-steps`` steps, then merged and evaluated one-shot on the same
+   dev questions: accuracy after SFT, then after GRPO.
 
 ``--dry-run-cpu`` runs every phase at toy size on the CPU (tiny Qwen2 configs, a few steps, the
 embedded demo corpus for phase 3, a few dev questions); tests/test_gpu_campaign.py runs it. Its
 figures only show that every phase runs.
 
-    python benchmarks/gpu_campaign.py --spider DIR --train-data train.jsonl --out runs/campaign
+    python benchmarks/gpu_campaign.py --spider DIR --train-data train.jsonl --golden-pairs golden_pairs.jsonl \
+        --out runs/campaign
     python benchmarks/gpu_campaign.py --dry-run-cpu --out /tmp/campaign
 
 What the device needs (nothing can be downloaded there; a run carries at most 64 MiB, and build
@@ -131,8 +135,9 @@ def accuracy_phase(args, work: Path, deadline: float) -> dict[str, Any]:
     train_data = demo_training_data(work / "data") if args.dry_run_cpu else args.train_data
     before = [_evaluate(base, mode, args, work / f"before-{mode}") for mode in ("oneshot", "agent")]
     evaluation_seconds = sum(e["seconds"] for e in before)
-    # What remains, less the same evaluation again afterwards and the merge.
-    minutes = max(0.2, (deadline - time.monotonic() - evaluation_seconds - 30) / 60)
+    # What remains, less the same evaluation again afterwards, the merge, and the GRPO phase.
+    reserved = 60 * args.grpo_minutes if "grpo" in args.phases else 0
+    minutes = max(0.2, (deadline - time.monotonic() - evaluation_seconds - 30 - reserved) / 60)
     run_dir = work / "train"
     train_values = {
         "preset": "smoke", "model_name": base, "train_data": train_data, "dev_data": None, "output_dir": run_dir,
@@ -151,6 +156,36 @@ def accuracy_phase(args, work: Path, deadline: float) -> dict[str, Any]:
             "fine_tune": {k: trained.get(k) for k in ("global_step", "train_seconds", "tokens_per_second",
                                                       "first_train_loss", "final_train_loss")},
             "before": before, "after": after}
+
+
+def grpo_phase(args, work: Path) -> dict[str, Any]:
+    """GRPO from phase 3's SFT adapter, then merged and evaluated one-shot (the format it trains)."""
+    from pipesql import merge, rl
+    from pipesql.config.settings import resolve
+
+    sft_run = args.out / "accuracy" / "train"
+    if not (sft_run / "final").is_dir():
+        raise RuntimeError(f"no SFT adapter at {sft_run / 'final'}: the grpo phase needs the accuracy phase")
+    device = "cpu" if args.dry_run_cpu else "auto"
+    golden_pairs = args.out / "accuracy" / "data" / "validate" / "golden_pairs.jsonl" if args.dry_run_cpu \
+        else args.golden_pairs
+    run_dir = work / "grpo"
+    values = {"preset": "smoke", "adapter": sft_run / "final", "golden_pairs": golden_pairs,
+              "benchmark": "demo" if args.dry_run_cpu else "spider", "data_dir": None if args.dry_run_cpu else args.spider,
+              "output_dir": run_dir, "max_steps": args.grpo_steps, "save_steps": args.grpo_steps,
+              "report_to": "none", "device": device, "prompt_format": "oneshot", "limit": None,
+              **({} if args.dry_run_cpu else {"num_generations": 8, "per_device_train_batch_size": 16,
+                                               "max_completion_length": 256, "learning_rate": 5e-6, "beta": 0.001,
+                                               "temperature": 0.8, "reward_workers": 4})}
+    print(f"[grpo] {args.grpo_steps} GRPO steps from {sft_run / 'final'}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    rl.run(resolve(rl.Settings, values, environ={}, dotenv={}))
+    grpo_seconds = round(time.monotonic() - started, 1)
+    merge.run(resolve(merge.Settings, {"output_dir": run_dir, "device": device}, environ={}, dotenv={}))
+    after = _evaluate(str(run_dir / "merged"), "oneshot", args, work / "after-grpo-oneshot")
+    trained = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    return {"steps": args.grpo_steps, "grpo_seconds": grpo_seconds, "after": after,
+            "summary": {k: v for k, v in trained.items() if isinstance(v, (int, float, str)) or v is None}}
 
 
 def plot(report: dict[str, Any], path: Path) -> Path:
@@ -189,6 +224,10 @@ def plot(report: dict[str, Any], path: Path) -> Path:
                      width=0.4, label="before", color="tab:gray")
         accuracy.bar([p + 0.2 for p in positions], [100 * e["execution_accuracy"] for e in result["after"]],
                      width=0.4, label="after fine-tune", color="tab:green")
+        grpo = report.get("grpo")
+        if grpo:  # one-shot only: the format GRPO trains
+            accuracy.bar([modes.index("oneshot") + 0.45], [100 * grpo["after"]["execution_accuracy"]],
+                         width=0.25, label="after GRPO", color="tab:orange")
         accuracy.set_xticks(list(positions), modes)
         accuracy.legend(fontsize=8)
         questions = result["before"][0]["questions"]
@@ -224,6 +263,11 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"{before['mode']:<8} {before['matches']}/{before['questions']} -> "
                   f"{after['matches']}/{after['questions']} ({100 * before['execution_accuracy']:.1f}% -> "
                   f"{100 * after['execution_accuracy']:.1f}%)")
+    grpo = report.get("grpo")
+    if grpo:
+        after = grpo["after"]
+        print(f"\n== grpo == {grpo['steps']} steps ({grpo['grpo_seconds']} s) from the SFT adapter; one-shot "
+              f"{after['matches']}/{after['questions']} ({100 * after['execution_accuracy']:.1f}%)")
     for name, error in report.get("errors", {}).items():
         print(f"\n!! {name} failed: {error}")
 
@@ -240,8 +284,12 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--max-seq-length", type=int, default=None, help="longest row (default 4096; dry run 512)")
     parser.add_argument("--fine-tune-max-steps", type=int, default=None, help="cap on phase 3's steps")
     parser.add_argument("--peak-tflops", type=float, help="dense bf16 peak of the GPU, for MFU")
-    parser.add_argument("--phases", nargs="+", default=["throughput", "memory", "accuracy"],
-                        choices=["throughput", "memory", "accuracy"])
+    parser.add_argument("--golden-pairs", type=Path, help="Spider golden pairs (pipesql validate); phase 4 needs them")
+    parser.add_argument("--grpo-steps", type=int, default=None, help="GRPO steps of phase 4 (default 20; dry run 2)")
+    parser.add_argument("--grpo-minutes", type=float, default=None,
+                        help="minutes phase 3 leaves for phase 4 (default 2.5; dry run 0)")
+    parser.add_argument("--phases", nargs="+", default=["throughput", "memory", "accuracy", "grpo"],
+                        choices=["throughput", "memory", "accuracy", "grpo"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dry-run-cpu", action="store_true", help="every phase at toy size on the CPU")
     args = parser.parse_args(argv)
@@ -249,6 +297,8 @@ def parse_args(argv: list[str] | None):
     args.max_seq_length = args.max_seq_length or (512 if dry else 4096)
     args.dev_questions = args.dev_questions or (2 if dry else 300)
     args.fine_tune_max_steps = args.fine_tune_max_steps or (3 if dry else -1)
+    args.grpo_steps = args.grpo_steps or (2 if dry else 20)
+    args.grpo_minutes = args.grpo_minutes if args.grpo_minutes is not None else (0.0 if dry else 2.5)
     if dry:
         args.steps, args.warmup = 1, 0
     return args
@@ -266,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     if "accuracy" in args.phases and not args.dry_run_cpu and not (args.spider and args.train_data):
         print("gpu_campaign: the accuracy phase needs --spider and --train-data", file=sys.stderr)
         return 2
+    if "grpo" in args.phases and not args.dry_run_cpu and not (args.golden_pairs and "accuracy" in args.phases):
+        print("gpu_campaign: the grpo phase needs --golden-pairs and the accuracy phase", file=sys.stderr)
+        return 2
     if args.dry_run_cpu:
         torch.set_num_threads(1)  # shared CI cores
     else:
@@ -279,12 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer("tiny")  # the throughput phases feed token ids; only the pad id is used
     phases = {"throughput": lambda work: throughput_phase(args, work, tokenizer),
               "memory": lambda work: memory_phase(args, work, tokenizer),
-              "accuracy": lambda work: accuracy_phase(args, work, deadline)}
+              "accuracy": lambda work: accuracy_phase(args, work, deadline),
+              "grpo": lambda work: grpo_phase(args, work)}
     with tempfile.TemporaryDirectory(prefix="gpu_campaign.") as scratch:
         for name in args.phases:
             phase_started = time.monotonic()
             try:
-                report[name] = phases[name](Path(scratch) / name if name != "accuracy" else args.out / "accuracy")
+                report[name] = phases[name](Path(scratch) / name if name == "throughput" or name == "memory"
+                                            else args.out / name)
             except Exception as error:  # noqa: BLE001 - a failed phase must not lose the others' figures
                 import traceback
 

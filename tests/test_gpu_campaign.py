@@ -51,3 +51,7 @@ def test_campaign_dry_run_covers_every_phase(tmp_path, monkeypatch):
     assert all(e["questions"] == 2 for e in accuracy["before"] + accuracy["after"])
     assert accuracy["fine_tune"]["global_step"] == 3
     assert (out / "accuracy" / "train" / "merged" / "config.json").is_file()
+    # GRPO: from that SFT adapter, steps that really ran, merged and evaluated one-shot.
+    grpo = report["grpo"]
+    assert grpo["steps"] == 2 and grpo["after"]["mode"] == "oneshot" and grpo["after"]["questions"] == 2
+    assert (out / "grpo" / "grpo" / "merged" / "config.json").is_file()
