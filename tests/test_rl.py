@@ -179,6 +179,20 @@ def test_grpo_from_an_sft_adapter_through_the_cli(golden_pairs, adapter, merged,
     assert (out / "merged" / "config.json").is_file()
 
 
+def test_grpo_qlora_on_a_4bit_base_through_the_cli(golden_pairs, merged, tmp_path, clean_environment):
+    """QLoRA: the merged SFT model loaded in 4-bit NF4 (bitsandbytes runs it on the CPU), a
+    LoRA adapter trained on top, as `train-grpo` does with the 7b preset."""
+    pytest.importorskip("bitsandbytes")
+    out = tmp_path / "qlora"
+    assert main(["rl", *SMALL, "--model-name", str(merged), "--golden-pairs", str(golden_pairs),
+                 "--output-dir", str(out), "--load-in-4bit"]) == 0
+    check_run(out, str(merged))
+    run_config = json.loads((out / "final" / "pipesql_run.json").read_text())
+    assert run_config["load_in_4bit"] is True
+    tensors = adapter_tensors(out / "final")
+    assert any(name.endswith("lora_B.weight") and tensor.abs().sum() > 0 for name, tensor in tensors.items())
+
+
 def test_a_killed_grpo_run_resumes_to_the_same_weights(golden_pairs, merged, from_merged, tmp_path,
                                                         clean_environment):
     out = tmp_path / "killed"
