@@ -119,14 +119,15 @@ def _train(settings: Settings, layout: Layout) -> dict[str, Any]:
     # choice): a few conversations a step concatenated without padding, conversations up to 1024
     # tokens (the long tool chats are skipped), no activation recomputation (a 135M model fits),
     # one checkpoint at the end. End-marker samples are thinned, or a short run learns to stop.
-    # The loss is logged every step and the dev loss and token accuracy at the start and three
-    # times after, so training_curves.png has a train and an eval curve.
+    # The loss is logged every step; the dev loss and token accuracy before the first step and
+    # after the last (each dev pass costs about a training step), so training_curves.png has a
+    # train curve and an eval line, and the summary a before and an after.
     return {"preset": "smoke", "model_name": settings.model, "train_data": layout.generate / "train.jsonl",
             "dev_data": layout.generate / "dev.jsonl", "output_dir": layout.train, "max_steps": settings.max_steps,
             "max_seq_length": settings.max_seq_length, "device": settings.device, "limit": None,
             "per_device_train_batch_size": settings.batch_size, "batching": "padding-free",
             "end_sample_share": settings.end_sample_share, "gradient_checkpointing": False,
-            "save_steps": settings.max_steps, "logging_steps": 1, "eval_steps": max(1, settings.max_steps // 3),
+            "save_steps": settings.max_steps, "logging_steps": 1, "eval_steps": settings.max_steps,
             "eval_on_start": True, "dev_limit": settings.dev_steps, "learning_rate": settings.learning_rate}
 
 
