@@ -30,12 +30,7 @@ from pipesql.train.trainer import SimulatedKill  # noqa: E402
 MERGE_TOLERANCE = 0.15
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: one thread is faster than two fighting
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
