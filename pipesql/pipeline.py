@@ -111,7 +111,8 @@ def _validate(settings: Settings, layout: Layout) -> dict[str, Any]:
 def _generate(settings: Settings, layout: Layout) -> dict[str, Any]:
     # The model's own tokenizer, so stats.png measures lengths in tokens, the unit of train's cut-off.
     return {"golden_pairs": layout.validate / "golden_pairs.jsonl", "benchmark": DEMO,
-            "output_dir": layout.generate, "tool_calling": True, "tokenizer": settings.model}
+            "output_dir": layout.generate, "tool_calling": True, "tokenizer": settings.model,
+            "cut_off_tokens": settings.max_seq_length}
 
 
 def _train(settings: Settings, layout: Layout) -> dict[str, Any]:

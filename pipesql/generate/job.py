@@ -41,6 +41,8 @@ class Settings:
     dev_fraction: float = option(0.05, "Share of question groups in dev.")
     tokenizer: str | None = option(None, "Tokenizer (local path or pipesql model name) for token-length stats; "
                                          "offline only. Without it, lengths are in characters.")
+    cut_off_tokens: int = option(4096, "The training --max-seq-length to draw on stats.png (the Qwen2.5-Coder "
+                                       "recipes use 4096).")
     workers: int = option(0, "Processes (one database at a time each); 0 = one per CPU core.")
     timeout_s: float = option(10.0, "Time limit for each prefix execution, seconds.")
     values_per_column: int = option(3, "Example values per column in the prompt schema.")
@@ -200,7 +202,7 @@ def gather(results: list[DatabaseResult], problems: list[Problem]
 
 
 def write_outputs(out: Path, train: list[dict], dev: list[dict], stats: dict[str, Any], problems: list[Problem],
-                  lengths: dict[str, list[int]], unit: str) -> list[Path]:
+                  lengths: dict[str, list[int]], unit: str, cut_off_tokens: int) -> list[Path]:
     """The data files (deterministic bytes) and the plot; each written atomically."""
     paths = {name: out / name for name in ("train.jsonl", "dev.jsonl", "stats.json", "skipped.jsonl", "stats.png")}
     report_problems(problems, paths["skipped.jsonl"])
@@ -208,7 +210,8 @@ def write_outputs(out: Path, train: list[dict], dev: list[dict], stats: dict[str
     write_jsonl(paths["dev.jsonl"], dev)
     write_jsonl(paths["skipped.jsonl"], (p.as_dict() for p in problems))
     write_json(paths["stats.json"], stats)
-    plot_stats(paths["stats.png"], train + dev, lengths[TRAIN] + lengths[DEV], unit, stats["samples"]["by_operator"])
+    plot_stats(paths["stats.png"], train + dev, lengths[TRAIN] + lengths[DEV], unit, stats["samples"]["by_operator"],
+               cut_off_tokens)
     return list(paths.values())
 
 
@@ -247,7 +250,7 @@ def run(settings: Settings) -> int:
     lengths = {TRAIN: measure(train), DEV: measure(dev)}
     stats = build_stats(settings, lines_read, pairs, problems, notes, split_of, train, dev, lengths, unit, tokenizer_name)
 
-    outputs = write_outputs(out, train, dev, stats, problems + notes, lengths, unit)
+    outputs = write_outputs(out, train, dev, stats, problems + notes, lengths, unit, settings.cut_off_tokens)
     seconds = time.monotonic() - started
     write_manifest(out, "generate", settings, inputs=[golden], outputs=outputs,
                    metrics={"samples": stats["samples"]["total"], "train_samples": len(train), "dev_samples": len(dev),

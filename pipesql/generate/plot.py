@@ -5,12 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-# The training sequence length the samples are meant to fit (Qwen2.5-Coder recipes use 4,096).
-TARGET_TOKENS = 4096
-
-
 def plot_stats(path: Path, samples: Sequence[Mapping[str, Any]], lengths: Sequence[int], unit: str,
-               by_operator: Mapping[str, int]) -> Path:
+               by_operator: Mapping[str, int], cut_off_tokens: int) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,8 +23,8 @@ def plot_stats(path: Path, samples: Sequence[Mapping[str, Any]], lengths: Sequen
         _, _, patches = left.hist(values, bins=bins, histtype="step", linewidth=1.8, label=f"{kind} ({len(values)})")
         left.hist(values, bins=bins, histtype="stepfilled", alpha=0.15, color=patches[0].get_edgecolor())
     if unit == "tokens":
-        left.axvline(TARGET_TOKENS, color="black", linestyle="--", linewidth=1,
-                     label=f"{TARGET_TOKENS} tokens (train's default --max-seq-length)")
+        left.axvline(cut_off_tokens, color="black", linestyle="--", linewidth=1,
+                     label=f"{cut_off_tokens} tokens (train's --max-seq-length: longer ones are skipped)")
     else:  # the cut-off is in tokens, so it cannot be drawn on this axis
         left.annotate("characters: give --tokenizer for tokens, the unit of train's --max-seq-length",
                       (0.98, 0.75), xycoords="axes fraction", ha="right", fontsize=8, color="tab:gray")
