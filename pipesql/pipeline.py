@@ -3,7 +3,7 @@ one process, offline:
 
 1. validate  - decompile the demo's gold SQL to pipe SQL and prove each pair by execution;
 2. generate  - golden pairs -> chat training data (step-by-step and tool-calling chats);
-3. train     - a short LoRA run (default SmolLM2-135M, 6 steps of 4 conversations; fp32 on CPU),
+3. train     - a short LoRA run (default SmolLM2-135M, 6 steps of 2 conversations; fp32 on CPU),
    with dev loss and token accuracy before and after;
 4. merge     - fold the adapter into a standalone model;
 5. evaluate  - execution accuracy of the merged model on the demo's dev questions, as an agent
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -47,16 +48,18 @@ class Settings:
     out: Path = option(Path("runs/demo"), "Output root: one folder per stage, plus pipeline_summary.json.")
     model: str = option("smollm2-135m", "Base model: a registry name (smollm2-135m; tiny for tests), hub id or folder.")
     max_steps: int = option(6, "Training steps (batch-size conversations each).")
-    batch_size: int = option(4, "Conversations per training step, concatenated without padding.")
+    batch_size: int = option(2, "Conversations per training step, concatenated without padding.")
     skip_train: bool = option(False, "Skip train and merge, and evaluate the base model as it is.")
     limit: int | None = option(None, "Use only the first N demo train questions (default: all 110).")
-    eval_limit: int = option(10, "Evaluate the first N demo dev questions (of 57; 0: all).")
-    learning_rate: float = option(5e-4, "Peak learning rate of the short LoRA run.")
-    dev_steps: int = option(12, "Dev trajectory steps for the dev loss before/after and next-operator accuracy.")
+    eval_limit: int = option(5, "Evaluate the first N demo dev questions (of 57; 0: all).")
+    learning_rate: float = option(1e-3, "Peak learning rate of the short LoRA run.")
+    dev_steps: int = option(6, "Dev trajectory steps for the dev loss before/after and next-operator accuracy.")
     max_seq_length: int = option(1024, "Longest training conversation, in tokens (longer ones are skipped).")
     end_sample_share: float = option(0.1, "Share of end-marker samples kept in the training data.")
     device: str = option("auto", "Device for train and evaluate: auto (CUDA when available), cpu or cuda.",
                          choices=["auto", "cpu", "cuda"])
+    threads: int = option(0, "CPU threads for torch. 0: the cores idle when the job starts (cores less the "
+                          "load average), at least one.")
 
 
 @dataclass
@@ -119,7 +122,8 @@ def _train(settings: Settings, layout: Layout) -> dict[str, Any]:
     # The smoke preset, made fast on two CPU cores (benchmarks/cpu_train_speed.py measures each
     # choice): a few conversations a step concatenated without padding, conversations up to 1024
     # tokens (the long tool chats are skipped), no activation recomputation (a 135M model fits),
-    # one checkpoint at the end. End-marker samples are thinned, or a short run learns to stop.
+    # one checkpoint at the end, no warm-up (of six steps, one would be spent at a learning rate
+    # near zero). End-marker samples are thinned, or a short run learns to stop.
     # The loss is logged every step; the dev loss and token accuracy before the first step and
     # after the last (each dev pass costs about a training step), so training_curves.png has a
     # train curve and an eval line, and the summary a before and an after.
@@ -127,7 +131,7 @@ def _train(settings: Settings, layout: Layout) -> dict[str, Any]:
             "dev_data": layout.generate / "dev.jsonl", "output_dir": layout.train, "max_steps": settings.max_steps,
             "max_seq_length": settings.max_seq_length, "device": settings.device, "limit": None,
             "per_device_train_batch_size": settings.batch_size, "batching": "padding-free",
-            "end_sample_share": settings.end_sample_share, "gradient_checkpointing": False,
+            "end_sample_share": settings.end_sample_share, "gradient_checkpointing": False, "warmup_ratio": 0.0,
             "save_steps": settings.max_steps, "logging_steps": 1, "eval_steps": settings.max_steps,
             "eval_on_start": True, "dev_limit": settings.dev_steps, "learning_rate": settings.learning_rate}
 
@@ -140,8 +144,11 @@ def _evaluate(settings: Settings, layout: Layout) -> dict[str, Any]:
     model = settings.model if settings.skip_train else str(layout.merged)
     # Agent mode (one operator per step, each prefix checked with the tools) is what the step
     # conversations of generate teach; a one-shot prompt is one the model never trained on.
+    # A step is one short line: 64 tokens hold 476 of the demo's 483 steps (6 at the median), and
+    # a rejected step gets one sampled retry (there a barely trained model mostly writes prose).
     return {"model": model, "benchmark": DEMO, "split": "dev", "mode": "agent", "out": layout.evaluate,
             "limit": settings.eval_limit or None, "device": settings.device,
+            "step_max_new_tokens": 64, "max_retries": 1,
             "trajectories": layout.generate / "dev.jsonl", "trajectory_limit": settings.dev_steps}
 
 
@@ -217,6 +224,32 @@ def prepare_output_root(layout: Layout) -> None:
     for folder in existing:
         print(f"pipeline: replacing the previous run's {folder}", file=sys.stderr)
         shutil.rmtree(folder)
+
+
+def idle_cores() -> int:
+    """The cores no other work is using, by the 1-minute load average; at least one.
+
+    On a busy machine torch's default (a thread per core) is the slowest choice: its threads
+    wait for one another at every operation, and one of them is always waiting for a core.
+    Measured on a 2-core machine at load 4-5 (SmolLM2, one 733-token prompt): one thread
+    decoded 7.6x and prefilled 2x faster than two."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # no load average on this platform
+        busy = 0
+    return max(1, cores - busy)
+
+
+def use_threads(settings: Settings) -> int | None:
+    try:
+        import torch
+    except ImportError:  # train and evaluate will be skipped as not installed
+        return None
+    threads = settings.threads or idle_cores()
+    torch.set_num_threads(threads)
+    print(f"pipeline: torch on {threads} CPU thread(s)", file=sys.stderr)
+    return threads
 
 
 def run_pipeline(settings: Settings) -> list[StageResult]:
@@ -370,6 +403,7 @@ def plot_stages(results: list[StageResult], path: Path) -> Path:
 def run(settings: Settings) -> int:
     started = time.monotonic()
     out = Path(settings.out)
+    threads = use_threads(settings)
     try:
         results = run_pipeline(settings)
     except PipelineError as error:
@@ -378,7 +412,7 @@ def run(settings: Settings) -> int:
     total = round(time.monotonic() - started, 2)
     summary_path, plot_path = out / SUMMARY_NAME, out / PLOT_NAME
     ok = all(r.status != "failed" for r in results)
-    write_json(summary_path, {"settings": as_dict(settings), "ok": ok, "seconds": total,
+    write_json(summary_path, {"settings": as_dict(settings), "threads": threads, "ok": ok, "seconds": total,
                               "stages": [asdict(r) for r in results]})
     plot_stages(results, plot_path)
     # The stage folders too, so that one `python -m pipesql.storage.manifest OUT` checks a moved run.

@@ -201,6 +201,17 @@ def test_agent_step_limit(tmp_path, demo_dir, items):
         assert len(record["steps"]) == 3
 
 
+def test_agent_step_ends_at_a_blank_line(tmp_path, demo_dir, items):
+    # A barely trained model answers its step, then goes on to invent the next prompt.
+    table = _first_table(items[0])
+    backend = ScriptedBackend(lambda messages: f"FROM {table}\n\nQuestion: how many rows?\n\nSchema: ...")
+    settings = _settings(tmp_path, demo_dir, "agent", max_steps=1, limit=1)
+    assert run(settings, backend=backend) == 0
+    records, _ = _read_outputs(settings.out)
+    assert records[0]["steps"][0]["answer"] == f"FROM {table}"
+    assert records[0]["prediction"] == f"FROM {table}"
+
+
 @pytest.mark.parametrize("mode", ["oneshot", "agent"])
 def test_tiny_model_end_to_end_through_the_cli(tmp_path, demo_dir, mode):
     from pipesql.cli import main

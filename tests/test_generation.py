@@ -24,7 +24,8 @@ from pipesql.models.backends import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def backend() -> TransformersBackend:
-    loaded = load_backend("tiny", "transformers", device="cpu", batch_size=3)
+    # Batched (no prefix cache, which would send prompts one at a time): padding is under test.
+    loaded = load_backend("tiny", "transformers", device="cpu", batch_size=3, prefix_cache=0)
     # The registry's tiny model is initialised so small that greedy decoding emits one token
     # forever; larger random weights make answers differ from prompt to prompt, so a padding
     # bug would show.
@@ -50,6 +51,24 @@ def test_batched_greedy_answers_equal_one_at_a_time(backend):
     assert len({c.text for c in batched}) > 1, "answers should differ, or the test proves nothing"
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in alone]
     assert all(a.prompt_tokens < b.prompt_tokens for a, b in zip(batched, batched[1:]))
+
+
+def test_prefix_cache_reuses_shared_prompts_without_changing_answers(backend):
+    cached = load_backend("tiny", "transformers", device="cpu", prefix_cache=4)
+    cached.model.load_state_dict(backend.model.state_dict())
+    schema = "Schema:\n" + "CREATE TABLE singer (singer_id INTEGER, name TEXT, age INTEGER);\n" * 4
+    # An agent's steps: the same question and schema, a longer query so far each time.
+    chats = [Chat.of([{"role": "system", "content": "You write SQL."},
+                      {"role": "user", "content": f"Question: {question}\n\n{schema}\nSo far:\n" + "|> WHERE x\n" * step}])
+             for question in ("how many singers", "oldest singer") for step in range(3)]
+    params = SamplingParams(max_new_tokens=8)
+    expected = backend.complete(chats, params)
+    answers = cached.complete(chats, params)
+    assert [c.text for c in answers] == [c.text for c in expected]
+    assert [c.prompt_tokens for c in answers] == [c.prompt_tokens for c in expected]
+    prefix = cached.prefix_cache
+    assert prefix.reused_tokens > prefix.computed_tokens, "later steps should reuse the first step's prompt"
+    assert len(prefix) == 4  # the oldest caches were dropped
 
 
 def test_length_and_stop_strings(backend):

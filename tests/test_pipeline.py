@@ -171,3 +171,11 @@ def test_a_rerun_replaces_its_own_stage_folders_but_not_foreign_ones(stand_ins, 
     assert pipeline.run(pipeline.Settings(out=foreign)) == 2
     assert "not written by pipesql pipeline" in capsys.readouterr().err
     assert (foreign / "validate" / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("load, threads", [(0.0, 2), (0.6, 1), (1.2, 1), (5.0, 1)])
+def test_torch_gets_the_idle_cores_at_least_one(monkeypatch, load, threads):
+    # A thread per core on a busy machine makes every operation wait for a descheduled thread.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert pipeline.idle_cores() == threads

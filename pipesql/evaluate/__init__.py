@@ -201,7 +201,8 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
         raise SystemExit(f"pipesql evaluate: no questions in {settings.benchmark} {settings.split}")
     if backend is None:
         backend = load_backend(settings.model, settings.backend, device=settings.device, dtype=settings.dtype,
-                               batch_size=settings.batch_size, gpu_memory_utilization=settings.gpu_memory_utilization)
+                               batch_size=settings.batch_size, gpu_memory_utilization=settings.gpu_memory_utilization,
+                               prefix_cache=settings.prefix_cache)
     log.info("evaluating %s on %d %s %s questions (%s)", backend.name, len(items), settings.benchmark,
              settings.split, settings.mode)
 

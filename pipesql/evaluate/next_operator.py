@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from pipesql.agent.prompts import END_MARKER
 from pipesql.evaluate.answers import parse_step
-from pipesql.evaluate.predict import complete_in_batches
+from pipesql.evaluate.predict import STEP_STOP, complete_in_batches
 from pipesql.generate.trajectory import END, STEP, operator_kind
 from pipesql.models.backends import Backend, Chat, SamplingParams
 from pipesql.storage.files import read_jsonl
@@ -58,7 +58,7 @@ def next_operator_accuracy(samples: Sequence[dict[str, Any]], backend: Backend, 
                            batch_size: int = 16) -> dict[str, Any]:
     """Shares of ``exact`` / ``kind`` / ``parses`` / ``end_marker`` answers over ``samples``."""
     chats = [Chat.of(row["messages"][:-1]) for row in samples]
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, stop=STEP_STOP)
     completions, _ = complete_in_batches(backend, chats, params, batch_size)
     verdicts = [judge(c.text, row["messages"][-1]["content"]) for c, row in zip(completions, samples)]
     total = len(verdicts)

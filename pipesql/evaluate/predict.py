@@ -31,6 +31,11 @@ CHECK_TOOLS = ("execute_pipe_sql", "validate_pipe_sql")
 # Tool output kept in a trajectory: enough to see the prefix's columns and first rows.
 TRAJECTORY_TOOL_CHARS = 600
 
+# A step answer is one line (no operator the decompiler writes spans two); a blank line means the
+# model has gone on past its answer, mostly into a made-up next prompt, so generation stops there
+# instead of running to the token limit. A fenced answer has no blank line, so it stays whole.
+STEP_STOP = ("\n\n",)
+
 # Why an agent stopped.
 FINISH_END_MARKER = "end_marker"
 FINISH_STEP_LIMIT = "step_limit"
@@ -194,7 +199,7 @@ def predict_agent(items: Sequence[Item], schemas: Sequence[str], backend: Backen
             toolboxes[item.db_path] = Toolbox(item.db_path, timeout_s=options.tool_timeout_s)
         states.append(_AgentState(item, schema, toolboxes[item.db_path]))
     greedy = SamplingParams(max_new_tokens=options.step_max_new_tokens, temperature=options.temperature,
-                            seed=options.seed if options.temperature > 0 else None)
+                            stop=STEP_STOP, seed=options.seed if options.temperature > 0 else None)
     try:
         round_number = 0
         while True:
@@ -204,7 +209,7 @@ def predict_agent(items: Sequence[Item], schemas: Sequence[str], backend: Backen
             round_number += 1
             # First tries decode as configured (greedy by default); retries sample, seeded per
             # round so a rerun reproduces the same trajectory.
-            retry = SamplingParams(max_new_tokens=options.step_max_new_tokens,
+            retry = SamplingParams(max_new_tokens=options.step_max_new_tokens, stop=STEP_STOP,
                                    temperature=options.retry_temperature, seed=options.seed + round_number)
             for group, params in (([s for s in active if s.attempt == 0], greedy),
                                   ([s for s in active if s.attempt > 0], retry)):

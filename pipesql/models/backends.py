@@ -36,6 +36,10 @@ class BackendSettings:
                           choices=BACKENDS)
     device: str = option("auto", "transformers device: auto, cpu, cuda, cuda:N.")
     dtype: str = option("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+    prefix_cache: int = option(-1, "transformers: keep the key/value caches of this many recent prompts, "
+                               "so a prompt that starts like one of them (an agent's next step) computes "
+                               "only the rest; prompts then go one at a time. -1: 16 on CPU, where the "
+                               "prompt is most of the time; 0 (batched) on GPU.")
 
 
 @dataclass(frozen=True)
@@ -162,12 +166,15 @@ class TransformersBackend:
     """Batched generation with Hugging Face transformers.
 
     Prompts are sorted by length and cut into batches of ``batch_size`` so that each batch pads
-    little; padding is on the left so every row's answer starts at the same position. A lock
-    serialises calls: one model, one forward pass at a time."""
+    little; padding is on the left so every row's answer starts at the same position. With a
+    prefix cache (:mod:`pipesql.models.prefix_cache`) prompts go one at a time instead, each
+    starting from the cached keys and values of the longest prefix it shares with a recent prompt.
+    A lock serialises calls: one model, one forward pass at a time."""
 
     def __init__(self, model_dir: str | Path, *, device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 8, name: str | None = None) -> None:
+                 batch_size: int = 8, prefix_cache: int = -1, name: str | None = None) -> None:
         from pipesql.models.loading import load_model_and_tokenizer
+        from pipesql.models.prefix_cache import PrefixCache
 
         self.model_dir = Path(model_dir)
         self.name = name or self.model_dir.name
@@ -177,6 +184,9 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"
         self.model.eval()
         self._lock = threading.Lock()
+        if prefix_cache < 0:
+            prefix_cache = 16 if self.device == "cpu" else 0
+        self.prefix_cache = PrefixCache(prefix_cache) if prefix_cache > 0 else None
 
     def _end_token_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id
@@ -216,10 +226,13 @@ class TransformersBackend:
 
         if params.seed is not None:
             torch.manual_seed(params.seed)
-        lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         config = self._generation_config(params)
         end_ids = set(config.eos_token_id) | {self.tokenizer.pad_token_id}
+        if self.prefix_cache is not None:
+            config.return_dict_in_generate = True  # for the caches, kept for the next prompts
+            return [self._complete_from_prefix(prompt, params, config, end_ids, on_finished) for prompt in prompts]
+        lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         results: list[Completion | None] = [None] * len(prompts)
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
@@ -233,14 +246,34 @@ class TransformersBackend:
                 watcher.report_rest()
             new_tokens = output[:, encoded["input_ids"].shape[1]:].tolist()
             for row, index in enumerate(batch):
-                tokens = new_tokens[row]
-                ended = next((k for k, token in enumerate(tokens) if token in end_ids), None)
-                kept = tokens if ended is None else tokens[:ended]
-                text = self.tokenizer.decode(kept, skip_special_tokens=True)
-                text, stopped = truncate_at_stop(text, params.stop)
-                finish = "stop" if ended is not None or stopped or len(kept) < params.max_new_tokens else "length"
-                results[index] = Completion(text, lengths[index], len(kept), finish)
+                results[index] = self._completion(new_tokens[row], lengths[index], params, end_ids)
         return [r for r in results if r is not None]
+
+    def _complete_from_prefix(self, prompt: str, params: SamplingParams, config: Any, end_ids: set[int],
+                              on_finished: Finished | None) -> Completion:
+        import torch
+
+        ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
+        cache = self.prefix_cache.start(ids)
+        encoded = torch.tensor([ids], device=self.device)
+        with torch.inference_mode():
+            output = self.model.generate(input_ids=encoded, attention_mask=torch.ones_like(encoded),
+                                         past_key_values=cache, generation_config=config, tokenizer=self.tokenizer)
+        sequence = output.sequences[0].tolist()
+        # The cache holds every token but the last one generated (never fed back in).
+        self.prefix_cache.keep(sequence[:output.past_key_values.get_seq_length()], output.past_key_values)
+        if on_finished is not None:
+            on_finished(1)
+        return self._completion(sequence[len(ids):], len(ids), params, end_ids)
+
+    def _completion(self, tokens: list[int], prompt_tokens: int, params: SamplingParams,
+                    end_ids: set[int]) -> Completion:
+        ended = next((k for k, token in enumerate(tokens) if token in end_ids), None)
+        kept = tokens if ended is None else tokens[:ended]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        text, stopped = truncate_at_stop(text, params.stop)
+        finish = "stop" if ended is not None or stopped or len(kept) < params.max_new_tokens else "length"
+        return Completion(text, prompt_tokens, len(kept), finish)
 
 
 def finished_rows_watcher(end_ids: set[int], rows: int, on_finished: Finished | None):
@@ -375,7 +408,7 @@ def resolve_model(model: str | Path) -> Path:
 
 def load_backend(model: str | Path, backend: str = "auto", *, device: str = "auto", dtype: str = "auto",
                  batch_size: int = 8, gpu_memory_utilization: float = 0.9,
-                 max_model_len: int | None = None) -> Backend:
+                 max_model_len: int | None = None, prefix_cache: int = -1) -> Backend:
     """Load ``model`` with the requested backend; ``auto`` means vLLM when it is installed and a
     GPU is visible, transformers otherwise."""
     if backend not in BACKENDS:
@@ -385,4 +418,5 @@ def load_backend(model: str | Path, backend: str = "auto", *, device: str = "aut
     if backend == "vllm" or (backend == "auto" and vllm_available()):
         return VllmBackend(model_dir, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                            max_model_len=max_model_len, name=name)
-    return TransformersBackend(model_dir, device=device, dtype=dtype, batch_size=batch_size, name=name)
+    return TransformersBackend(model_dir, device=device, dtype=dtype, batch_size=batch_size,
+                               prefix_cache=prefix_cache, name=name)

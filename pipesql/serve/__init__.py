@@ -51,6 +51,11 @@ class Settings(BackendSettings):
     stage: ClassVar[str] = "serve"
 
     model: str = option("", "Model directory or registry name (tiny, smollm2-135m).")
+    # Concurrent requests share forward passes when batched; a prefix cache would serve them one
+    # at a time, so a server turns it on only when asked (an agent's single session on a CPU).
+    prefix_cache: int = option(0, "transformers: keep the key/value caches of this many recent prompts and "
+                               "reuse them for prompts that start the same way; requests then go one at a "
+                               "time. 0: off (concurrent requests are batched).")
     host: str = option("127.0.0.1", "Address to bind. Anything but loopback needs --allow-remote and --api-key.")
     port: int = option(8000, "Port to bind (0 picks a free one).")
     allow_remote: bool = option(False, "Allow binding a non-loopback address (with --api-key).")
@@ -86,7 +91,8 @@ def make_server(settings: Settings, *, backend: Backend | None = None) -> Server
         if not settings.model:
             raise SystemExit("pipesql serve: --model is required (a directory or a registry name)")
         backend = load_backend(settings.model, settings.backend, device=settings.device, dtype=settings.dtype,
-                               batch_size=settings.max_batch, gpu_memory_utilization=settings.gpu_memory_utilization)
+                               batch_size=settings.max_batch, gpu_memory_utilization=settings.gpu_memory_utilization,
+                               prefix_cache=settings.prefix_cache)
     return Server(settings, backend)
 
 
