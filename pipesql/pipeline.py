@@ -374,7 +374,7 @@ def plot_stages(results: list[StageResult], path: Path) -> Path:
     shown = results[::-1]  # the first stage at the top
     floor = 0.1  # a log axis needs a left edge; stages that took less still get a visible stub
     longest = max([r.seconds for r in results] + [1.0])
-    figure, axis = plt.subplots(figsize=(10, 0.45 * len(results) + 1.4))
+    figure, axis = plt.subplots(figsize=(10, 0.55 * len(results) + 1.4))  # notes wrap to 3 lines
     widths = [0.0 if r.status == "skipped" else max(r.seconds - floor, floor) for r in shown]
     bars = axis.barh([r.name for r in shown], widths, left=floor,
                      color=[colors[r.status] for r in shown])
@@ -386,7 +386,7 @@ def plot_stages(results: list[StageResult], path: Path) -> Path:
         label = _seconds_label(result.seconds) if result.status != "skipped" else "skipped"
         axis.annotate(f" {label}", (bar.get_x() + bar.get_width(), middle), va="center", fontsize=8)
         note = measured(result) if result.status == "ok" else f"{result.status}: {measured(result)}"
-        axis.annotate(note, (1.02, middle), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+        axis.annotate(textwrap.fill(note, 60), (1.02, middle), xycoords=("axes fraction", "data"), va="center", fontsize=8,
                       annotation_clip=False)
     axis.set_xlabel("seconds (log scale)")
     total = sum(r.seconds for r in results)
