@@ -16,8 +16,8 @@ from pipesql.decompile import DecompileResult
 from pipesql.corpora.demo import ensure_corpus
 from pipesql.storage.files import read_jsonl
 from pipesql.validate import CheckOptions, Settings, run, validate_items
-from pipesql.validate.check import (DB_CORRUPT, DB_MISSING, DECOMPILE_FAIL, GOLD_ERROR, MATCH, MISMATCH, NOT_A_QUERY,
-                                    RT_ERROR, TIMEOUT, VARIANT_MISMATCH, statement_kind)
+from pipesql.validate.check import (DB_CORRUPT, DB_MISSING, DECOMPILE_FAIL, GOLD_ERROR, GOLD_UNDEFINED, MATCH, MISMATCH,
+                                    NOT_A_QUERY, RT_ERROR, TIMEOUT, VARIANT_MISMATCH, statement_kind)
 from pipesql.validate.variants import build_variant, first_disagreement, query_hints, source_of, variant_seed
 from pipesql.validate.report import render_report, summarize
 from pipesql.validate.runner import chunks_by_database
@@ -80,6 +80,19 @@ def test_bad_input_is_classified_and_the_batch_completes(corpus, library_db, tmp
     assert by_id["runaway"]["validation"]["stage"] == "gold"
     summary = summarize(records, seconds=1.0, workers=2)
     assert summary["gold_executed"] == 2 and summary["match_rate"] == 1.0
+
+
+def test_gold_whose_result_sql_leaves_undefined_is_an_input_problem(library_db):
+    # Each genre ordered by the year of whichever book SQLite scanned first: no other engine's
+    # query has that result (PostgreSQL and GoogleSQL refuse the gold itself).
+    items = [_item("scan-order", "SELECT DISTINCT genre FROM books ORDER BY published_year", library_db),
+             _item("good", "SELECT count(*) FROM books", library_db)]
+    records = validate_items(items, workers=1, options=NO_GOOGLESQL, progress=False)
+    undefined = records[0]["validation"]
+    assert (undefined["class"], undefined["stage"]) == (GOLD_UNDEFINED, "gold")
+    assert undefined["detail"] == "unsupported:distinct_order_by_scan_order"
+    summary = summarize(records, seconds=1.0, workers=1)
+    assert summary["gold_executed"] == 1 and summary["match_rate"] == 1.0
 
 
 def _fake_decompile(pipe_sql: str | None, reason: str | None = None):

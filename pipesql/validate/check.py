@@ -37,14 +37,20 @@ VARIANT_MISMATCH = "VARIANT_MISMATCH"  # matched on the database, disagreed on a
 DECOMPILE_FAIL = "DECOMPILE_FAIL"
 RT_ERROR = "RT_ERROR"          # the round trip failed: pipe SQL did not transpile or execute
 GOLD_ERROR = "GOLD_ERROR"      # the gold SQL itself fails on SQLite (malformed SQL included)
+GOLD_UNDEFINED = "GOLD_UNDEFINED"  # the gold SQL runs on SQLite, but SQL does not define its result
 TIMEOUT = "TIMEOUT"            # gold or round trip ran past the time limit
 DB_MISSING = "DB_MISSING"      # the item's database file does not exist
 DB_CORRUPT = "DB_CORRUPT"      # the file is there but is not a readable SQLite database
 NOT_A_QUERY = "NOT_A_QUERY"    # the gold SQL is DML/DDL (DELETE, INSERT, CREATE ...), not a query
 INTERNAL_ERROR = "INTERNAL_ERROR"  # a bug in pipesql; the item is kept with its traceback text
 BAD_ITEM = "BAD_ITEM"          # the benchmark entry itself is malformed (no SQL, SQL not text, no db_id)
-CLASSES = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, TIMEOUT, DB_MISSING, DB_CORRUPT,
-           NOT_A_QUERY, BAD_ITEM, INTERNAL_ERROR)
+CLASSES = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, GOLD_UNDEFINED, TIMEOUT,
+           DB_MISSING, DB_CORRUPT, NOT_A_QUERY, BAD_ITEM, INTERNAL_ERROR)
+# Decompiler refusals that are the gold's fault: ``SELECT DISTINCT a ... ORDER BY b`` with ``b``
+# neither selected nor determined by what is (standard SQL, PostgreSQL and GoogleSQL reject it;
+# SQLite orders each ``a`` by the ``b`` of whichever row it scanned first). No query in any other
+# engine has that result, so the item is an input problem, like gold SQL that fails.
+UNDEFINED_GOLD_REASONS = ("unsupported:distinct_order_by_scan_order",)
 # Classes for which the gold SQL executed: the denominator of the match rate.
 GOLD_EXECUTED = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 
@@ -199,6 +205,8 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
     result = decompile(item.gold_sql, database.decompile_schema)
     _timed(timings, "decompile_s", start)
     if not result.ok:
+        if result.reason in UNDEFINED_GOLD_REASONS:  # stage "gold": out of the match rate's denominator
+            return _verdict(record, GOLD_UNDEFINED, stage="gold", detail=str(result.reason), seconds=timings)
         return _verdict(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings)
     record["pipe_sql"] = result.pipe_sql
 
