@@ -20,26 +20,41 @@ from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.scope import Catalog
 
 
+class Reader:
+    """A dialect's tokenizer and parser, built once: building them costs a fifth of parsing a
+    query. Both keep state while they work, so one reader serves one thread at a time."""
+
+    def __init__(self, dialect: Dialect):
+        self._tokenizer = dialect.tokenizer()
+        self._parser = dialect.parser()
+
+    def parse(self, sql: str) -> list[exp.Expr | None]:
+        """What ``dialect.parse(sql)`` returns."""
+        return self._parser.parse(self._tokenizer.tokenize(sql), sql)
+
+
 @dataclass(frozen=True)
 class PreparedSchema:
     """One database's schema, prepared once for all its queries: sqlglot's normalised
-    ``MappingSchema`` (building it is a sixth of a query's cost), the emitter's catalog and the
-    lower-cased column names. :func:`pipesql.decompile.decompile` takes it in place of a mapping."""
+    ``MappingSchema`` (building it is a sixth of a query's cost), the emitter's catalog, the
+    lower-cased column names and the dialect's reader. :func:`pipesql.decompile.decompile` takes
+    it in place of a mapping; like its reader, it serves one thread at a time."""
 
     dialect: Dialect
     sqlite: bool  # SQLite input: double-quoted strings that name no column are strings
     mapping: MappingSchema | None
     catalog: Catalog
     column_names: frozenset[str]
+    reader: Reader
 
 
 def prepare_schema(schema: Mapping[str, Mapping[str, str]] | None = None,
                    keys: Mapping[str, Sequence[str]] | None = None, dialect: str = "sqlite") -> PreparedSchema:
     """``schema`` is ``{table: {column: declared type}}``, ``keys`` ``{table: [primary-key columns]}``."""
-    reader = Dialect.get_or_raise(dialect)
-    mapping = MappingSchema(schema, dialect=reader, normalize=True) if schema else None
+    read = Dialect.get_or_raise(dialect)
+    mapping = MappingSchema(schema, dialect=read, normalize=True) if schema else None
     names = frozenset(str(c).lower() for columns in (schema or {}).values() for c in columns)
-    return PreparedSchema(reader, dialect == "sqlite", mapping, Catalog.from_mapping(schema, keys), names)
+    return PreparedSchema(read, dialect == "sqlite", mapping, Catalog.from_mapping(schema, keys), names, Reader(read))
 
 
 def _forget_positions(tree: exp.Expr) -> exp.Expr:
@@ -52,7 +67,7 @@ _DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
 _DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 
 
-def parse(sql: str, dialect: str | Dialect) -> exp.Expr:
+def parse(sql: str, dialect: str | Dialect | Reader) -> exp.Expr:
     """Parse exactly one query statement.
 
     >>> parse("DELETE FROM t", "sqlite")
@@ -61,7 +76,8 @@ def parse(sql: str, dialect: str | Dialect) -> exp.Expr:
     pipesql.decompile.errors.Unsupported: unsupported:dml
     """
     try:
-        statements = [s for s in Dialect.get_or_raise(dialect).parse(sql) if s is not None]
+        reader = dialect if isinstance(dialect, Reader) else Dialect.get_or_raise(dialect)
+        statements = [s for s in reader.parse(sql) if s is not None]
     except ParseError as error:
         first = str(error).splitlines()[0] if str(error) else "syntax error"
         raise Unsupported(f"parse_error: {first}") from None
@@ -87,14 +103,17 @@ def double_quoted_strings(tree: exp.Expr, column_names: frozenset[str]) -> exp.E
     ``SELECT a FROM t WHERE b = "John"`` → ``... WHERE b = 'John'`` (given no column John).
     Aliases defined in the query count as names too, since SQLite resolves those first.
     """
+    quoted = [col for col in tree.find_all(exp.Column)
+              if isinstance(col.this, exp.Identifier) and col.this.quoted and not col.table]
+    if not quoted:  # most queries: no need to collect the names
+        return tree
     known = set(column_names)
     known.update(a.alias.lower() for a in tree.find_all(exp.Alias))
     for alias in tree.find_all(exp.TableAlias):
         known.update(c.name.lower() for c in alias.columns)
-    for col in list(tree.find_all(exp.Column)):
-        ident = col.this
-        if isinstance(ident, exp.Identifier) and ident.quoted and not col.table and ident.name.lower() not in known:
-            col.replace(exp.Literal.string(ident.name))
+    for col in quoted:
+        if col.name.lower() not in known:
+            col.replace(exp.Literal.string(col.name))
     return tree
 
 
@@ -146,7 +165,7 @@ def unknown_column_hint(tree: exp.Expr, schema: Mapping[str, Sequence[str]], col
 
 
 def prepare(sql: str, schema: PreparedSchema) -> exp.Expr:
-    tree = _forget_positions(parse(sql, schema.dialect))
+    tree = _forget_positions(parse(sql, schema.reader))
     if schema.sqlite:
         tree = double_quoted_strings(tree, schema.column_names)
     return qualified(tree, schema.mapping, schema.dialect, schema.catalog)
