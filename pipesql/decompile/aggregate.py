@@ -139,18 +139,18 @@ def plan(select: exp.Select, env: Env, names: NameSpace, catalog: Catalog) -> Ag
     key_kinds = {type(k) for _, k in keys}
 
     def replace(node: exp.Expr) -> exp.Expr | None:
-        if type(node) in key_kinds or isinstance(node, exp.Column):
-            name = key_by_sql.get(signature(node))
-            if name is not None:
-                return column(name)
-        if isinstance(node, exp.AggFunc) and not isinstance(node.parent, exp.Window):
-            name = agg_by_sql.get(signature(node))
-            if name is not None:
-                return column(name)
+        keyed = type(node) in key_kinds or isinstance(node, exp.Column)
+        aggregated = isinstance(node, exp.AggFunc) and not isinstance(node.parent, exp.Window)
+        if not keyed and not aggregated:
+            return None
+        text = signature(node)
+        if keyed and (name := key_by_sql.get(text)) is not None:
+            return column(name)
+        if aggregated and (name := agg_by_sql.get(text)) is not None:
+            return column(name)
         if isinstance(node, exp.Column) and node.table:
             source, local = env.find_source(node.table)
             if local:
-                text = signature(node)
                 name = bare.get(text)
                 if name is None:
                     natural = source.columns[node.name.lower()].name if node.name.lower() in source.columns else node.name

@@ -589,8 +589,10 @@ def render(node: exp.Expr, env: Env, catalog: Catalog) -> str:
     """One expression as GoogleSQL text: subqueries emitted inline, SQLite semantics rewritten,
     identifiers restored to their schema spelling and quoted where needed."""
     tree = node.copy()
-    tree = _inline_subqueries(tree, env, catalog)
-    tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date))
+    # Half the calls render a lone column or literal: no subquery in it, and no rule rewrites it.
+    if not isinstance(tree, (exp.Column, exp.Literal)):
+        tree = _inline_subqueries(tree, env, catalog)
+        tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date))
     for column in list(tree.find_all(exp.Column)):
         _finish_column(column, env)
     return googlesql(tree)

@@ -22,9 +22,10 @@ def googlesql(node: exp.Expr) -> str:
 
 
 def signature(node: exp.Expr) -> str:
-    """``node.sql()``: the text two expressions are compared by (written from a copy, since
-    writing out can rewrite the tree, e.g. a division's divisor)."""
-    return _SIGNATURE_TEXT.generate(node)
+    """``node.sql()``: the text two expressions are compared by. Writing out can rewrite an
+    expression (a division's divisor), so it is written from a copy, except a column, which is
+    written as it is (and is what signatures are mostly taken of)."""
+    return _SIGNATURE_TEXT.generate(node, copy=not isinstance(node, exp.Column))
 
 
 def map_children(node: exp.Expr, fn: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
