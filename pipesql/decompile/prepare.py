@@ -59,11 +59,15 @@ def prepare_schema(schema: Mapping[str, Mapping[str, str]] | None = None,
     return PreparedSchema(read, dialect == "sqlite", mapping, Catalog.from_mapping(schema, keys), names, Reader(read))
 
 
-def _forget_positions(tree: exp.Expr) -> exp.Expr:
-    # the parser's line/column metadata is never read here, and every copy would deep-copy it
-    for node in tree.walk():
+def _nodes(tree: exp.Expr) -> list[exp.Expr]:
+    """Every node of the parsed ``tree``, rid of the parser's line/column metadata (never read
+    here, and every copy would deep-copy it). The passes before qualify look through this list
+    instead of walking the tree again, which costs several times more."""
+    nodes = list(tree.walk())
+    for node in nodes:
         node._meta = None
-    return tree
+    return nodes
+
 
 _DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
 _DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
@@ -99,24 +103,26 @@ def parse(sql: str, dialect: str | Dialect | Reader) -> exp.Expr:
     return statement
 
 
-def double_quoted_strings(tree: exp.Expr, column_names: frozenset[str]) -> exp.Expr:
+def double_quoted_strings(nodes: list[exp.Expr], column_names: frozenset[str]) -> None:
     """SQLite reads ``"x"`` as a string when no column is named x; GoogleSQL needs ``'x'``.
+    ``nodes`` are the query's (:func:`_nodes`); its columns are replaced in place.
 
     ``SELECT a FROM t WHERE b = "John"`` → ``... WHERE b = 'John'`` (given no column John).
     Aliases defined in the query count as names too, since SQLite resolves those first.
     """
-    quoted = [col for col in tree.find_all(exp.Column)
-              if isinstance(col.this, exp.Identifier) and col.this.quoted and not col.table]
+    quoted = [node for node in nodes if isinstance(node, exp.Column)
+              and isinstance(node.this, exp.Identifier) and node.this.quoted and not node.table]
     if not quoted:  # most queries: no need to collect the names
-        return tree
+        return
     known = set(column_names)
-    known.update(a.alias.lower() for a in tree.find_all(exp.Alias))
-    for alias in tree.find_all(exp.TableAlias):
-        known.update(c.name.lower() for c in alias.columns)
+    for node in nodes:
+        if isinstance(node, exp.Alias):
+            known.add(node.alias.lower())
+        elif isinstance(node, exp.TableAlias):
+            known.update(c.name.lower() for c in node.columns)
     for col in quoted:
         if col.name.lower() not in known:
             col.replace(exp.Literal.string(col.name))
-    return tree
 
 
 def _plain_table(table: exp.Table) -> bool:
@@ -146,34 +152,42 @@ def _distinct_sources(select: exp.Select) -> bool:
     return all(names.count(s.name) == 1 for s in sources if isinstance(s, exp.Table) and not s.alias)
 
 
-def plain_sources(tree: exp.Expr) -> bool:
-    """Whether sqlglot's ``qualify_tables`` would do no more to ``tree`` than alias unaliased
-    tables by their own names, which changes nothing the decompiler reads (a range variable is
-    its alias, else its name): no derived table without an alias, table function, VALUES,
-    UNNEST, PIVOT, join construct, redundant parentheses, db-qualified table, or unaliased table
-    whose name another source in its FROM has.
+def _plain_node(node: exp.Expr) -> bool:
+    """Whether ``qualify_tables`` leaves this node alone or aliases it by its own name."""
+    if isinstance(node, exp.Table):
+        return _plain_table(node)
+    if isinstance(node, exp.Select):
+        return _distinct_sources(node)
+    if isinstance(node, exp.Subquery):
+        return _plain_subquery(node)
+    return not isinstance(node, (exp.UDTF, exp.Pivot))
 
-    >>> plain_sources(parse("SELECT a FROM t JOIN (SELECT b FROM u) AS s ON a = b", "sqlite"))
+
+def plain_sources(nodes: list[exp.Expr]) -> bool:
+    """Whether sqlglot's ``qualify_tables`` would do no more to the query of ``nodes`` (root
+    first) than alias unaliased tables by their own names, which changes nothing the decompiler
+    reads (a range variable is its alias, else its name): no derived table without an alias,
+    table function, VALUES, UNNEST, PIVOT, join construct, redundant parentheses, db-qualified
+    table, or unaliased table whose name another source in its FROM has.
+
+    >>> plain_sources(list(parse("SELECT a FROM t JOIN (SELECT b FROM u) AS s ON a = b", "sqlite").walk()))
     True
-    >>> plain_sources(parse("SELECT COUNT(*) FROM (SELECT b FROM u)", "sqlite"))
+    >>> plain_sources(list(parse("SELECT COUNT(*) FROM (SELECT b FROM u)", "sqlite").walk()))
     False
     """
-    return not isinstance(tree, exp.Subquery) and all(
-        _plain_table(node) if isinstance(node, exp.Table) else _distinct_sources(node) if isinstance(node, exp.Select)
-        else isinstance(node, exp.Subquery) and _plain_subquery(node)
-        for node in tree.find_all(exp.Table, exp.Subquery, exp.Select, exp.UDTF, exp.Pivot))
+    return not isinstance(nodes[0], exp.Subquery) and all(map(_plain_node, nodes))
 
 
 def qualified(tree: exp.Expr, schema: MappingSchema | None, dialect: Dialect,
-              catalog: Catalog | None = None) -> exp.Expr:
+              catalog: Catalog | None = None, plain: bool = False) -> exp.Expr:
     """Every column names its range variable; stars are expanded (the emitter folds a full expansion back to no SELECT).
 
     These are the steps of sqlglot's ``qualify`` with the options used here (no quoting, no
-    validation), except that ``qualify_tables``, a quarter of their cost, runs only when it has
-    more to do than :func:`plain_sources` allows."""
+    validation), except that ``qualify_tables``, a quarter of their cost, is left out when
+    ``plain`` says it has nothing to do here (:func:`plain_sources`)."""
     try:
         tree = normalize_identifiers(tree, dialect=dialect, store_original_column_identifiers=True)
-        if not plain_sources(tree):
+        if not plain:
             tree = qualify_tables(tree, dialect=dialect)
         return qualify_columns(tree, ensure_schema(schema, dialect=dialect), expand_alias_refs=True, expand_stars=True)
     except SqlglotError as error:
@@ -211,7 +225,9 @@ def unknown_column_hint(tree: exp.Expr, schema: Mapping[str, Sequence[str]], col
 
 
 def prepare(sql: str, schema: PreparedSchema) -> exp.Expr:
-    tree = _forget_positions(parse(sql, schema.reader))
+    tree = parse(sql, schema.reader)
+    nodes = _nodes(tree)
     if schema.sqlite:
-        tree = double_quoted_strings(tree, schema.column_names)
-    return qualified(tree, schema.mapping, schema.dialect, schema.catalog)
+        double_quoted_strings(nodes, schema.column_names)
+    # the sources plain_sources reads are as parsed: double_quoted_strings replaces columns only
+    return qualified(tree, schema.mapping, schema.dialect, schema.catalog, plain_sources(nodes))
