@@ -9,9 +9,10 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 # Each generator is built once: building one costs more than writing out a small expression.
-# Reusing one is safe: it resets its messages per call, and the only other state it keeps (a
-# counter naming table aliases that have no name) is never used, since qualify names every
-# derived table and rendered expressions hold no FROM clause.
+# Reusing one within a thread is safe: it resets its messages per call, and the only other state
+# it keeps (a counter naming table aliases that have no name) is never used, since every derived
+# table has a name after prepare (qualify_tables names the others) and rendered expressions hold
+# no FROM clause.
 _GOOGLESQL_TEXT = Dialect.get_or_raise("bigquery").generator()
 _SIGNATURE_TEXT = Dialect().generator()
 
