@@ -98,6 +98,12 @@ SUBQUERIES = [
      'FROM (FROM singer |> WHERE Age > 20 |> SELECT Name, Age) AS a\n|> WHERE Age < 50\n|> SELECT Name'),
     ('WITH old AS (SELECT * FROM singer WHERE age > 60) SELECT name FROM old ORDER BY name',
      'WITH old AS (FROM singer |> WHERE Age > 60)\nFROM old\n|> SELECT Name\n|> ORDER BY Name'),
+    # a derived table without an alias gets sqlglot's (qualify_tables runs only for such queries)
+    ('SELECT count(*) FROM (SELECT name FROM singer WHERE age > 20)',
+     'FROM (FROM singer |> WHERE Age > 20 |> SELECT Name) AS _0\n|> AGGREGATE COUNT(*) AS count_star'),
+    ('SELECT name FROM singer, (SELECT max(age) AS m FROM singer) WHERE age = m',
+     'FROM singer\n|> CROSS JOIN (FROM singer |> AGGREGATE MAX(Age) AS m) AS _0\n|> WHERE singer.Age = _0.m\n'
+     '|> SELECT singer.Name'),
 ]
 
 

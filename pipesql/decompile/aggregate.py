@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from pipesql.decompile.names import AUTO_ALIAS_PREFIX, NameSpace, column, derive_alias
 from pipesql.decompile.scope import Catalog, Env
-from pipesql.decompile.tree import map_children
+from pipesql.decompile.tree import map_children, signature
 
 
 
@@ -93,36 +93,36 @@ def plan(select: exp.Select, env: Env, names: NameSpace, catalog: Catalog) -> Ag
             inner = projection.this
             if isinstance(inner, exp.Column) and inner.name.lower() == projection.alias.lower():
                 continue
-            user_alias[inner.sql()] = projection.alias
+            user_alias[signature(inner)] = projection.alias
 
     keys: list[tuple[str, exp.Expr]] = []
     key_by_sql: dict[str, str] = {}
     key_names = NameSpace()  # every name the AGGREGATE outputs
     for key in group.expressions if group is not None else []:
-        signature = key.sql()
-        if signature in key_by_sql:
+        text = signature(key)
+        if text in key_by_sql:
             continue
         if isinstance(key, exp.Literal):
             continue  # GROUP BY <constant> groups nothing
         if isinstance(key, exp.Column):
             source, _ = env.find_source(key.table) if key.table else (None, False)
             natural = source.columns[key.name.lower()].name if source and key.name.lower() in source.columns else key.name
-            wanted = user_alias.get(signature, natural)
+            wanted = user_alias.get(text, natural)
             name = wanted if wanted not in key_names else f"{key.table}_{natural}"
         else:
-            name = user_alias.get(signature) or derive_alias(key)
+            name = user_alias.get(text) or derive_alias(key)
         name = key_names.take(name)
         names.reserve(name)
         keys.append((name, key))
-        key_by_sql[signature] = name
+        key_by_sql[text] = name
 
     aggregates: list[tuple[str, exp.Expr]] = []
     agg_by_sql: dict[str, str] = {}
     for node in found:
-        signature = node.sql()
-        if signature in agg_by_sql:
+        text = signature(node)
+        if text in agg_by_sql:
             continue
-        wanted = user_alias.get(signature)
+        wanted = user_alias.get(text)
         if wanted is None or wanted in key_names:
             name = names.take(derive_alias(node))
         else:
@@ -130,28 +130,28 @@ def plan(select: exp.Select, env: Env, names: NameSpace, catalog: Catalog) -> Ag
             names.reserve(name)
         key_names.reserve(name)
         aggregates.append((name, node))
-        agg_by_sql[signature] = name
+        agg_by_sql[text] = name
 
-    extremes = {a.sql() for _, a in aggregates if isinstance(a, (exp.Max, exp.Min))}
+    extremes = {signature(a) for _, a in aggregates if isinstance(a, (exp.Max, exp.Min))}
     extreme = next((a for _, a in aggregates if isinstance(a, (exp.Max, exp.Min))), None) if len(extremes) == 1 else None
     bare: dict[str, str] = {}
 
     key_kinds = {type(k) for _, k in keys}
 
     def replace(node: exp.Expr) -> exp.Expr | None:
-        if type(node) in key_kinds or isinstance(node, exp.Column):
-            name = key_by_sql.get(node.sql())
-            if name is not None:
-                return column(name)
-        if isinstance(node, exp.AggFunc) and not isinstance(node.parent, exp.Window):
-            name = agg_by_sql.get(node.sql())
-            if name is not None:
-                return column(name)
+        keyed = type(node) in key_kinds or isinstance(node, exp.Column)
+        aggregated = isinstance(node, exp.AggFunc) and not isinstance(node.parent, exp.Window)
+        if not keyed and not aggregated:
+            return None
+        text = signature(node)
+        if keyed and (name := key_by_sql.get(text)) is not None:
+            return column(name)
+        if aggregated and (name := agg_by_sql.get(text)) is not None:
+            return column(name)
         if isinstance(node, exp.Column) and node.table:
             source, local = env.find_source(node.table)
             if local:
-                signature = node.sql()
-                name = bare.get(signature)
+                name = bare.get(text)
                 if name is None:
                     natural = source.columns[node.name.lower()].name if node.name.lower() in source.columns else node.name
                     name = names.take(natural) if natural in key_names else natural
@@ -162,7 +162,7 @@ def plan(select: exp.Select, env: Env, names: NameSpace, catalog: Catalog) -> Ag
                         call = exp.AnyValue(this=exp.HavingMax(
                             this=node.copy(), expression=extreme.this.copy(), max=isinstance(extreme, exp.Max)))
                     aggregates.append((name, call))
-                    bare[signature] = name
+                    bare[text] = name
                 return column(name)
         return None
 

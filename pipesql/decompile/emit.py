@@ -13,16 +13,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
 
 from pipesql.decompile import aggregate
 from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.names import AUTO_ALIAS_PREFIX, NameSpace, derive_alias, identifier
 from pipesql.decompile.scope import Catalog, Env, OutputColumn, Source
 from pipesql.decompile.semantics import apply_rules, make_typer
+from pipesql.decompile.tree import googlesql, signature
 from pipesql.sql.types import type_of
-
-GOOGLESQL = Dialect.get_or_raise("bigquery")  # an object: looking a dialect up by name costs every call
 
 
 @dataclass
@@ -397,12 +395,12 @@ def _distinct_ordered_by_unselected(state: SelectState) -> None:
         text = render(expression, state.env, state.catalog)
         keys.append(f"{text} AS {_ident(name)}" if explicit else text)
     helpers, terms = [], []
-    signatures = [e.sql() for _, e, _ in state.projections]
+    signatures = [signature(e) for _, e, _ in state.projections]
     for ordered in select.args["order"].expressions:
         term = _expand_output_alias(ordered.this, state)
         name = _output_name_for(term, state, [n.lower() for n in names])
-        if name is None and term.sql() in signatures:
-            name = names[signatures.index(term.sql())]
+        if name is None and signature(term) in signatures:
+            name = names[signatures.index(signature(term))]
         if name is None:
             columns = list(term.find_all(exp.Column))
             if not columns or any(c.table.lower() not in determined for c in columns):
@@ -468,7 +466,7 @@ def _inline_invented_alias_refs(select: exp.Select) -> None:
 
 @lru_cache(maxsize=4096)
 def _ident(name: str) -> str:
-    return identifier(name).sql(dialect=GOOGLESQL, copy=False)
+    return googlesql(identifier(name))
 
 
 def _ordered_sql(ordered: exp.Ordered, text: str) -> str:
@@ -567,8 +565,8 @@ def _output_name_for(term: exp.Expr, state: SelectState, names: list[str]) -> st
         if names.count(wanted) == 1:
             index = names.index(wanted)
             return state.projections[index][0] if state.select_needed else state.outputs[index].name
-    signature = term.sql()
-    matches = [i for i, (_, e, _) in enumerate(state.projections) if e.sql() == signature]
+    text = signature(term)
+    matches = [i for i, (_, e, _) in enumerate(state.projections) if signature(e) == text]
     if len(matches) == 1 and names.count(names[matches[0]]) == 1:
         return state.projections[matches[0]][0]
     return None
@@ -590,12 +588,23 @@ def _expand_output_alias(term: exp.Expr, state: SelectState) -> exp.Expr:
 def render(node: exp.Expr, env: Env, catalog: Catalog) -> str:
     """One expression as GoogleSQL text: subqueries emitted inline, SQLite semantics rewritten,
     identifiers restored to their schema spelling and quoted where needed."""
+    if isinstance(node, exp.Column) and _plain_column(node):
+        # Almost half the calls: building the finished column costs less than copying and finishing it.
+        name, table = _column_spelling(node, env)
+        return googlesql(exp.Column(this=identifier(name), table=identifier(table) if table else None))
     tree = node.copy()
-    tree = _inline_subqueries(tree, env, catalog)
-    tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date))
+    if not isinstance(tree, (exp.Column, exp.Literal)):  # no subquery in these, and no rule rewrites them
+        tree = _inline_subqueries(tree, env, catalog)
+        tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date))
     for column in list(tree.find_all(exp.Column)):
         _finish_column(column, env)
-    return tree.sql(dialect=GOOGLESQL, copy=False)  # tree is this call's own copy
+    return googlesql(tree)
+
+
+def _plain_column(column: exp.Column) -> bool:
+    """A named column with nothing a finished copy of it would keep besides its name and table."""
+    return not isinstance(column.this, exp.Star) and not column.comments and all(
+        value is None or key in ("this", "table", "db", "catalog") for key, value in column.args.items())
 
 
 def _inline_subqueries(tree: exp.Expr, env: Env, catalog: Catalog) -> exp.Expr:
@@ -659,6 +668,16 @@ def _finish_column(column: exp.Column, env: Env) -> None:
             source, _ = env.find_source(column.table)
             column.set("table", identifier(source.alias if source else column.table))
         return
+    name, table = _column_spelling(column, env)
+    column.set("this", identifier(name))
+    column.set("table", identifier(table) if table else None)
+    for part in ("db", "catalog"):
+        if column.args.get(part):
+            column.set(part, None)
+
+
+def _column_spelling(column: exp.Column, env: Env) -> tuple[str, str | None]:
+    """A column's name as its table spells it, and the range variable it is written with, if any."""
     name = column.name
     table = column.table
     if table:
@@ -670,11 +689,7 @@ def _finish_column(column: exp.Column, env: Env) -> None:
             table = source.alias
             if local and _may_drop_qualifier(name, env):
                 table = None
-    column.set("this", identifier(name))
-    column.set("table", identifier(table) if table else None)
-    for part in ("db", "catalog"):
-        if column.args.get(part):
-            column.set(part, None)
+    return name, table or None
 
 
 def _may_drop_qualifier(name: str, env: Env) -> bool:

@@ -13,46 +13,67 @@ from dataclasses import dataclass
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError
-from sqlglot.optimizer.qualify import qualify
-from sqlglot.schema import MappingSchema
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+from sqlglot.optimizer.qualify_columns import qualify_columns
+from sqlglot.optimizer.qualify_tables import qualify_tables
+from sqlglot.schema import MappingSchema, ensure_schema
 
 from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.scope import Catalog
 
 
+class Reader:
+    """A dialect's tokenizer and parser, built once: building them costs a fifth of parsing a
+    query. Both keep state while they work, so one reader serves one thread at a time."""
+
+    def __init__(self, dialect: Dialect):
+        self._tokenizer = dialect.tokenizer()
+        self._parser = dialect.parser()
+
+    def parse(self, sql: str) -> list[exp.Expr | None]:
+        """What ``dialect.parse(sql)`` returns."""
+        return self._parser.parse(self._tokenizer.tokenize(sql), sql)
+
+
 @dataclass(frozen=True)
 class PreparedSchema:
     """One database's schema, prepared once for all its queries: sqlglot's normalised
-    ``MappingSchema`` (building it is a sixth of a query's cost), the emitter's catalog and the
-    lower-cased column names. :func:`pipesql.decompile.decompile` takes it in place of a mapping."""
+    ``MappingSchema`` (building it is a sixth of a query's cost), the emitter's catalog, the
+    lower-cased column names and the dialect's reader. :func:`pipesql.decompile.decompile` takes
+    it in place of a mapping; like its reader, it serves one thread at a time."""
 
     dialect: Dialect
     sqlite: bool  # SQLite input: double-quoted strings that name no column are strings
     mapping: MappingSchema | None
     catalog: Catalog
     column_names: frozenset[str]
+    reader: Reader
 
 
 def prepare_schema(schema: Mapping[str, Mapping[str, str]] | None = None,
                    keys: Mapping[str, Sequence[str]] | None = None, dialect: str = "sqlite") -> PreparedSchema:
     """``schema`` is ``{table: {column: declared type}}``, ``keys`` ``{table: [primary-key columns]}``."""
-    reader = Dialect.get_or_raise(dialect)
-    mapping = MappingSchema(schema, dialect=reader, normalize=True) if schema else None
+    read = Dialect.get_or_raise(dialect)
+    mapping = MappingSchema(schema, dialect=read, normalize=True) if schema else None
     names = frozenset(str(c).lower() for columns in (schema or {}).values() for c in columns)
-    return PreparedSchema(reader, dialect == "sqlite", mapping, Catalog.from_mapping(schema, keys), names)
+    return PreparedSchema(read, dialect == "sqlite", mapping, Catalog.from_mapping(schema, keys), names, Reader(read))
 
 
-def _forget_positions(tree: exp.Expr) -> exp.Expr:
-    # the parser's line/column metadata is never read here, and every copy would deep-copy it
-    for node in tree.walk():
+def _nodes(tree: exp.Expr) -> list[exp.Expr]:
+    """Every node of the parsed ``tree``, rid of the parser's line/column metadata (never read
+    here, and every copy would deep-copy it). The passes before qualify look through this list
+    instead of walking the tree again, which costs several times more."""
+    nodes = list(tree.walk())
+    for node in nodes:
         node._meta = None
-    return tree
+    return nodes
+
 
 _DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
 _DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 
 
-def parse(sql: str, dialect: str | Dialect) -> exp.Expr:
+def parse(sql: str, dialect: str | Dialect | Reader) -> exp.Expr:
     """Parse exactly one query statement.
 
     >>> parse("DELETE FROM t", "sqlite")
@@ -61,7 +82,8 @@ def parse(sql: str, dialect: str | Dialect) -> exp.Expr:
     pipesql.decompile.errors.Unsupported: unsupported:dml
     """
     try:
-        statements = [s for s in Dialect.get_or_raise(dialect).parse(sql) if s is not None]
+        reader = dialect if isinstance(dialect, Reader) else Dialect.get_or_raise(dialect)
+        statements = [s for s in reader.parse(sql) if s is not None]
     except ParseError as error:
         first = str(error).splitlines()[0] if str(error) else "syntax error"
         raise Unsupported(f"parse_error: {first}") from None
@@ -81,36 +103,93 @@ def parse(sql: str, dialect: str | Dialect) -> exp.Expr:
     return statement
 
 
-def double_quoted_strings(tree: exp.Expr, column_names: frozenset[str]) -> exp.Expr:
+def double_quoted_strings(nodes: list[exp.Expr], column_names: frozenset[str]) -> None:
     """SQLite reads ``"x"`` as a string when no column is named x; GoogleSQL needs ``'x'``.
+    ``nodes`` are the query's (:func:`_nodes`); its columns are replaced in place.
 
     ``SELECT a FROM t WHERE b = "John"`` → ``... WHERE b = 'John'`` (given no column John).
     Aliases defined in the query count as names too, since SQLite resolves those first.
     """
+    quoted = [node for node in nodes if isinstance(node, exp.Column)
+              and isinstance(node.this, exp.Identifier) and node.this.quoted and not node.table]
+    if not quoted:  # most queries: no need to collect the names
+        return
     known = set(column_names)
-    known.update(a.alias.lower() for a in tree.find_all(exp.Alias))
-    for alias in tree.find_all(exp.TableAlias):
-        known.update(c.name.lower() for c in alias.columns)
-    for col in list(tree.find_all(exp.Column)):
-        ident = col.this
-        if isinstance(ident, exp.Identifier) and ident.quoted and not col.table and ident.name.lower() not in known:
-            col.replace(exp.Literal.string(ident.name))
-    return tree
+    for node in nodes:
+        if isinstance(node, exp.Alias):
+            known.add(node.alias.lower())
+        elif isinstance(node, exp.TableAlias):
+            known.update(c.name.lower() for c in node.columns)
+    for col in quoted:
+        if col.name.lower() not in known:
+            col.replace(exp.Literal.string(col.name))
+
+
+def _plain_table(table: exp.Table) -> bool:
+    """A table ``qualify_tables`` leaves alone or aliases by its own name: one identifier in FROM
+    or JOIN, without db, catalog, join construct or PIVOT, and aliased, or else unquoted (then
+    its name is normalised already, as the alias it would get)."""
+    alias = table.args.get("alias")
+    return (isinstance(table.parent, (exp.From, exp.Join)) and isinstance(table.this, exp.Identifier)
+            and not any(table.args.get(arg) for arg in ("db", "catalog", "joins", "pivots"))
+            and (not table.this.quoted if alias is None else bool(alias.name)))
+
+
+def _plain_subquery(subquery: exp.Subquery) -> bool:
+    """A subquery ``qualify_tables`` leaves alone: a query in parentheses that are not redundant
+    (no subquery right around it), without PIVOT, aliased when it is a derived table."""
+    return (isinstance(subquery.this, (exp.Select, exp.SetOperation)) and not isinstance(subquery.parent, exp.Subquery)
+            and not subquery.args.get("pivots")
+            and (bool(subquery.alias) or not isinstance(subquery.parent, (exp.From, exp.Join))))
+
+
+def _distinct_sources(select: exp.Select) -> bool:
+    """Whether no unaliased table of this FROM shares its name with another of its sources
+    (``FROM t JOIN t``): ``qualify_tables`` would alias the second one ``t_2``."""
+    from_ = select.args.get("from_")
+    sources = ([from_.this] if from_ else []) + [join.this for join in select.args.get("joins") or []]
+    names = [s.alias_or_name for s in sources] + [s.name for s in sources if isinstance(s, exp.Table) and s.alias]
+    return all(names.count(s.name) == 1 for s in sources if isinstance(s, exp.Table) and not s.alias)
+
+
+def _plain_node(node: exp.Expr) -> bool:
+    """Whether ``qualify_tables`` leaves this node alone or aliases it by its own name."""
+    if isinstance(node, exp.Table):
+        return _plain_table(node)
+    if isinstance(node, exp.Select):
+        return _distinct_sources(node)
+    if isinstance(node, exp.Subquery):
+        return _plain_subquery(node)
+    return not isinstance(node, (exp.UDTF, exp.Pivot))
+
+
+def plain_sources(nodes: list[exp.Expr]) -> bool:
+    """Whether sqlglot's ``qualify_tables`` would do no more to the query of ``nodes`` (root
+    first) than alias unaliased tables by their own names, which changes nothing the decompiler
+    reads (a range variable is its alias, else its name): no derived table without an alias,
+    table function, VALUES, UNNEST, PIVOT, join construct, redundant parentheses, db-qualified
+    table, or unaliased table whose name another source in its FROM has.
+
+    >>> plain_sources(list(parse("SELECT a FROM t JOIN (SELECT b FROM u) AS s ON a = b", "sqlite").walk()))
+    True
+    >>> plain_sources(list(parse("SELECT COUNT(*) FROM (SELECT b FROM u)", "sqlite").walk()))
+    False
+    """
+    return not isinstance(nodes[0], exp.Subquery) and all(map(_plain_node, nodes))
 
 
 def qualified(tree: exp.Expr, schema: MappingSchema | None, dialect: Dialect,
-              catalog: Catalog | None = None) -> exp.Expr:
-    """Every column names its range variable; stars are expanded (the emitter folds a full expansion back to no SELECT)."""
+              catalog: Catalog | None = None, plain: bool = False) -> exp.Expr:
+    """Every column names its range variable; stars are expanded (the emitter folds a full expansion back to no SELECT).
+
+    These are the steps of sqlglot's ``qualify`` with the options used here (no quoting, no
+    validation), except that ``qualify_tables``, a quarter of their cost, is left out when
+    ``plain`` says it has nothing to do here (:func:`plain_sources`)."""
     try:
-        return qualify(
-            tree,
-            schema=schema,
-            dialect=dialect,
-            expand_stars=True,
-            validate_qualify_columns=False,
-            quote_identifiers=False,
-            identify=False,
-        )
+        tree = normalize_identifiers(tree, dialect=dialect, store_original_column_identifiers=True)
+        if not plain:
+            tree = qualify_tables(tree, dialect=dialect)
+        return qualify_columns(tree, ensure_schema(schema, dialect=dialect), expand_alias_refs=True, expand_stars=True)
     except SqlglotError as error:
         first_line = str(error).splitlines()[0] if str(error) else "error"
         unknown = re.fullmatch(r"Unknown column: (\S+)", first_line)
@@ -146,7 +225,9 @@ def unknown_column_hint(tree: exp.Expr, schema: Mapping[str, Sequence[str]], col
 
 
 def prepare(sql: str, schema: PreparedSchema) -> exp.Expr:
-    tree = _forget_positions(parse(sql, schema.dialect))
+    tree = parse(sql, schema.reader)
+    nodes = _nodes(tree)
     if schema.sqlite:
-        tree = double_quoted_strings(tree, schema.column_names)
-    return qualified(tree, schema.mapping, schema.dialect, schema.catalog)
+        double_quoted_strings(nodes, schema.column_names)
+    # the sources plain_sources reads are as parsed: double_quoted_strings replaces columns only
+    return qualified(tree, schema.mapping, schema.dialect, schema.catalog, plain_sources(nodes))

@@ -1,10 +1,32 @@
-"""Rewriting an expression's children in place, the one traversal every rewrite pass shares."""
+"""Rewriting an expression's children in place, the one traversal every rewrite pass shares,
+and writing expressions out as SQL text."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+
+# Each generator is built once: building one costs more than writing out a small expression.
+# Reusing one within a thread is safe: it resets its messages per call, and the only other state
+# it keeps (a counter naming table aliases that have no name) is never used, since every derived
+# table has a name after prepare (qualify_tables names the others) and rendered expressions hold
+# no FROM clause.
+_GOOGLESQL_TEXT = Dialect.get_or_raise("bigquery").generator()
+_SIGNATURE_TEXT = Dialect().generator()
+
+
+def googlesql(node: exp.Expr) -> str:
+    """``node`` as GoogleSQL text; the generator may rewrite ``node``, so it must be the caller's own."""
+    return _GOOGLESQL_TEXT.generate(node, copy=False)
+
+
+def signature(node: exp.Expr) -> str:
+    """``node.sql()``: the text two expressions are compared by. Writing out can rewrite an
+    expression (a division's divisor), so it is written from a copy, except a column, which is
+    written as it is (and is what signatures are mostly taken of)."""
+    return _SIGNATURE_TEXT.generate(node, copy=not isinstance(node, exp.Column))
 
 
 def map_children(node: exp.Expr, fn: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
