@@ -173,9 +173,18 @@ def test_a_rerun_replaces_its_own_stage_folders_but_not_foreign_ones(stand_ins, 
     assert (foreign / "validate" / "notes.txt").read_text() == "keep"
 
 
-@pytest.mark.parametrize("load, threads", [(0.0, 2), (0.6, 1), (1.2, 1), (5.0, 1)])
-def test_torch_gets_the_idle_cores_at_least_one(monkeypatch, load, threads):
+@pytest.mark.parametrize("idle, threads", [(1.0, 2), (0.8, 2), (0.6, 1), (0.3, 1), (0.0, 1)])
+def test_torch_gets_the_idle_cores_at_least_one(monkeypatch, idle, threads):
     # A thread per core on a busy machine makes every operation wait for a descheduled thread.
+    samples = iter([(0, 0), (int(200 * idle), 200)])  # (idle, total) jiffies of 2 cores over 1 s
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.setattr(pipeline, "_cpu_times", lambda: next(samples))
+    assert pipeline.idle_cores(sample_s=0) == threads
+
+
+@pytest.mark.parametrize("load, threads", [(0.0, 2), (0.6, 1), (5.0, 1)])
+def test_without_proc_stat_the_load_average_decides(monkeypatch, load, threads):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.setattr(pipeline, "_cpu_times", lambda: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert pipeline.idle_cores() == threads
