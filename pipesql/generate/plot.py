@@ -24,14 +24,14 @@ def plot_stats(path: Path, samples: Sequence[Mapping[str, Any]], lengths: Sequen
         left.hist(values, bins=bins, histtype="stepfilled", alpha=0.15, color=patches[0].get_edgecolor())
     if unit == "tokens":
         left.axvline(cut_off_tokens, color="black", linestyle="--", linewidth=1,
-                     label=f"{cut_off_tokens} tokens (train's --max-seq-length: longer ones are skipped)")
+                     label=f"train's cut-off,\n{cut_off_tokens} tokens")
     else:  # the cut-off is in tokens, so it cannot be drawn on this axis
         left.annotate("characters: give --tokenizer for tokens, the unit of train's --max-seq-length",
                       (0.98, 0.75), xycoords="axes fraction", ha="right", fontsize=8, color="tab:gray")
     left.set_xlabel(f"sample length ({unit})")
     left.set_ylabel("samples")
     left.set_title("Sample lengths by kind")
-    left.legend()
+    left.legend(loc="upper right", fontsize=8)  # short labels: the right of the axis holds only the long chats
     names = sorted(by_operator, key=lambda k: -by_operator[k])
     right.barh(names[::-1], [by_operator[n] for n in names[::-1]])
     right.set_xlabel("step samples")
