@@ -325,7 +325,7 @@ def googlesql_check(pipe_sql: str, item: Item, database: OpenDatabase, gold: Que
     work = googlesql.predicted_work(item.gold_sql, database.table_rows) if options.googlesql_max_work else 0
     if 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows \
             and work > options.googlesql_max_work > 0:
-        # it would run past the time limit, and a timeout rebuilds the engine: analyze only
+        # it would run past the time limit (and a timeout replaces the execution instance): analyze only
         outcome["skipped"] = f"predicted {work} row visits (> {options.googlesql_max_work})"
     elif 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows:
         try:
