@@ -333,7 +333,7 @@ class _Layout:
     """What the variants of one query share; only their random draws differ (so
     :func:`first_disagreement` works it out once for all of them)."""
 
-    statements: tuple[str, ...]                     # the DDL run
+    schema: sqlite3.Connection                      # the DDL run on an empty database, copied into each variant
     tables: tuple[tuple[str, tuple[_Slot, ...]], ...]  # (INSERT statement, its columns), parents first
     # each group of two or more linked columns: its root, its first column, their sampled values
     linked: tuple[tuple[tuple[str, str], SourceColumn, tuple[Any, ...]], ...]
@@ -373,8 +373,20 @@ def _layout(source: Source, hints: QueryHints) -> _Layout:
         slots = tuple(_Slot(c, hints.literals.get((table.name, c.name)), groups.find((table.name, c.name)))
                       for c in table.columns)
         tables.append((f"INSERT OR IGNORE INTO {quote_identifier(table.name)} ({names}) VALUES ({marks})", slots))
-    statements = tuple(sql for _, table, sql in source.ddl if hints.tables is None or table in hints.tables)
-    return _Layout(statements, tuple(tables), linked)
+    return _Layout(_schema(source, hints), tuple(tables), linked)
+
+
+def _schema(source: Source, hints: QueryHints) -> sqlite3.Connection:
+    schema = sqlite3.connect(":memory:", check_same_thread=False)
+    for _, table, statement in source.ddl:
+        if hints.tables is not None and table not in hints.tables:
+            continue
+        try:
+            schema.execute(statement)
+        except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
+            continue
+    schema.commit()
+    return schema
 
 
 def _pools(layout: _Layout, rows: int, rng: random.Random) -> dict:
@@ -452,18 +464,18 @@ def _parents_first(source: Source) -> list[SourceTable]:
 def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFAULT_ROWS) -> sqlite3.Connection:
     """An in-memory database with the source's schema and generated rows (see the module doc)
     for the tables the query reads."""
-    return _build(_layout(source, hints), seed, rows)
+    layout = _layout(source, hints)
+    try:
+        return _build(layout, seed, rows)
+    finally:
+        layout.schema.close()
 
 
 def _build(layout: _Layout, seed: int, rows: int) -> sqlite3.Connection:
     rng = random.Random(seed)
     conn = sqlite3.connect(":memory:", check_same_thread=False)
+    layout.schema.backup(conn)  # a copy of the pages: cheaper than running the DDL again
     conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
-    for statement in layout.statements:
-        try:
-            conn.execute(statement)
-        except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
-            continue
     pools = _pools(layout, rows, rng)
     for insert, slots in layout.tables:
         values = _rows_of(slots, rng.randint(1, rows), pools, rng)
@@ -568,12 +580,15 @@ def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Seque
     layout = _layout(source, query_hints(gold_sql, source))
     probes = _limit_probes(gold_sql)
     found: list[Disagreement | None] = [None] * len(candidate_sqls)
-    for index in range(count):
-        if all(found):
-            break
-        seed = variant_seed(db_path, gold_sql, index)
-        conn = _build(layout, seed, rows if index % 2 == 0 else max(3, rows // 3))
-        if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
-            conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
+    try:
+        for index in range(count):
+            if all(found):
+                break
+            seed = variant_seed(db_path, gold_sql, index)
+            conn = _build(layout, seed, rows if index % 2 == 0 else max(3, rows // 3))
+            if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
+                conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
+    finally:
+        layout.schema.close()
     return found
 
