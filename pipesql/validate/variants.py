@@ -543,29 +543,41 @@ def _rows(conn: sqlite3.Connection, sql: str, *, reverse: bool = False):
 
 def _disagreements_on(conn: sqlite3.Connection, index: int, seed: int, gold_sql: str, candidate_sqls: Sequence[str],
                       probes, compare: Callable, found: list) -> bool:
-    """Fill ``found`` with the candidates this variant refutes; whether it refuted any."""
+    """Fill ``found`` with the candidates this variant refutes; whether it refuted any. Whether the
+    variant can decide at all (:func:`_decides`) is asked only when a candidate disagrees: where
+    every candidate agrees it refutes nothing either way, and that is nearly every variant."""
     try:
-        if _cut_ties(conn, probes):
-            return False  # a subquery's LIMIT cuts through tied rows: the gold is ambiguous here
         gold = _rows(conn, gold_sql)
-        if not compare(gold_sql, gold, _rows(conn, gold_sql, reverse=True), rerun=lambda sql: _rows(conn, sql)).match:
-            return False  # the gold depends on scan order here: nothing to prove
     except QueryError:
         return False  # the gold fails or times out on this variant
-    refuted = False
-    for position, candidate in enumerate(candidate_sqls):
-        if found[position] is not None:
-            continue
-        try:
-            verdict = compare(gold_sql, gold, _rows(conn, candidate), rerun=lambda sql: _rows(conn, sql))
-        except QueryError as error:
-            found[position] = Disagreement(index, seed, f"candidate fails on the variant: {error}", "ERROR", conn)
-            refuted = True
-            continue
-        if not verdict.match:
-            found[position] = Disagreement(index, seed, verdict.detail, verdict.subclass, conn)
-            refuted = True
-    return refuted
+    disagreements = {position: disagreement for position, candidate in enumerate(candidate_sqls)
+                     if found[position] is None
+                     and (disagreement := _disagreement(conn, index, seed, gold_sql, gold, candidate, compare))}
+    if not disagreements or not _decides(conn, gold_sql, gold, probes, compare):
+        return False
+    for position, disagreement in disagreements.items():
+        found[position] = disagreement
+    return True
+
+
+def _disagreement(conn: sqlite3.Connection, index: int, seed: int, gold_sql: str, gold, candidate: str,
+                  compare: Callable) -> Disagreement | None:
+    try:
+        verdict = compare(gold_sql, gold, _rows(conn, candidate), rerun=lambda sql: _rows(conn, sql))
+    except QueryError as error:
+        return Disagreement(index, seed, f"candidate fails on the variant: {error}", "ERROR", conn)
+    return None if verdict.match else Disagreement(index, seed, verdict.detail, verdict.subclass, conn)
+
+
+def _decides(conn: sqlite3.Connection, gold_sql: str, gold, probes, compare: Callable) -> bool:
+    """Whether a disagreement on this variant proves anything: no subquery's LIMIT cuts through
+    tied rows, and the gold gives the same rows when SQLite scans in reverse order."""
+    if _cut_ties(conn, probes):
+        return False
+    try:
+        return compare(gold_sql, gold, _rows(conn, gold_sql, reverse=True), rerun=lambda sql: _rows(conn, sql)).match
+    except QueryError:
+        return False  # the reversed run fails or times out
 
 
 def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Sequence[str], *, count: int = DEFAULT_VARIANTS,
