@@ -89,12 +89,35 @@ def test_analysis_error_on_execute(engine, library):
         googlesql.execute("FROM books |> SELECT nope", library)
 
 
+RUNAWAY = ("WITH RECURSIVE c AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000000) "
+           "SELECT COUNT(*) AS n FROM c")
+
+
 def test_runaway_query_times_out_and_the_engine_recovers(engine, library):
-    runaway = ("WITH RECURSIVE c AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000000) "
-               "SELECT COUNT(*) AS n FROM c")
     with pytest.raises(googlesql.GoogleSQLTimeout):
-        googlesql.execute(runaway, library, timeout_s=0.5)
+        googlesql.execute(RUNAWAY, library, timeout_s=0.5)
     assert googlesql.execute("FROM books |> AGGREGATE COUNT(*) AS n", library).rows == ((120,),)
+
+
+def test_a_timeout_replaces_the_execution_instance_only(engine, library):
+    schema = read_sqlite_schema(library)
+    assert engine.analyze("FROM books |> SELECT title", schema) is None
+    analysis, catalogs = engine._analysis.client, dict(engine._analysis.catalogs)
+    execution = engine._executor().client
+    with pytest.raises(googlesql.GoogleSQLTimeout):
+        engine.execute(RUNAWAY, library, timeout_s=0.5)
+    assert engine._executor().client is not execution  # the trapped instance is not called again
+    assert engine._analysis.client is analysis and dict(engine._analysis.catalogs) == catalogs
+    assert "Unrecognized name: nope" in engine.analyze("FROM books |> SELECT nope", schema)
+    with pytest.raises(googlesql.GoogleSQLAnalysisError, match="Unrecognized name"):
+        engine.execute("FROM books |> SELECT nope", library)  # the database is registered again
+
+
+def test_a_failure_while_running_is_not_an_analysis_error(engine, library):
+    with pytest.raises(googlesql.GoogleSQLError, match="division by zero") as failure:
+        engine.execute("FROM books |> SELECT 1 / (pages - pages) AS x", library)
+    assert not isinstance(failure.value, googlesql.GoogleSQLAnalysisError)
+    assert engine.execute("FROM books |> AGGREGATE COUNT(*) AS n", library).columns == ("n",)
 
 
 @pytest.mark.parametrize("value, type_name, expected", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from pipesql.corpora.demo import ensure_corpus
 from pipesql.storage.files import read_jsonl
 from pipesql.validate import CheckOptions, Settings, run, validate_items
 from pipesql.validate.check import (DB_CORRUPT, DB_MISSING, DECOMPILE_FAIL, GOLD_ERROR, GOLD_UNDEFINED, MATCH, MISMATCH,
-                                    NOT_A_QUERY, RT_ERROR, TIMEOUT, VARIANT_MISMATCH, statement_kind)
+                                    NOT_A_QUERY, RT_ERROR, TIMEOUT, VARIANT_MISMATCH, CheckMemo, DatabaseCache,
+                                    check_item, statement_kind)
 from pipesql.validate.variants import build_variant, first_disagreement, query_hints, source_of, variant_seed
-from pipesql.validate.report import render_report, summarize
+from pipesql.validate.report import golden_pair, render_report, summarize
 from pipesql.validate.runner import chunks_by_database
 
 SPIDER_DIR = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
@@ -222,6 +224,46 @@ def test_malformed_entries_become_bad_item_records_and_the_batch_completes(corpu
     assert summary["golden_pairs"] == 2 and summary["gold_executed"] == 2 and summary["match_rate"] == 1.0
 
 
+# --- the per-process memo -------------------------------------------------------------------------
+
+def test_an_item_asked_again_copies_the_first_outcome(library_db):
+    """Spider asks most gold queries twice: the second item's record equals the one it gets
+    checked alone, question fields aside, and it says its own (memo) cost."""
+    golds = ["SELECT genre, count(*) FROM books GROUP BY genre ORDER BY count(*) DESC",
+             "SELECT title FROM books WHERE pages > 300", "SELECT count(*) FROM nope"]
+    items = [_item(f"q{i}", golds[i % 3], library_db) for i in range(6)]
+    memo = CheckMemo()
+    with closing(DatabaseCache()) as databases:
+        remembered = [check_item(item, CheckOptions(), databases, memo) for item in items]
+        alone = [check_item(item, CheckOptions(), databases) for item in items]
+    assert [golden_pair(r) for r in remembered] == [golden_pair(r) for r in alone]
+    assert [r["question_id"] for r in remembered] == [i.question_id for i in items]
+    assert remembered[0]["validation"]["class"] == MATCH and remembered[0]["googlesql"]["executed"]
+    assert set(remembered[3]["validation"]["seconds"]) == {"memo_s"}  # copied, not checked again
+    assert "memo_s" not in remembered[0]["validation"]["seconds"]
+    remembered[3]["googlesql"]["match"] = None  # each record is its own copy
+    assert remembered[0]["googlesql"]["match"] is True
+
+
+def test_a_changed_database_file_is_checked_again(library_db, tmp_path):
+    copy = tmp_path / "library" / "library.sqlite"
+    copy.parent.mkdir()
+    copy.write_bytes(library_db.read_bytes())
+    item = _item("q", "SELECT title FROM books", copy)
+    memo = CheckMemo()
+    with closing(DatabaseCache()) as databases:
+        before = check_item(item, NO_GOOGLESQL, databases, memo)
+        conn = sqlite3.connect(copy)
+        conn.execute("DELETE FROM books WHERE book_id > 10")
+        conn.commit()
+        conn.close()
+        databases.close()  # the connection cache is keyed by path; the memo by the file's identity
+        after = check_item(item, NO_GOOGLESQL, databases, memo)
+    assert "memo_s" not in after["validation"]["seconds"]
+    assert before["validation"]["class"] == after["validation"]["class"] == MATCH
+    assert after["validation"]["gold_rows"] == 10 < before["validation"]["gold_rows"]
+
+
 # --- database variants --------------------------------------------------------------------------
 
 def _absent_page_count(library_db: Path) -> int:
@@ -284,3 +326,16 @@ def test_a_pair_only_variants_refute_is_quarantined_with_its_witness(monkeypatch
     [unchecked] = validate_items([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
                                  workers=1, options=replace(options, variants=0), progress=False)
     assert unchecked["validation"]["class"] == MATCH
+
+
+def test_each_item_a_variant_refutes_gets_its_own_witness(monkeypatch, library_db, tmp_path):
+    # the witness file is named after the item, so the memo does not hand the second item the first one's
+    n = _absent_page_count(library_db)
+    monkeypatch.setattr(pipesql.decompile, "decompile",
+                        _fake_decompile(f"FROM books |> WHERE pages >= {n} |> SELECT title"))
+    options = replace(NO_GOOGLESQL, witness_dir=str(tmp_path / "witnesses"))
+    items = [_item(name, f"SELECT title FROM books WHERE pages > {n}", library_db) for name in ("a", "b")]
+    records = validate_items(items, workers=1, options=options, progress=False)
+    witnesses = [Path(r["validation"]["variant"]["witness"]) for r in records]
+    assert [w.name.split(".")[0] for w in witnesses] == ["a", "b"]
+    assert all(w.is_file() for w in witnesses)

@@ -20,6 +20,7 @@ Queries sqlglot cannot parse fall back to the same counts taken from keywords in
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Iterator
@@ -176,6 +177,7 @@ def _keyword_components(sql: str) -> Components:
     return Components(component1, component2, others)
 
 
+@functools.lru_cache(maxsize=4096)  # Spider asks most gold queries twice
 def spider_hardness(sql: str, dialect: str = "sqlite") -> str:
     """Spider's hardness of ``sql``: "easy", "medium", "hard" or "extra". Never raises.
 

@@ -19,6 +19,7 @@ stopping what the one before could miss (docs/security.md has the attacks they a
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
@@ -92,28 +93,39 @@ def require_query(sql: str) -> None:
     left to SQLite, whose parser gets the final word and whose authorizer stops anything that
     is not a read.
     """
-    import sqlglot
-    from sqlglot import exp
-
     if not isinstance(sql, str) or not sql.strip():
         raise QueryRefused("empty query")
     if len(sql) > MAX_SQL_CHARS:
         raise QueryRefused(f"query longer than {MAX_SQL_CHARS} characters")
+    refusal = _refusal(sql)
+    if refusal is not None:
+        raise QueryRefused(refusal)
+
+
+@functools.lru_cache(maxsize=4096)
+def _refusal(sql: str) -> str | None:
+    """Why sqlglot's parse of ``sql`` is not one read-only query (None: it is, or sqlglot cannot
+    parse it). Remembered per text: validation runs each query on many database variants, and
+    parsing it again each time cost more than running it."""
+    import sqlglot
+    from sqlglot import exp
+
     body = sql.lstrip()
     if body[:8].upper() == "EXPLAIN " and body[8:].lstrip()[:5].upper() != "QUERY":
         body = body[8:]
     try:
         trees = [t for t in sqlglot.parse(body, read="sqlite") if t is not None]
     except Exception:  # sqlglot's parser is stricter than SQLite's in places
-        return
+        return None
     if len(trees) != 1:
-        raise QueryRefused(f"expected one query, got {len(trees)} statements")
+        return f"expected one query, got {len(trees)} statements"
     tree = trees[0]
     if not isinstance(tree, (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)):
-        raise QueryRefused(f"only read-only queries may run, not {tree.key.upper()}")
+        return f"only read-only queries may run, not {tree.key.upper()}"
     nested = next(tree.find_all(exp.Command, exp.Pragma, exp.Attach, exp.Detach, exp.DML, exp.Create, exp.Drop), None)
     if nested is not None:
-        raise QueryRefused(f"only read-only queries may run; found {nested.key.upper()}")
+        return f"only read-only queries may run; found {nested.key.upper()}"
+    return None
 
 
 # --- 2. the connection --------------------------------------------------------------------------

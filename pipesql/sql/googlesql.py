@@ -29,12 +29,16 @@ the value. Results are decoded to what SQLite would return: NUMERIC → float, D
 the compiled module is saved to ``<cache>/zetasql-<key>.cwasm`` (cache: ``$PIPESQL_CACHE`` or
 ``~/.cache/pipesql``; the key hashes the wasm file, the wasmtime version and the engine
 settings) and later starts take about a second. A file lock makes parallel processes compile
-once. Each process starts its own instance on first use (:func:`instance`), so worker processes
-are safe; calls within a process are serialized by a lock.
+once. Each process starts its own :class:`GoogleSQL` on first use (:func:`instance`), so worker
+processes are safe; calls within a process are serialized by a lock.
 
 **Limits.** Every call runs under a deadline (wasmtime epoch interruption, checked every
-10 ms): a runaway query raises :class:`GoogleSQLTimeout` and the instance is rebuilt. Memory is
-capped per instance (``PIPESQL_GOOGLESQL_MEMORY_MB``, default 3072).
+10 ms). A call past it traps, and a trapped instance of the module is never called again (the
+C++ code stopped midway); analysis and executions therefore run in two instances of the module,
+so that a runaway execution raises :class:`GoogleSQLTimeout` and replaces the execution instance
+only: the analysis instance keeps its catalogs, and the database is registered in the new
+execution instance when an execution next needs it. Memory is capped per instance
+(``PIPESQL_GOOGLESQL_MEMORY_MB``, default 3072).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import sqlglot
 from sqlglot import exp
@@ -207,43 +211,120 @@ def _load_module(engine):
         return module
 
 
-def _client_class():
-    from zetasql.core.wasm_client import WasmClient, get_tzinfo_dir
+_STATUS = re.compile(r"Code: (\d+), Message: (.+)")
 
-    class Client(WasmClient):
-        """zetasql's client on our engine and compiled module, with bulk memory copies (the
-        stock client copies requests byte by byte in Python)."""
 
-        def __init__(self, engine, module, memory_bytes: int, deadline_ticks: int):
-            from wasmtime import Linker, Store, WasiConfig
+def _zoneinfo_dir() -> str | None:
+    """The tzdata package's zone files, which ZetaSQL reads as /usr/share/zoneinfo."""
+    try:
+        import tzdata
+    except ImportError:
+        return None
+    path = Path(tzdata.__file__).parent / "zoneinfo"
+    return str(path) if path.is_dir() else None
 
-            wasi = WasiConfig()
-            wasi.inherit_stderr()
-            if tzinfo := get_tzinfo_dir():
-                wasi.preopen_dir(tzinfo, "/usr/share/zoneinfo")
-            self.store = Store(engine)
-            self.store.set_wasi(wasi)
-            self.store.set_limits(memory_size=memory_bytes)
-            self.store.set_epoch_deadline(deadline_ticks)
-            self.module = module
-            linker = Linker(engine)
-            linker.define_wasi()
-            self.instance = linker.instantiate(self.store, module)
-            self.exports = self.instance.exports(self.store)
-            with contextlib.suppress(KeyError):
-                self.exports["_initialize"](self.store)
-            self.memory = self.exports["memory"]
 
-        def _base(self) -> int:
-            return ctypes.addressof(self.memory.data_ptr().contents)
+class _Client:
+    """The module instantiated in a store of its own: serialized requests in, responses out.
 
-        def write_bytes(self, ptr: int, data: bytes) -> None:
-            ctypes.memmove(self._base() + ptr, data, len(data))
+    Written here rather than taken from ``zetasql.core``: importing that package loads every
+    generated proto model (1.8 s in each worker process), and its client copies requests byte by
+    byte."""
 
-        def read_bytes(self, ptr: int, size: int) -> bytes:
-            return ctypes.string_at(self._base() + ptr, size)
+    def __init__(self, engine, module, memory_bytes: int):
+        from wasmtime import Linker, Store, WasiConfig
 
-    return Client
+        wasi = WasiConfig()
+        wasi.inherit_stderr()
+        if zoneinfo := _zoneinfo_dir():
+            wasi.preopen_dir(zoneinfo, "/usr/share/zoneinfo")
+        self.store = Store(engine)
+        self.store.set_wasi(wasi)
+        self.store.set_limits(memory_size=memory_bytes)
+        self.store.set_epoch_deadline(int(ANALYZE_TIMEOUT_S / _TICK_S))  # for start-up; each call sets its own
+        linker = Linker(engine)
+        linker.define_wasi()
+        self._exports = linker.instantiate(self.store, module).exports(self.store)
+        with contextlib.suppress(KeyError):
+            self._exports["_initialize"](self.store)
+        self._memory = self._exports["memory"]
+        self._malloc, self._free = self._exports["wasm_malloc"], self._exports["wasm_free"]
+        self._size_slot = self._malloc(self.store, 4)  # where every call writes its response's size
+
+    def call(self, method: str, request: bytes) -> bytes:
+        """The service's response; :class:`GoogleSQLError` when it refuses the request. A trap
+        (deadline, memory) propagates, and the instance must not be called again."""
+        pointer = self._malloc(self.store, len(request))
+        ctypes.memmove(self._base() + pointer, request, len(request))
+        response = self._exports[method](self.store, pointer, len(request), self._size_slot)
+        self._free(self.store, pointer)
+        if response == 0:
+            raise GoogleSQLError(self._last_error())
+        size = int.from_bytes(self._read(self._size_slot, 4), "little")
+        data = self._read(response, size)
+        self._free(self.store, response)
+        return data
+
+    def _base(self) -> int:
+        return ctypes.addressof(self._memory.data_ptr().contents)  # a shared memory: no store argument
+
+    def _read(self, pointer: int, size: int) -> bytes:
+        return ctypes.string_at(self._base() + pointer, size)
+
+    def _last_error(self) -> str:
+        size = self._exports["wasm_get_last_error_size"](self.store)
+        text = self._read(self._exports["wasm_get_last_error"](self.store), size).decode() if size else ""
+        status = _STATUS.match(text)  # "Code: 3, Message: Unrecognized name: x [at 1:8]"
+        return (status.group(2) if status else text).strip()
+
+
+class _Instance:
+    """A client and the catalogs registered in it.
+
+    A call stopped by a trap (its deadline, the memory cap) leaves C++ code interrupted midway
+    (objects half built, the stack pointer not restored), so the instance is not called again:
+    the client is replaced by a fresh one and its catalogs are forgotten; callers register what
+    they need again when they next need it."""
+
+    def __init__(self, start: Callable[[], _Client]):
+        self._start = start
+        self.client = start()
+        self.catalogs: OrderedDict[Any, int] = OrderedDict()
+
+    def call(self, method: str, request, response_type, timeout_s: float):
+        from wasmtime import Trap, WasmtimeError
+
+        self.client.store.set_epoch_deadline(max(1, int(timeout_s / _TICK_S)))
+        try:
+            response = self.client.call(f"ZetaSqlLocalService_{method}", request.SerializeToString())
+        except (Trap, WasmtimeError) as error:
+            self._restart()
+            if "interrupt" in str(error).lower():
+                raise GoogleSQLTimeout(f"GoogleSQL call exceeded {timeout_s:g} s") from None
+            raise GoogleSQLError(f"engine trap: {str(error).splitlines()[0]}") from None
+        return response_type.FromString(response)
+
+    def _restart(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.store.close()  # its memory (up to the cap) is released now, not at some collection
+        self.client = self._start()
+        self.catalogs.clear()
+
+    def register(self, key: Any, request_of: Callable[[], Any]) -> int:
+        """The id of the catalog ``key`` names, registered from ``request_of()`` if it is not
+        (the least recently used beyond :data:`_REGISTERED_CATALOGS` are unregistered)."""
+        from zetasql.wasi._pb2.zetasql.local_service import local_service_pb2 as pb
+
+        if key in self.catalogs:
+            self.catalogs.move_to_end(key)
+            return self.catalogs[key]
+        registered = self.call("RegisterCatalog", request_of(), pb.RegisterResponse, ANALYZE_TIMEOUT_S).registered_id
+        self.catalogs[key] = registered
+        while len(self.catalogs) > _REGISTERED_CATALOGS:
+            _, old_id = self.catalogs.popitem(last=False)
+            with contextlib.suppress(GoogleSQLError):
+                self.call("UnregisterCatalog", pb.UnregisterRequest(registered_id=old_id), _empty(), ANALYZE_TIMEOUT_S)
+        return registered
 
 
 class _EpochTicker:
@@ -267,7 +348,8 @@ class _EpochTicker:
 # --- the per-process instance ---------------------------------------------------------------------
 
 class GoogleSQL:
-    """One ZetaSQL instance: analyzer options, registered catalogs, deadlines."""
+    """ZetaSQL in this process: analyzer options, deadlines, and two instances of the module,
+    one for analysis and one for executions (see :meth:`execute`)."""
 
     def __init__(self) -> None:
         from zetasql.wasi._pb2.zetasql.local_service import local_service_pb2
@@ -281,55 +363,43 @@ class GoogleSQL:
         try:
             self._engine = _new_engine()
             self._module = _load_module(self._engine)
-            self._client_cls = _client_class()
-            self._client = self._new_client()
+            self._analysis = _Instance(self._new_client)
         except Exception as error:
             raise GoogleSQLUnavailable(f"cannot start ZetaSQL: {type(error).__name__}: {error}") from error
+        self._execution: _Instance | None = None  # started by the first execution
         self.start_seconds = time.monotonic() - started
         self._ticker = _EpochTicker(self._engine)
-        language = self._call("ZetaSqlLocalService_GetLanguageOptions",
-                              local_service_pb2.LanguageOptionsRequest(maximum_features=True),
-                              options_pb2.LanguageOptionsProto, ANALYZE_TIMEOUT_S)
+        language = self._analysis.call("GetLanguageOptions", local_service_pb2.LanguageOptionsRequest(maximum_features=True),
+                                       options_pb2.LanguageOptionsProto, ANALYZE_TIMEOUT_S)
         language.product_mode = public_options_pb2.PRODUCT_EXTERNAL
         self._language = language
         self._options = options_pb2.AnalyzerOptionsProto(
             language_options=language, error_message_mode=public_options_pb2.ERROR_MESSAGE_ONE_LINE)
-        self._catalogs: OrderedDict[Any, int] = OrderedDict()
         self._unloadable: dict[Any, str] = {}
 
     def close(self) -> None:
-        """Release the instance while the interpreter is whole (wasmtime's finalizers fail when
+        """Release the instances while the interpreter is whole (wasmtime's finalizers fail when
         they run during interpreter shutdown)."""
         with self._lock:
             self._ticker.stop()
-            for resource in (self._client.store, self._module, self._engine):
+            stores = [i.client.store for i in (self._analysis, self._execution) if i is not None]
+            for resource in (*stores, self._module, self._engine):
                 with contextlib.suppress(Exception):
                     resource.close()
 
-    def _new_client(self):
-        return self._client_cls(self._engine, self._module, self._memory_bytes, int(ANALYZE_TIMEOUT_S / _TICK_S))
+    def _new_client(self) -> _Client:
+        return _Client(self._engine, self._module, self._memory_bytes)
 
-    def _call(self, method: str, request, response_type, timeout_s: float):
-        from wasmtime import Trap, WasmtimeError
-        from zetasql.core.exceptions import ServerError
-
-        with self._lock:
-            self._client.store.set_epoch_deadline(max(1, int(timeout_s / _TICK_S)))
-            try:
-                return self._client.call_grpc_func(method, request, response_type)
-            except ServerError as error:
-                raise GoogleSQLError(error.message.strip() if hasattr(error, "message") else str(error)) from None
-            except (Trap, WasmtimeError) as error:
-                # The instance stopped mid-call: its heap may be inconsistent, so start afresh.
-                self._client = self._new_client()
-                self._catalogs.clear()
-                if "interrupt" in str(error).lower():
-                    raise GoogleSQLTimeout(f"GoogleSQL call exceeded {timeout_s:g} s") from None
-                raise GoogleSQLError(f"engine trap: {str(error).splitlines()[0]}") from None
+    def _executor(self) -> _Instance:
+        # Executions are the calls that run past their deadline; in an instance of their own,
+        # such a trap replaces that instance only, and the analysis catalogs stay registered.
+        if self._execution is None:
+            self._execution = _Instance(self._new_client)
+        return self._execution
 
     # catalogs
 
-    def _catalog_proto(self, schema: DatabaseSchema):
+    def _catalog_request(self, schema: DatabaseSchema, contents: dict | None = None):
         from zetasql.wasi._pb2.zetasql.proto import simple_catalog_pb2
         from zetasql.wasi._pb2.zetasql.public import simple_table_pb2, type_pb2
 
@@ -341,85 +411,89 @@ class GoogleSQL:
                 kind = type_pb2.TypeKind.Value(_TYPE_KINDS[type_name])
                 table.column.add(name=column_name, type=type_pb2.TypeProto(type_kind=kind))
             catalog.table.append(table)
-        return catalog
-
-    def _register(self, key: Any, schema: DatabaseSchema, contents: dict | None = None) -> int:
-        if key in self._catalogs:
-            self._catalogs.move_to_end(key)
-            return self._catalogs[key]
-        request = self._pb.RegisterCatalogRequest(simple_catalog=self._catalog_proto(schema))
+        request = self._pb.RegisterCatalogRequest(simple_catalog=catalog)
         for table_name, content in (contents or {}).items():
             request.table_content[table_name].CopyFrom(content)
-        response = self._call("ZetaSqlLocalService_RegisterCatalog", request, self._pb.RegisterResponse, ANALYZE_TIMEOUT_S)
-        self._catalogs[key] = response.registered_id
-        while len(self._catalogs) > _REGISTERED_CATALOGS:
-            _, old_id = self._catalogs.popitem(last=False)
-            with contextlib.suppress(GoogleSQLError):
-                self._call("ZetaSqlLocalService_UnregisterCatalog", self._pb.UnregisterRequest(registered_id=old_id),
-                           _empty(), ANALYZE_TIMEOUT_S)
-        return response.registered_id
+        return request
+
+    def _data_catalog(self, key: Any, path: Path) -> int:
+        """The execution instance's catalog of the database's tables and rows (loaded when it is
+        not registered there: first use, or after a trap replaced the instance)."""
+        if key in self._unloadable:
+            raise NotRepresentable(self._unloadable[key])
+
+        def request():
+            try:
+                schema, contents = load_database(path, self._pb)
+            except NotRepresentable as error:
+                self._unloadable[key] = str(error)
+                raise
+            return self._catalog_request(schema, contents)
+
+        return self._executor().register(key, request)
 
     # public operations
 
     def analyze(self, pipe_sql: str, schema: DatabaseSchema) -> str | None:
         """None when GoogleSQL accepts the query against ``schema``, else its error message."""
         with self._lock:
-            catalog_id = self._register(("schema", schema), schema)
+            catalog_id = self._analysis.register(("schema", schema), lambda: self._catalog_request(schema))
             request = self._pb.AnalyzeRequest(options=self._options, registered_catalog_id=catalog_id,
                                               sql_statement=pipe_sql)
             try:
-                self._call("ZetaSqlLocalService_Analyze", request, self._pb.AnalyzeResponse, ANALYZE_TIMEOUT_S)
-            except GoogleSQLTimeout as error:
-                return str(error)
-            except GoogleSQLError as error:
+                self._analysis.call("Analyze", request, self._pb.AnalyzeResponse, ANALYZE_TIMEOUT_S)
+            except GoogleSQLError as error:  # a timeout too
                 return str(error)
             return None
 
     def execute(self, pipe_sql: str, db_path: str | Path, row_cap: int = DEFAULT_ROW_CAP,
                 timeout_s: float = DEFAULT_TIMEOUT_S) -> GoogleSQLResult:
-        """Run the query over the database's rows. The query is analyzed first (one analysis:
-        :class:`GoogleSQLAnalysisError` carries what :meth:`analyze` would return). Raises
+        """Run the query over the database's rows, in the execution instance: one call analyzes
+        and evaluates it, under ``timeout_s`` for both. Raises :class:`GoogleSQLAnalysisError`
+        (what :meth:`analyze` would return) when the query does not analyze,
         :class:`NotRepresentable` when the database cannot be loaded (remembered per file),
-        :class:`GoogleSQLTimeout`, or :class:`GoogleSQLError` for a failure while running."""
+        :class:`GoogleSQLTimeout`, or :class:`GoogleSQLError` for a failure while running. A
+        timeout replaces the execution instance only; the database is registered in the new one
+        when an execution next needs it."""
         path = Path(db_path).resolve()
         stat = path.stat()
         key = ("data", str(path), stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            if key in self._unloadable:
-                raise NotRepresentable(self._unloadable[key])
-            if key not in self._catalogs:
-                try:
-                    schema, contents = load_database(path, self._pb)
-                except NotRepresentable as error:
-                    self._unloadable[key] = str(error)
-                    raise
-                self._register(key, schema, contents)
-            prepare = self._pb.PrepareQueryRequest(sql=pipe_sql, options=self._options,
-                                                   registered_catalog_id=self._catalogs[key])
+            request = self._pb.EvaluateQueryRequest(sql=pipe_sql, options=self._options,
+                                                    registered_catalog_id=self._data_catalog(key, path))
             try:
-                prepared = self._call("ZetaSqlLocalService_PrepareQuery", prepare, self._pb.PrepareQueryResponse,
-                                      ANALYZE_TIMEOUT_S).prepared
-            except GoogleSQLError as error:  # a timeout here too: analysis never finished
-                raise GoogleSQLAnalysisError(str(error)) from None
-            try:
-                response = self._call("ZetaSqlLocalService_EvaluateQuery",
-                                      self._pb.EvaluateQueryRequest(prepared_query_id=prepared.prepared_query_id),
-                                      self._pb.EvaluateQueryResponse, timeout_s)
-            finally:
-                with contextlib.suppress(GoogleSQLError):
-                    self._call("ZetaSqlLocalService_UnprepareQuery",
-                               self._pb.UnprepareQueryRequest(prepared_query_id=prepared.prepared_query_id),
-                               _empty(), ANALYZE_TIMEOUT_S)
-        columns = tuple(c.name for c in prepared.columns)
+                response = self._executor().call("EvaluateQuery", request, self._pb.EvaluateQueryResponse, timeout_s)
+            except GoogleSQLError as failure:
+                refusal = self._analysis_error(pipe_sql, key, path)
+                if refusal is not None:
+                    raise GoogleSQLAnalysisError(refusal) from None
+                raise failure from None
+        columns = tuple(c.name for c in response.prepared.columns)
         rows = [tuple(decode_value(cell) for cell in row.cell) for row in response.content.table_data.row]
         return GoogleSQLResult(columns, tuple(rows[:row_cap]), len(rows) > row_cap)
+
+    def _analysis_error(self, pipe_sql: str, key: Any, path: Path) -> str | None:
+        """PrepareQuery's error for the query (None: it analyzes). Asked only when an execution
+        failed, to tell a query that does not analyze from one that failed while running."""
+        request = self._pb.PrepareQueryRequest(sql=pipe_sql, options=self._options,
+                                               registered_catalog_id=self._data_catalog(key, path))
+        try:
+            prepared = self._executor().call("PrepareQuery", request, self._pb.PrepareQueryResponse,
+                                             ANALYZE_TIMEOUT_S).prepared
+        except GoogleSQLError as error:  # a timeout here too: the analysis never finished
+            return str(error)
+        with contextlib.suppress(GoogleSQLError):
+            self._executor().call("UnprepareQuery",
+                                  self._pb.UnprepareQueryRequest(prepared_query_id=prepared.prepared_query_id),
+                                  _empty(), ANALYZE_TIMEOUT_S)
+        return None
 
 
 # --- predicting executions that cannot finish --------------------------------------------------
 # The reference engine joins by nested loops unless the ON has an equality, and evaluates a
-# subquery in WHERE or SELECT again for every row. A timeout costs the time limit plus a rebuilt
-# instance (every registered catalog lost, so the next item reloads its database); a query whose
-# predicted row visits are above the bound is analyzed only. On Spider dev the 12 executions that
+# subquery in WHERE or SELECT again for every row. A timeout costs the time limit plus a new
+# execution instance (which loads the database again); a query whose predicted row visits are
+# above the bound is analyzed only. On Spider dev the 12 executions that
 # ran past 2 s all predict more than 100 000 visits; of the 717 that finished, 2 do.
 DEFAULT_MAX_WORK = 100_000
 

@@ -12,6 +12,7 @@ Every outcome is a record (a plain dict, JSON-ready); nothing raises for a bad i
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 import time
 from collections import OrderedDict
@@ -158,15 +159,67 @@ def _timed(timings: dict, key: str, start: float) -> None:
     timings[key] = round(time.monotonic() - start, 4)
 
 
-def check_item(item: Item, options: CheckOptions, databases: DatabaseCache) -> dict[str, Any]:
-    """The validation record of one item (see the module docstring). Never raises."""
+class CheckMemo:
+    """Per-process memo of whole checks (LRU), in memory only.
+
+    An item's check depends on its database file, its gold SQL and the options, never on its
+    question, and Spider asks most gold queries twice (dev: 972 items on databases that exist,
+    533 distinct queries): the second item of a query takes a copy of the first one's outcome.
+    Items are grouped by database into chunks, so a query's items meet in one worker."""
+
+    _FIELDS = ("pipe_sql", "round_tripped_sql", "validation", "googlesql")
+
+    def __init__(self, size: int = 512):
+        self._size = size
+        self._outcomes: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+
+    @staticmethod
+    def key(item: Item, options: CheckOptions) -> tuple | None:
+        """What the check of ``item`` depends on (None: not worth remembering, no database)."""
+        if item.problem is not None or not Path(item.db_path).is_file():
+            return None
+        path = Path(item.db_path).resolve()
+        stat = path.stat()
+        return options, str(path), stat.st_mtime_ns, stat.st_size, item.gold_sql
+
+    def recall(self, key: tuple, record: dict[str, Any]) -> dict[str, Any] | None:
+        """``record`` completed with the remembered outcome, or None when there is none."""
+        start = time.monotonic()
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            return None
+        self._outcomes.move_to_end(key)
+        record.update(copy.deepcopy(outcome))
+        if "seconds" in record["validation"]:  # this item's own cost, not the first one's again
+            record["validation"]["seconds"] = {"memo_s": round(time.monotonic() - start, 4)}
+        return record
+
+    def remember(self, key: tuple, record: dict[str, Any]) -> None:
+        if (record["validation"].get("variant") or {}).get("witness"):
+            return  # the witness file is named after the item, so another item must save its own
+        self._outcomes[key] = copy.deepcopy({field: record[field] for field in self._FIELDS})
+        while len(self._outcomes) > self._size:
+            self._outcomes.popitem(last=False)
+
+
+def check_item(item: Item, options: CheckOptions, databases: DatabaseCache,
+               memo: CheckMemo | None = None) -> dict[str, Any]:
+    """The validation record of one item (see the module docstring); with ``memo``, an item
+    whose database and gold SQL were checked before copies that outcome. Never raises."""
     record = _base_record(item)
+    key = memo.key(item, options) if memo is not None else None
+    if key is not None and (remembered := memo.recall(key, record)) is not None:
+        return remembered
     try:
-        return _check(item, options, databases, record)
+        record = _check(item, options, databases, record)
     except Exception as error:  # a bug must cost one item, never the batch
         import traceback
 
-        return _verdict(record, INTERNAL_ERROR, detail=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=4)}")
+        record = _verdict(record, INTERNAL_ERROR,
+                          detail=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=4)}")
+    if key is not None:
+        memo.remember(key, record)
+    return record
 
 
 def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: dict) -> dict:
@@ -280,7 +333,7 @@ def googlesql_check(pipe_sql: str, item: Item, database: OpenDatabase, gold: Que
     work = googlesql.predicted_work(item.gold_sql, database.table_rows) if options.googlesql_max_work else 0
     if 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows \
             and work > options.googlesql_max_work > 0:
-        # it would run past the time limit, and a timeout rebuilds the engine: analyze only
+        # it would run past the time limit (and a timeout replaces the execution instance): analyze only
         outcome["skipped"] = f"predicted {work} row visits (> {options.googlesql_max_work})"
     elif 0 < options.googlesql_execute_rows and total_rows <= options.googlesql_execute_rows:
         try:

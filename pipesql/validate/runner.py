@@ -1,7 +1,8 @@
 """Validate many items over all cores.
 
 Items are grouped by database and cut into chunks, so a worker keeps one database's connection,
-schema and ZetaSQL catalog warm across a chunk. Workers are spawned (not forked), each with
+schema and ZetaSQL catalog warm across a chunk, and an item whose gold query it checked before
+(Spider asks most twice) copies that outcome (:class:`~pipesql.validate.check.CheckMemo`). Workers are spawned (not forked), each with
 its own caches and its own ZetaSQL instance; the parent compiles the ZetaSQL module once before
 they start, so they only load it.
 """
@@ -14,23 +15,25 @@ import sys
 from typing import Any, Iterable, Sequence
 
 from pipesql.corpora.items import Item
-from pipesql.validate.check import CheckOptions, DatabaseCache, check_item
+from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item
 
 CHUNK_SIZE = 24
 
 _options: CheckOptions | None = None
 _databases: DatabaseCache | None = None
+_memo: CheckMemo | None = None
 
 
 def _init_worker(options: CheckOptions) -> None:
-    global _options, _databases
+    global _options, _databases, _memo
     _options = options
     _databases = DatabaseCache()
+    _memo = CheckMemo()
 
 
 def _check_chunk(chunk: list[tuple[int, Item]]) -> list[tuple[int, dict[str, Any]]]:
     assert _options is not None and _databases is not None
-    return [(index, check_item(item, _options, _databases)) for index, item in chunk]
+    return [(index, check_item(item, _options, _databases, _memo)) for index, item in chunk]
 
 
 def chunks_by_database(items: Sequence[Item], size: int = CHUNK_SIZE) -> list[list[tuple[int, Item]]]:

@@ -35,7 +35,7 @@ import re
 import sqlite3
 import string
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -64,6 +64,25 @@ class SourceColumn:
     not_null: bool
     primary_key: bool
     samples: tuple[Any, ...]   # distinct values from the original's first rows
+
+    # What made-up values are drawn near, worked out once per column rather than per value.
+
+    @cached_property
+    def kind(self) -> str:
+        return googlesql_type(self.declared)
+
+    @cached_property
+    def numbers(self) -> tuple[Any, ...]:
+        return tuple(v for v in self.samples if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    @cached_property
+    def texts(self) -> tuple[str, ...]:
+        return tuple(v for v in self.samples if isinstance(v, str))
+
+    @cached_property
+    def digit_texts(self) -> bool:
+        """Its sampled texts are all integers (ids kept as text)."""
+        return bool(self.texts) and all(_INTEGER_TEXT.fullmatch(t) for t in self.texts)
 
 
 @dataclass(frozen=True)
@@ -266,18 +285,16 @@ def variant_seed(db_path: str | Path, sql: str, index: int) -> int:
 
 def _made_up(column: SourceColumn, rng: random.Random) -> Any:
     """A value of the column's declared type near its sampled values (or plausible without any)."""
-    kind = googlesql_type(column.declared)
-    numbers = [v for v in column.samples if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if kind == INT:
+    numbers, texts = column.numbers, column.texts
+    if column.kind == INT:
         base = int(rng.choice(numbers)) if numbers else rng.randint(0, 50)
         return base + rng.randint(-3, 3)
-    if kind == FLOAT:
+    if column.kind == FLOAT:
         base = float(rng.choice(numbers)) if numbers else rng.uniform(0, 100)
         return round(base * rng.uniform(0.8, 1.2), 2)
     if is_date_type(column.declared):
         return f"{rng.randint(1990, 2025):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-    texts = [v for v in column.samples if isinstance(v, str)]
-    if texts and all(_INTEGER_TEXT.fullmatch(t) for t in texts):
+    if column.digit_texts:
         return str(int(rng.choice(texts)) + rng.randint(-3, 3))  # ids kept as text stay digits
     if texts and rng.random() < 0.5:
         return rng.choice(texts) + rng.choice(string.ascii_lowercase)
@@ -302,8 +319,27 @@ class _Groups:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _pools(source: Source, hints: QueryHints, rows: int, rng: random.Random):
-    """A value pool per group of linked columns, and each column's group."""
+@dataclass(frozen=True)
+class _Slot:
+    """A column as the variants of one query fill it."""
+
+    column: SourceColumn
+    literals: list[Any] | None  # the query's literals compared with it
+    group: tuple[str, str]      # its group of linked columns (foreign keys, the query's equalities)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the variants of one query share; only their random draws differ (so
+    :func:`first_disagreement` works it out once for all of them)."""
+
+    schema: sqlite3.Connection                      # the DDL run on an empty database, copied into each variant
+    tables: tuple[tuple[str, tuple[_Slot, ...]], ...]  # (INSERT statement, its columns), parents first
+    # each group of two or more linked columns: its root, its first column, their sampled values
+    linked: tuple[tuple[tuple[str, str], SourceColumn, tuple[Any, ...]], ...]
+
+
+def _groups(source: Source, hints: QueryHints) -> _Groups:
     groups = _Groups()
     for table in source.tables:
         for column, ref_table, ref_column in table.foreign_keys:
@@ -315,62 +351,91 @@ def _pools(source: Source, hints: QueryHints, rows: int, rng: random.Random):
                 groups.union((table.name, column), (target.name, ref))
     for a, b in hints.links:
         groups.union(a, b)
-    members: dict[tuple[str, str], list[tuple[SourceTable, SourceColumn]]] = {}
+    return groups
+
+
+def _layout(source: Source, hints: QueryHints) -> _Layout:
+    """Only the tables the query reads are built (a database's other tables cannot change its
+    result, and building them was most of a variant's cost)."""
+    groups = _groups(source, hints)
+    members: dict[tuple[str, str], list[SourceColumn]] = {}
     for table in source.tables:
         for column in table.columns:
-            members.setdefault(groups.find((table.name, column.name)), []).append((table, column))
-    pools = {}
-    for root, cols in members.items():
-        if len(cols) < 2:
+            members.setdefault(groups.find((table.name, column.name)), []).append(column)
+    linked = tuple((root, cols[0], tuple(dict.fromkeys(v for c in cols for v in c.samples)))
+                   for root, cols in members.items() if len(cols) >= 2)
+    tables = []
+    for table in _parents_first(source):
+        if hints.tables is not None and table.name.lower() not in hints.tables:
             continue
-        candidates = list(dict.fromkeys(v for _, c in cols for v in c.samples))
-        rng.shuffle(candidates)
-        pool = candidates[:rows]
+        names = ", ".join(quote_identifier(c.name) for c in table.columns)
+        marks = ", ".join("?" for _ in table.columns)
+        slots = tuple(_Slot(c, hints.literals.get((table.name, c.name)), groups.find((table.name, c.name)))
+                      for c in table.columns)
+        tables.append((f"INSERT OR IGNORE INTO {quote_identifier(table.name)} ({names}) VALUES ({marks})", slots))
+    return _Layout(_schema(source, hints), tuple(tables), linked)
+
+
+def _schema(source: Source, hints: QueryHints) -> sqlite3.Connection:
+    schema = sqlite3.connect(":memory:", check_same_thread=False)
+    for _, table, statement in source.ddl:
+        if hints.tables is not None and table not in hints.tables:
+            continue
+        try:
+            schema.execute(statement)
+        except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
+            continue
+    schema.commit()
+    return schema
+
+
+def _pools(layout: _Layout, rows: int, rng: random.Random) -> dict:
+    """A value pool per group of linked columns: their sampled values, shuffled, topped up."""
+    pools = {}
+    for root, first, candidates in layout.linked:
+        shuffled = list(candidates)
+        rng.shuffle(shuffled)
+        pool = shuffled[:rows]
         while len(pool) < rows:
-            pool.append(_made_up(cols[0][1], rng))
+            pool.append(_made_up(first, rng))
         pools[root] = pool
-    return groups, pools
+    return pools
 
 
-def _value(table: SourceTable, column: SourceColumn, hints: QueryHints, groups: _Groups, pools: dict,
-           rng: random.Random) -> Any:
-    literals = hints.literals.get((table.name, column.name))
-    if literals and rng.random() < _LITERAL_SHARE:
-        return rng.choice(literals)
+def _value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
+    column = slot.column
+    if slot.literals and rng.random() < _LITERAL_SHARE:
+        return rng.choice(slot.literals)
     if not column.not_null and not column.primary_key and rng.random() < _NULL_SHARE:
         return None
-    group = groups.find((table.name, column.name))
-    pool = pools.get(group)
+    pool = pools.get(slot.group)
     if pool is not None and rng.random() > _DANGLING_SHARE:
-        present = pools.get(("present",) + group)  # values a linked column already holds: joins hit
+        present = pools.get(("present",) + slot.group)  # values a linked column already holds: joins hit
         return rng.choice(present if present and rng.random() < 0.7 else pool)
     if column.samples and rng.random() < 0.75:
         return rng.choice(column.samples)
     return _made_up(column, rng)
 
 
-def _key_values(table: SourceTable, column: SourceColumn, count: int, groups: _Groups, pools: dict,
-                rng: random.Random) -> list[Any]:
+def _key_values(slot: _Slot, count: int, pools: dict, rng: random.Random) -> list[Any]:
     """Distinct values for a one-column primary key (drawn with replacement, most would collide
     and ``INSERT OR IGNORE`` would leave the parent tables of every join nearly empty)."""
-    pool = pools.get(groups.find((table.name, column.name))) or list(column.samples)
+    pool = pools.get(slot.group) or list(slot.column.samples)
     values = rng.sample(pool, min(count, len(pool)))
     while len(values) < count:
-        values.append(_made_up(column, rng))
+        values.append(_made_up(slot.column, rng))
     return values
 
 
-def _rows_of(table: SourceTable, count: int, hints: QueryHints, groups: _Groups, pools: dict,
-             rng: random.Random) -> list[tuple]:
-    keys = [c for c in table.columns if c.primary_key]
-    key_values = _key_values(table, keys[0], count, groups, pools, rng) if len(keys) == 1 else None
-    rows = [tuple(key_values[row] if key_values is not None and column is keys[0]
-                  else _value(table, column, hints, groups, pools, rng) for column in table.columns)
+def _rows_of(slots: tuple[_Slot, ...], count: int, pools: dict, rng: random.Random) -> list[tuple]:
+    keys = [s for s in slots if s.column.primary_key]
+    key_values = _key_values(keys[0], count, pools, rng) if len(keys) == 1 else None
+    rows = [tuple(key_values[row] if key_values is not None and slot is keys[0] else _value(slot, pools, rng)
+                  for slot in slots)
             for row in range(count)]
-    for position, column in enumerate(table.columns):
-        group = groups.find((table.name, column.name))
-        if group in pools:
-            pools.setdefault(("present",) + group, []).extend(r[position] for r in rows if r[position] is not None)
+    for position, slot in enumerate(slots):
+        if slot.group in pools:
+            pools.setdefault(("present",) + slot.group, []).extend(r[position] for r in rows if r[position] is not None)
     return rows
 
 
@@ -397,28 +462,25 @@ def _parents_first(source: Source) -> list[SourceTable]:
 
 
 def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFAULT_ROWS) -> sqlite3.Connection:
-    """An in-memory database with the source's schema and generated rows (see the module doc):
-    only the tables the query reads (a database's other tables cannot change its result, and
-    building them was most of a variant's cost)."""
+    """An in-memory database with the source's schema and generated rows (see the module doc)
+    for the tables the query reads."""
+    layout = _layout(source, hints)
+    try:
+        return _build(layout, seed, rows)
+    finally:
+        layout.schema.close()
+
+
+def _build(layout: _Layout, seed: int, rows: int) -> sqlite3.Connection:
     rng = random.Random(seed)
     conn = sqlite3.connect(":memory:", check_same_thread=False)
+    layout.schema.backup(conn)  # a copy of the pages: cheaper than running the DDL again
     conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
-    for _, table, statement in source.ddl:
-        if hints.tables is not None and table not in hints.tables:
-            continue
+    pools = _pools(layout, rows, rng)
+    for insert, slots in layout.tables:
+        values = _rows_of(slots, rng.randint(1, rows), pools, rng)
         try:
-            conn.execute(statement)
-        except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
-            continue
-    groups, pools = _pools(source, hints, rows, rng)
-    for table in _parents_first(source):
-        if hints.tables is not None and table.name.lower() not in hints.tables:
-            continue
-        values = _rows_of(table, rng.randint(1, rows), hints, groups, pools, rng)
-        names = ", ".join(quote_identifier(c.name) for c in table.columns)
-        marks = ", ".join("?" for _ in table.columns)
-        try:
-            conn.executemany(f"INSERT OR IGNORE INTO {quote_identifier(table.name)} ({names}) VALUES ({marks})", values)
+            conn.executemany(insert, values)
         except sqlite3.Error:  # a CHECK constraint or a generated column: leave the table as far as it got
             continue
     conn.commit()
@@ -470,7 +532,9 @@ def _cut_ties(conn: sqlite3.Connection, probes: list[tuple[str, int, int]]) -> b
 
 
 def _rows(conn: sqlite3.Connection, sql: str, *, reverse: bool = False):
-    conn.execute(f"PRAGMA reverse_unordered_selects = {int(reverse)}")
+    if not reverse:  # the pragma is off but inside a reversed run
+        return execute(conn, sql, timeout_s=VARIANT_TIMEOUT_S).rows
+    conn.execute("PRAGMA reverse_unordered_selects = 1")
     try:
         return execute(conn, sql, timeout_s=VARIANT_TIMEOUT_S).rows
     finally:
@@ -479,29 +543,41 @@ def _rows(conn: sqlite3.Connection, sql: str, *, reverse: bool = False):
 
 def _disagreements_on(conn: sqlite3.Connection, index: int, seed: int, gold_sql: str, candidate_sqls: Sequence[str],
                       probes, compare: Callable, found: list) -> bool:
-    """Fill ``found`` with the candidates this variant refutes; whether it refuted any."""
+    """Fill ``found`` with the candidates this variant refutes; whether it refuted any. Whether the
+    variant can decide at all (:func:`_decides`) is asked only when a candidate disagrees: where
+    every candidate agrees it refutes nothing either way, and that is nearly every variant."""
     try:
-        if _cut_ties(conn, probes):
-            return False  # a subquery's LIMIT cuts through tied rows: the gold is ambiguous here
         gold = _rows(conn, gold_sql)
-        if not compare(gold_sql, gold, _rows(conn, gold_sql, reverse=True), rerun=lambda sql: _rows(conn, sql)).match:
-            return False  # the gold depends on scan order here: nothing to prove
     except QueryError:
         return False  # the gold fails or times out on this variant
-    refuted = False
-    for position, candidate in enumerate(candidate_sqls):
-        if found[position] is not None:
-            continue
-        try:
-            verdict = compare(gold_sql, gold, _rows(conn, candidate), rerun=lambda sql: _rows(conn, sql))
-        except QueryError as error:
-            found[position] = Disagreement(index, seed, f"candidate fails on the variant: {error}", "ERROR", conn)
-            refuted = True
-            continue
-        if not verdict.match:
-            found[position] = Disagreement(index, seed, verdict.detail, verdict.subclass, conn)
-            refuted = True
-    return refuted
+    disagreements = {position: disagreement for position, candidate in enumerate(candidate_sqls)
+                     if found[position] is None
+                     and (disagreement := _disagreement(conn, index, seed, gold_sql, gold, candidate, compare))}
+    if not disagreements or not _decides(conn, gold_sql, gold, probes, compare):
+        return False
+    for position, disagreement in disagreements.items():
+        found[position] = disagreement
+    return True
+
+
+def _disagreement(conn: sqlite3.Connection, index: int, seed: int, gold_sql: str, gold, candidate: str,
+                  compare: Callable) -> Disagreement | None:
+    try:
+        verdict = compare(gold_sql, gold, _rows(conn, candidate), rerun=lambda sql: _rows(conn, sql))
+    except QueryError as error:
+        return Disagreement(index, seed, f"candidate fails on the variant: {error}", "ERROR", conn)
+    return None if verdict.match else Disagreement(index, seed, verdict.detail, verdict.subclass, conn)
+
+
+def _decides(conn: sqlite3.Connection, gold_sql: str, gold, probes, compare: Callable) -> bool:
+    """Whether a disagreement on this variant proves anything: no subquery's LIMIT cuts through
+    tied rows, and the gold gives the same rows when SQLite scans in reverse order."""
+    if _cut_ties(conn, probes):
+        return False
+    try:
+        return compare(gold_sql, gold, _rows(conn, gold_sql, reverse=True), rerun=lambda sql: _rows(conn, sql)).match
+    except QueryError:
+        return False  # the reversed run fails or times out
 
 
 def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Sequence[str], *, count: int = DEFAULT_VARIANTS,
@@ -513,15 +589,18 @@ def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Seque
 
     compare = compare or compare_results
     source = source_of(str(db_path))
-    hints = query_hints(gold_sql, source)
+    layout = _layout(source, query_hints(gold_sql, source))
     probes = _limit_probes(gold_sql)
     found: list[Disagreement | None] = [None] * len(candidate_sqls)
-    for index in range(count):
-        if all(found):
-            break
-        seed = variant_seed(db_path, gold_sql, index)
-        conn = build_variant(source, hints, seed, rows if index % 2 == 0 else max(3, rows // 3))
-        if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
-            conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
+    try:
+        for index in range(count):
+            if all(found):
+                break
+            seed = variant_seed(db_path, gold_sql, index)
+            conn = _build(layout, seed, rows if index % 2 == 0 else max(3, rows // 3))
+            if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
+                conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
+    finally:
+        layout.schema.close()
     return found
 
