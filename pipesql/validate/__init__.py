@@ -21,10 +21,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
-from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, load_items
+from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, iter_items, load_items
 from pipesql.config.settings import option
+from pipesql.scale import ENGINES
 from pipesql.sql.execute import DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S
 from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.validate.check import CLASSES, CheckOptions, check_item
@@ -44,7 +45,11 @@ class Settings:
     split: str = option("all", "Which split.", choices=SPLITS)
     limit: int | None = option(None, "Validate only the first N items.")
     out: Path = option(Path("out/validate"), "Output folder.")
-    workers: int = option(0, "Worker processes (0: all cores).")
+    workers: int = option(0, "Worker processes, or Ray actors (0: all cores, or all the cluster's CPUs).")
+    engine: str = option("local", "local: processes on this machine; ray: a Ray Data pipeline on the cluster at "
+                                  "RAY_ADDRESS, else on a local one (docs/scale.md).", choices=ENGINES)
+    shard_items: int = option(512, "Ray engine: about this many items per shard, whole databases (the unit "
+                                   "a rerun skips once done).")
     timeout_s: float = option(DEFAULT_TIMEOUT_S, "Time limit per SQL execution, seconds.")
     row_cap: int = option(DEFAULT_ROW_CAP, "Most rows read from one result.")
     googlesql: bool = option(True, "Check every pipe query with GoogleSQL (ZetaSQL) too.")
@@ -68,21 +73,18 @@ def run(settings: Settings) -> int:
         return 2
     from pipesql.corpora.demo import DemoCorpusError
 
-    try:
-        items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
-    except (BenchmarkError, DemoCorpusError) as error:
-        print(f"pipesql validate: {error}", file=sys.stderr)
-        return 2
-    workers = settings.workers or default_workers()
     out = Path(settings.out)
     options = CheckOptions(timeout_s=settings.timeout_s, row_cap=settings.row_cap, googlesql=settings.googlesql,
                            googlesql_execute_rows=settings.googlesql_execute_rows,
                            googlesql_timeout_s=settings.googlesql_timeout_s,
                            googlesql_max_work=settings.googlesql_max_work, variants=settings.variants,
                            variant_rows=settings.variant_rows, witness_dir=str(out / WITNESSES))
-    shutil.rmtree(out / WITNESSES, ignore_errors=True)  # witnesses of an earlier run in the same folder
     start = time.monotonic()
-    records = validate_items(items, workers=workers, options=options, progress=settings.progress)
+    try:
+        records, workers = _records(settings, options)
+    except (BenchmarkError, DemoCorpusError) as error:
+        print(f"pipesql validate: {error}", file=sys.stderr)
+        return 2
     seconds = time.monotonic() - start
     summary = summarize(records, seconds, workers)
     summary.update(benchmark=settings.benchmark, split=settings.split, variants=settings.variants)
@@ -98,4 +100,25 @@ def run(settings: Settings) -> int:
     classes = ", ".join(f"{k} {v}" for k, v in summary["classes"].items())
     print(f"validated {summary['items']} items in {seconds:.1f} s: {classes}; match rate "
           f"{summary['match_rate']}; googlesql ok rate {summary['googlesql_ok_rate']} -> {out}")
+    if settings.engine == "ray":
+        records.store.discard()  # the outputs hold every record now
     return 0
+
+
+def _records(settings: Settings, options: CheckOptions) -> tuple[Iterable[dict], int]:
+    """``(records, workers)`` from the chosen engine: a list (local), or streamed from shards (ray)."""
+    from pipesql.validate.report import WITNESSES
+
+    if settings.engine == "ray":
+        from pipesql.scale.validate import validate_on_ray
+
+        def items():
+            return iter_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
+
+        return validate_on_ray(items, options, Path(settings.out), workers=settings.workers,
+                               shard_items=settings.shard_items, progress=settings.progress,
+                               job_key=(settings.benchmark, settings.data_dir, settings.split, settings.limit))
+    items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
+    shutil.rmtree(Path(settings.out) / WITNESSES, ignore_errors=True)  # witnesses of an earlier run in the same folder
+    workers = settings.workers or default_workers()
+    return validate_items(items, workers=workers, options=options, progress=settings.progress), workers

@@ -1,0 +1,66 @@
+"""``pipesql validate --engine ray``: the items, sharded by database, checked by Ray actors.
+
+Each actor holds what :mod:`pipesql.validate.runner`'s processes hold (ZetaSQL, the LRU of open
+databases, the check memo), so the records are the same; they come back in the items' order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from pipesql.corpora.items import Item
+from pipesql.scale.shards import ShardedResults, ShardStore, fingerprint, write_input_shards
+from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item, crash_record
+
+SHARDS = "shards"
+
+
+def item_row(item: Item) -> dict[str, Any]:
+    return {**dataclasses.asdict(item), "db_path": str(item.db_path)}
+
+
+def row_item(row: dict[str, Any]) -> Item:
+    return Item(**{**row, "db_path": Path(row["db_path"])})
+
+
+class ValidateJob:
+    """What each actor runs: :func:`pipesql.validate.check.check_item` with its own caches."""
+
+    def __init__(self, options: CheckOptions, cwd: str):
+        self.options, self.cwd = options, cwd
+
+    def setup(self) -> None:
+        if Path(self.cwd).is_dir():  # relative paths (data, witnesses) mean what they meant to the driver
+            os.chdir(self.cwd)
+        if self.options.googlesql:
+            from pipesql.validate.runner import _prepare_googlesql
+
+            _prepare_googlesql()
+        self.databases, self.memo = DatabaseCache(), CheckMemo()
+
+    def handle(self, row: dict[str, Any]) -> dict[str, Any]:
+        return check_item(row_item(row), self.options, self.databases, self.memo)
+
+    def crashed(self, row: dict[str, Any], detail: str) -> dict[str, Any]:
+        return crash_record(row_item(row), detail)
+
+
+def validate_on_ray(items: Callable[[], Iterable[Item]], options: CheckOptions, out: Path, *, workers: int = 0,
+                    shard_items: int = 512, progress: bool = True, job_key: Any = None) -> tuple[ShardedResults, int]:
+    """``(records, actors)``: the record of every item of ``items()`` (called twice, streamed), in
+    its order, re-iterable; shards live in ``out/shards`` (:meth:`ShardStore.discard` when done).
+    ``job_key`` says what the items are (a rerun with the same key and options resumes)."""
+    from pipesql.scale.engine import run_shards
+
+    store = ShardStore(Path(out) / SHARDS)
+    job_fingerprint = fingerprint(job_key, options, shard_items)
+    if (store.plan() or {}).get("fingerprint") != job_fingerprint and options.witness_dir:
+        shutil.rmtree(options.witness_dir, ignore_errors=True)  # an earlier job's; a resumed one keeps its own
+    write_input_shards(store, lambda: map(item_row, items()), key=lambda row: row["db_id"], weight=lambda row: 1,
+                       shard_weight=shard_items, job_fingerprint=job_fingerprint)
+    actors = run_shards(ValidateJob(options, os.getcwd()), store, workers, progress, desc="validate")
+    return ShardedResults(store), actors
