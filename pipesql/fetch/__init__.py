@@ -125,6 +125,14 @@ def _fill_from(source: Path, marker: str):
     return fill
 
 
+def _source(settings: Settings, download) -> tuple[Path, bool]:
+    """``(source, strict)``: the local copy given with --from (a documented subset is accepted),
+    else what ``download()`` fetched (it must be complete)."""
+    if settings.from_path:
+        return Path(settings.from_path), False
+    return download(), True
+
+
 def _archive_dir(settings: Settings, dest: Path) -> Path:
     return Path(settings.download_dir) if settings.download_dir else dest.parent / ".downloads"
 
@@ -133,10 +141,8 @@ def fetch_spider(settings: Settings) -> int:
     dest = dataset_dir(settings)
     if _already_landed(dest, settings):
         return 0
-    if settings.from_path:
-        source, strict = Path(settings.from_path), False
-    else:
-        source, strict = gdrive_download(settings.spider_gdrive_id, _archive_dir(settings, dest) / "spider_data.zip"), True
+    source, strict = _source(settings, lambda: gdrive_download(settings.spider_gdrive_id,
+                                                               _archive_dir(settings, dest) / "spider_data.zip"))
     _land(dest, settings, source, _fill_from(source, "dev.json"), verify_spider, strict=strict)
     if not settings.from_path and not settings.keep_archives:
         source.unlink(missing_ok=True)
@@ -152,10 +158,8 @@ def fetch_bird(settings: Settings) -> int:
         dest = root / part
         if _already_landed(dest, settings):
             continue
-        if settings.from_path:
-            source, strict = Path(settings.from_path), False
-        else:
-            source, strict = http_download(urls[part], _archive_dir(settings, root) / f"bird_{part}.zip"), True
+        source, strict = _source(settings, lambda part=part: http_download(
+            urls[part], _archive_dir(settings, root) / f"bird_{part}.zip"))
         fill = _fill_from(source, f"{part}.json")
 
         def fill_part(staging: Path, fill=fill, part=part) -> None:
@@ -179,14 +183,7 @@ def fetch_synsql(settings: Settings) -> int:
     dest = dataset_dir(settings)
     if _already_landed(dest, settings):
         return 0
-    if settings.from_path:
-        source, strict = Path(settings.from_path), False
-    else:
-        from huggingface_hub import hf_hub_download
-
-        source, strict = _archive_dir(settings, dest) / "synsql", True
-        for filename in SYNSQL_FILES:  # resumable, like the hub's own downloads
-            hf_hub_download(settings.synsql_repo, filename, repo_type="dataset", local_dir=source)
+    source, strict = _source(settings, lambda: _synsql_download(settings, _archive_dir(settings, dest) / "synsql"))
     fill = _fill_from(source, "data.json")
 
     def fill_and_unpack(staging: Path) -> None:
@@ -197,6 +194,14 @@ def fetch_synsql(settings: Settings) -> int:
     if not settings.from_path and not settings.keep_archives:
         shutil.rmtree(source, ignore_errors=True)
     return 0
+
+
+def _synsql_download(settings: Settings, folder: Path) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    for filename in SYNSQL_FILES:  # resumable, like the hub's own downloads
+        hf_hub_download(settings.synsql_repo, filename, repo_type="dataset", local_dir=folder)
+    return folder
 
 
 def fetch_model(settings: Settings) -> int:
