@@ -46,7 +46,10 @@ ENV_EXAMPLE = REPO / ".env.example"
 JOBS = REPO / "jobs"
 WORKFLOW = REPO / ".github" / "workflows" / "gpu-smoke.yml"
 
-SERVICES = {"fetch", "validate", "generate", "train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke"}
+SERVICES = {"fetch", "validate", "generate", "train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke",
+            "ray-head", "ray-worker"}
+# The `cluster` profile's Ray nodes: `ray start --block` with these flags (docs/scale.md).
+CLUSTER_SERVICES = {"ray-head": "--head", "ray-worker": "--address=ray-head:6379"}
 GPU_SERVICES = {"train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke"}
 TRAIN_SERVICES = {"train-1.5b", "train-7b"}
 # Where jobs find the accelerate configs (the image keeps the package at /opt/pipesql/pipesql).
@@ -153,12 +156,22 @@ def run_entrypoint(service: dict, jobs_dir: Path, tmp: Path, extra_args: list[st
     environment = {k: str(v) for k, v in (service.get("environment") or {}).items()}
     if entrypoint[0] == "pipesql":
         return Invocation(entrypoint[1:] + command, environment)
+    recorded = record_script(entrypoint, command, environment, jobs_dir, tmp)
+    job_env = {k: v for k, v in recorded["env"].items() if k.startswith("PIPESQL_") and k != "PIPESQL_RECORD"}
+    launcher, argv = split_launch(recorded["program"], recorded["argv"])
+    return Invocation(argv, job_env, launcher, recorded["env"])
+
+
+def record_script(entrypoint: list[str], command: list[str], environment: dict[str, str], jobs_dir: Path,
+                  tmp: Path) -> dict:
+    """Run a jobs/ script with stand-in `pipesql`, `accelerate` and `ray` programs; what the one it
+    exec'd was given (``program``, ``argv``, ``env``)."""
     if not entrypoint[0].startswith(IMAGE_JOBS):
         raise AssertionError(f"entrypoint {entrypoint} is neither pipesql nor a script in {IMAGE_JOBS}")
     script = jobs_dir / entrypoint[0][len(IMAGE_JOBS):]
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for program in ("pipesql", "accelerate"):
+    for program in ("pipesql", "accelerate", "ray"):
         recorder = bin_dir / program
         recorder.write_text(RECORDER.format(python=sys.executable))
         recorder.chmod(0o755)
@@ -168,11 +181,26 @@ def run_entrypoint(service: dict, jobs_dir: Path, tmp: Path, extra_args: list[st
     env = {**environment, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PIPESQL_RECORD": str(record)}
     result = subprocess.run(["sh", str(script), *entrypoint[1:], *command], env=env, capture_output=True, text=True, timeout=30)
     if result.returncode != 0 or not record.is_file():
-        raise AssertionError(f"{script.name} did not exec pipesql (exit {result.returncode}): {result.stderr}")
-    recorded = json.loads(record.read_text())
-    job_env = {k: v for k, v in recorded["env"].items() if k.startswith("PIPESQL_") and k != "PIPESQL_RECORD"}
-    launcher, argv = split_launch(recorded["program"], recorded["argv"])
-    return Invocation(argv, job_env, launcher, recorded["env"])
+        raise AssertionError(f"{script.name} did not exec a program (exit {result.returncode}): {result.stderr}")
+    return json.loads(record.read_text())
+
+
+def cluster_node_problems(name: str, service: dict, jobs_dir: Path, tmp: Path) -> list[str]:
+    """A Ray node of the `cluster` profile runs `ray start --block` as head, or joining the head."""
+    environment = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+    try:
+        recorded = record_script(list(service.get("entrypoint") or []), list(service.get("command") or []),
+                                 environment, jobs_dir, tmp)
+    except AssertionError as error:
+        return [f"{name}: {error}"]
+    argv = recorded["argv"]
+    if recorded["program"] != "ray" or argv[:1] != ["start"] or "--block" not in argv:
+        return [f"{name}: runs `{recorded['program']} {shlex.join(argv)}`, not `ray start --block`"]
+    if CLUSTER_SERVICES[name] not in argv:
+        return [f"{name}: `ray start` without {CLUSTER_SERVICES[name]}"]
+    if "cluster" not in (service.get("profiles") or []):
+        return [f"{name}: not in the cluster profile"]
+    return []
 
 
 def all_settings_env_names() -> dict[str, tuple[str, str]]:
@@ -273,6 +301,9 @@ def check_compose(compose: dict, jobs_dir: Path, tmp: Path) -> list[str]:
             problems.append(f"{name}: reserves a GPU it does not need")
         if not service.get("profiles"):
             problems.append(f"{name}: in no profile, so a bare `docker compose up` would start it")
+        if name in CLUSTER_SERVICES:
+            problems += cluster_node_problems(name, service, jobs_dir, tmp)
+            continue
         try:
             invocation = run_entrypoint(service, jobs_dir, tmp)
         except AssertionError as error:
