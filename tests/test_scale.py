@@ -221,7 +221,7 @@ def test_a_killed_worker_loses_nothing_and_an_item_that_kills_every_worker_is_cl
     from ray import cloudpickle
 
     from pipesql.scale.engine import run_shards
-    from pipesql.scale.validate import SHARDS, ValidateJob, item_row
+    from pipesql.validate.ray_engine import SHARDS, ValidateJob, item_row
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module
     items = load_items("demo", corpus, "dev")[:30]
@@ -256,7 +256,7 @@ def test_a_killed_driver_is_resumed_by_a_rerun(corpus, tmp_path):
     before = {path.name: path.read_text() for path in done.glob("*.json")}
     assert before and (out / "shards" / "plan.json").is_file()
 
-    from pipesql.scale.validate import validate_on_ray
+    from pipesql.validate.ray_engine import validate_on_ray
 
     options = CheckOptions(googlesql=False, witness_dir=str(out / "witnesses"))  # as the command made them
     records, _ = validate_on_ray(lambda: iter_items("demo", corpus, "all"), options, out, workers=2,

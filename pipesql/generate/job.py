@@ -243,7 +243,7 @@ def run(settings: Settings) -> int:
     options = WorkOptions(str(golden), settings.tool_calling, settings.tool_ratio, settings.seed, settings.timeout_s,
                           settings.values_per_column, settings.schema_max_chars, settings.trim_schema_to_query)
     if settings.engine == "ray":
-        from pipesql.scale.generate import run_work_on_ray
+        from pipesql.generate.ray_engine import run_work_on_ray
 
         results, workers = run_work_on_ray(work, options, out, settings.workers, settings.shard_pairs, settings.progress)
     else:

@@ -9,7 +9,9 @@ The units of a job (validate: items; generate: one database's pairs) are cut int
 unit of a database in the same shard, so a worker builds each database, its schema and its
 variants once (:mod:`pipesql.scale.shards`). Ray Data reads the pending shards, hands each to an
 actor that holds ZetaSQL and an LRU of open databases (``map_batches`` over an actor pool), and
-the actor writes the shard's results and a completion marker (:mod:`pipesql.scale.engine`). A
+the actor writes the shard's results and a completion marker (:mod:`pipesql.scale.engine`); what a
+unit is and how it is worked is the stage's (``pipesql.validate.ray_engine``,
+``pipesql.generate.ray_engine``). A
 rerun skips the shards that have a marker, so a killed driver or worker costs only the units in
 flight; the driver then streams the shards back in input order into the stage's usual outputs.
 

@@ -110,7 +110,7 @@ def _records(settings: Settings, options: CheckOptions) -> tuple[Iterable[dict],
     from pipesql.validate.report import WITNESSES
 
     if settings.engine == "ray":
-        from pipesql.scale.validate import validate_on_ray
+        from pipesql.validate.ray_engine import validate_on_ray
 
         def items():
             return iter_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
