@@ -148,6 +148,27 @@ def test_benchmark_files_are_read_as_a_stream(corpus, tmp_path):
         list(stream)
 
 
+def test_the_rayjob_in_the_docs_runs_an_accepted_command_on_the_pinned_ray():
+    import importlib.util
+    import shlex
+    import tomllib
+
+    from pipesql.cli import command_parser
+    from pipesql.config.settings import resolve
+    from pipesql.validate import Settings
+
+    spec = importlib.util.spec_from_file_location("check_rayjob", Path(__file__).parents[1] / "docker/check_rayjob.py")
+    check_rayjob = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_rayjob)
+    (job,) = [m for m in check_rayjob.manifests() if m["kind"] == "RayJob"]
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:2] == ["pipesql", "validate"]
+    settings = resolve(Settings, vars(command_parser("validate", Settings).parse_args(argv[2:])), environ={}, dotenv={})
+    assert (settings.engine, settings.benchmark) == ("ray", "synsql")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert f"=={job['spec']['rayClusterSpec']['rayVersion']}" in pyproject["project"]["optional-dependencies"]["cluster"][0]
+
+
 # --- the ray engine --------------------------------------------------------------------------------
 
 ray = pytest.importorskip("ray")
