@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 from pipesql.corpora.items import Item
 from pipesql.scale.shards import ShardedResults, ShardStore, fingerprint, write_input_shards
 from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item, crash_record
+from pipesql.validate.runner import prepare_googlesql
 
 SHARDS = "shards"
 
@@ -36,10 +37,8 @@ class ValidateJob:
     def setup(self) -> None:
         if Path(self.cwd).is_dir():  # relative paths (data, witnesses) mean what they meant to the driver
             os.chdir(self.cwd)
-        if self.options.googlesql:
-            from pipesql.validate.runner import _prepare_googlesql
-
-            _prepare_googlesql()
+        if self.options.googlesql:  # compiled once per node (cached on disk), loaded by each actor
+            prepare_googlesql()
         self.databases, self.memo = DatabaseCache(), CheckMemo()
 
     def handle(self, row: dict[str, Any]) -> dict[str, Any]:
