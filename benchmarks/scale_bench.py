@@ -138,14 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="Spider (dev.json, train_spider.json, database/)")
     parser.add_argument("--rss", default=None, help="comma-separated corpus sizes: measure memory instead")
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--work", type=Path, default=None, help="where the runs' outputs stay (default: a temporary "
+                                                                  "folder, removed)")
     parser.add_argument("extra", nargs="*", help="more `pipesql validate` flags, after --")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or Path(scratch)
         if args.rss:
-            memory(args.data_dir, Path(scratch), [int(n) for n in args.rss.split(",")], args.extra)
+            memory(args.data_dir, work, [int(n) for n in args.rss.split(",")], args.extra)
         else:
-            throughput(args.data_dir, Path(scratch), args.extra)
+            throughput(args.data_dir, work, args.extra)
     return 0
 
 
