@@ -148,6 +148,22 @@ def test_benchmark_files_are_read_as_a_stream(corpus, tmp_path):
         list(stream)
 
 
+def test_the_engine_is_a_setting_of_validate_and_generate(tmp_path):
+    from pipesql.config.settings import resolve
+    from pipesql.generate import Settings as GenerateSettings
+    from pipesql.validate import Settings as ValidateSettings
+
+    assert resolve(ValidateSettings, {}, environ={}, dotenv={}).engine == "local"  # the default
+    assert resolve(ValidateSettings, {}, environ={"PIPESQL_VALIDATE_ENGINE": "ray"}, dotenv={}).engine == "ray"
+    recipe = tmp_path / "generate.yaml"
+    recipe.write_text("stage: generate\nengine: ray\nshard_pairs: 64\n")
+    settings = resolve(GenerateSettings, {"config": recipe}, environ={}, dotenv={})
+    assert (settings.engine, settings.shard_pairs) == ("ray", 64)
+    recipe.write_text("engine: spark\n")
+    with pytest.raises(SystemExit, match="engine"):
+        resolve(GenerateSettings, {"config": recipe}, environ={}, dotenv={})
+
+
 def test_the_rayjob_in_the_docs_runs_an_accepted_command_on_the_pinned_ray():
     import importlib.util
     import shlex
