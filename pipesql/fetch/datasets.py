@@ -18,8 +18,9 @@ BIRD_OFFICIAL = {
     "dev": {"databases": 11, "questions": 1534},
     "train": {"databases": 69, "questions": 9428},
 }
-# SynSQL-2.5M as its dataset card describes it (huggingface.co/datasets/seeklhy/SynSQL-2.5M).
-SYNSQL_OFFICIAL = {"databases": 16_583, "questions": 2_544_390}
+# SynSQL-2.5M as its paper counts it ("2.5 million samples spanning over 16,000 synthetic
+# databases", arXiv 2503.02240): round figures, so a lower bound of a complete copy.
+SYNSQL_OFFICIAL = {"databases": 16_000, "questions": 2_500_000}
 SPIDER_QUESTION_FILES = {"dev": "dev.json", "train_spider": "train_spider.json", "train_others": "train_others.json"}
 
 
