@@ -309,9 +309,9 @@ def test_a_pair_only_variants_refute_is_quarantined_with_its_witness(monkeypatch
     n = _absent_page_count(library_db)
     monkeypatch.setattr(pipesql.decompile, "decompile",
                         _fake_decompile(f"FROM books |> WHERE pages >= {n} |> SELECT title"))
-    options = replace(NO_GOOGLESQL, witness_dir=str(tmp_path / "witnesses"))
+    options = NO_GOOGLESQL
     [record] = validate_items([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
-                              workers=1, options=options, progress=False)
+                              workers=1, options=options, progress=False, witness_dir=tmp_path / "witnesses")
     validation = record["validation"]
     assert validation["class"] == VARIANT_MISMATCH and validation["stage"] == "variant"
     witness = Path(validation["variant"]["witness"])
@@ -333,9 +333,8 @@ def test_each_item_a_variant_refutes_gets_its_own_witness(monkeypatch, library_d
     n = _absent_page_count(library_db)
     monkeypatch.setattr(pipesql.decompile, "decompile",
                         _fake_decompile(f"FROM books |> WHERE pages >= {n} |> SELECT title"))
-    options = replace(NO_GOOGLESQL, witness_dir=str(tmp_path / "witnesses"))
     items = [_item(name, f"SELECT title FROM books WHERE pages > {n}", library_db) for name in ("a", "b")]
-    records = validate_items(items, workers=1, options=options, progress=False)
+    records = validate_items(items, workers=1, options=NO_GOOGLESQL, progress=False, witness_dir=tmp_path / "witnesses")
     witnesses = [Path(r["validation"]["variant"]["witness"]) for r in records]
     assert [w.name.split(".")[0] for w in witnesses] == ["a", "b"]
     assert all(w.is_file() for w in witnesses)

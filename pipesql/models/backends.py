@@ -40,6 +40,7 @@ class BackendSettings:
                                "so a prompt that starts like one of them (an agent's next step) computes "
                                "only the rest; prompts then go one at a time. -1: 16 on CPU, where the "
                                "prompt is most of the time; 0 (batched) on GPU.")
+    gpu_memory_utilization: float = option(0.9, "vLLM: share of GPU memory to use.")
 
 
 @dataclass(frozen=True)

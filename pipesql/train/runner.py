@@ -27,7 +27,7 @@ from pipesql.storage.files import write_json
 from pipesql.storage.manifest import write_manifest
 from pipesql.config.settings import as_dict
 from pipesql.train.checkpoints import STAGING, complete_checkpoints, latest_checkpoint, publish, remove_incomplete
-from pipesql.train.settings import Settings
+from pipesql.train.settings import Settings, TrainingRun
 from pipesql.train.stability import (
     StabilityGuard, append_event, learning_rate_after, read_events, rollbacks_done,
 )
@@ -99,7 +99,7 @@ def resolve_runtime(settings: Settings) -> Runtime:
                    world_size=int(os.environ.get("WORLD_SIZE", 1)))
 
 
-def training_arguments(settings, runtime: Runtime, learning_rate: float) -> dict[str, Any]:
+def training_arguments(settings: TrainingRun, runtime: Runtime, learning_rate: float) -> dict[str, Any]:
     """The ``TrainingArguments`` every fine-tuning stage sets the same way (SFT here, GRPO in
     :mod:`pipesql.rl`): batch, optimizer, precision, checkpoints, logging, seeds."""
     return dict(
@@ -159,7 +159,7 @@ def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_d
     )
 
 
-def lora_config(settings: Settings):
+def lora_config(settings: TrainingRun):
     from peft import LoraConfig
 
     return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
@@ -179,7 +179,7 @@ def _load_model(settings: Settings, runtime: Runtime):
                                     attn_implementation=runtime.attn_implementation)
 
 
-def _prepare_run_dir(settings: Settings, runtime: Runtime) -> Path | None:
+def _prepare_run_dir(settings: TrainingRun, runtime: Runtime) -> Path | None:
     """Remove half-written checkpoints; return the checkpoint to resume from, if any."""
     out = Path(settings.output_dir)
     if runtime.is_main:
@@ -244,7 +244,7 @@ def _load_data(settings: Settings, tokenizer):
     return train_set, dev_set, {"train": train_stats.as_dict(), "dev": dev_stats.as_dict() if dev_stats else None}
 
 
-def guard_arguments(settings, learning_rate: float, events: list[dict[str, Any]]) -> dict[str, Any]:
+def guard_arguments(settings: TrainingRun, learning_rate: float, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The :class:`~pipesql.train.trainer.GuardMixin` keyword arguments of one (re)start."""
     injected_already = any(e.get("injected") for e in events)
     return {"guard": StabilityGuard(settings.spike_factor, settings.spike_window, settings.spike_warmup),
@@ -271,7 +271,7 @@ def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train
     return train_with_rollbacks(settings, runtime, make_trainer, resume_from)
 
 
-def train_with_rollbacks(settings, runtime: Runtime, make_trainer, resume_from: Path | None):
+def train_with_rollbacks(settings: TrainingRun, runtime: Runtime, make_trainer, resume_from: Path | None):
     """Train to the end, rolling back to the last good checkpoint at a lower learning rate each
     time the guard trips. ``make_trainer(learning_rate, resume_from, events)`` builds a fresh
     guarded trainer (model included) for each (re)start. Returns ``(trainer, tokens seen on this

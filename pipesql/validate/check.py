@@ -13,6 +13,7 @@ Every outcome is a record (a plain dict, JSON-ready); nothing raises for a bad i
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sqlite3
 import time
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from pipesql.config.settings import option
 from pipesql.corpora.items import Item
 from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
@@ -58,17 +60,27 @@ GOLD_EXECUTED = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
 
 
-@dataclass(frozen=True)
+@dataclass
 class CheckOptions:
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    row_cap: int = DEFAULT_ROW_CAP
-    googlesql: bool = True                 # analyze every pipe query with ZetaSQL
-    googlesql_execute_rows: int = 5_000    # ... and execute it there when the database is this small
-    googlesql_timeout_s: float = 2.0
-    googlesql_max_work: int = DEFAULT_MAX_WORK  # ... unless it predicts more row visits than this (0: no bound)
-    variants: int = DEFAULT_VARIANTS       # generated databases each match is proven on too (0: none)
-    variant_rows: int = DEFAULT_ROWS       # at most this many rows per table in a variant
-    witness_dir: str | None = None         # where a variant that disagrees is saved (None: not saved)
+    """How one item is proven: the limits of each execution, the GoogleSQL (ZetaSQL) check and the
+    generated variants. ``pipesql validate``'s settings extend it, so the stage hands its settings
+    to the check as they are."""
+
+    timeout_s: float = option(DEFAULT_TIMEOUT_S, "Time limit per SQL execution, seconds.")
+    row_cap: int = option(DEFAULT_ROW_CAP, "Most rows read from one result.")
+    googlesql: bool = option(True, "Check every pipe query with GoogleSQL (ZetaSQL) too.")
+    googlesql_execute_rows: int = option(5_000, "Execute on ZetaSQL too when the database has at most this many "
+                                                "rows (its reference engine is slow; 0: never).")
+    googlesql_timeout_s: float = option(2.0, "Time limit per ZetaSQL execution, seconds.")
+    googlesql_max_work: int = option(DEFAULT_MAX_WORK, "Analyze only (do not execute on ZetaSQL) a query predicted to "
+                                                       "visit more rows than this (0: no bound).")
+    variants: int = option(DEFAULT_VARIANTS, "Also prove each match on this many generated variants of its database "
+                                             "(0: only on the database itself).")
+    variant_rows: int = option(DEFAULT_ROWS, "Most rows per table in a variant.")
+
+    def key(self) -> tuple:
+        """The options as a check depends on them (a subclass's other settings do not count)."""
+        return tuple(getattr(self, field.name) for field in dataclasses.fields(CheckOptions))
 
 
 @dataclass(frozen=True)
@@ -180,7 +192,7 @@ class CheckMemo:
             return None
         path = Path(item.db_path).resolve()
         stat = path.stat()
-        return options, str(path), stat.st_mtime_ns, stat.st_size, item.gold_sql
+        return options.key(), str(path), stat.st_mtime_ns, stat.st_size, item.gold_sql
 
     def recall(self, key: tuple, record: dict[str, Any]) -> dict[str, Any] | None:
         """``record`` completed with the remembered outcome, or None when there is none."""
@@ -203,15 +215,16 @@ class CheckMemo:
 
 
 def check_item(item: Item, options: CheckOptions, databases: DatabaseCache,
-               memo: CheckMemo | None = None) -> dict[str, Any]:
+               memo: CheckMemo | None = None, witness_dir: Path | None = None) -> dict[str, Any]:
     """The validation record of one item (see the module docstring); with ``memo``, an item
-    whose database and gold SQL were checked before copies that outcome. Never raises."""
+    whose database and gold SQL were checked before copies that outcome; with ``witness_dir``, a
+    variant that disagrees is saved there. Never raises."""
     record = _base_record(item)
     key = memo.key(item, options) if memo is not None else None
     if key is not None and (remembered := memo.recall(key, record)) is not None:
         return remembered
     try:
-        record = _check(item, options, databases, record)
+        record = _check(item, options, databases, record, witness_dir)
     except Exception as error:  # a bug must cost one item, never the batch
         import traceback
 
@@ -222,7 +235,8 @@ def check_item(item: Item, options: CheckOptions, databases: DatabaseCache,
     return record
 
 
-def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: dict) -> dict:
+def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: dict,
+           witness_dir: Path | None) -> dict:
     from pipesql.sql.compare import compare_results
     from pipesql.decompile import decompile
     from pipesql.sql.transpile import pipe_to_sqlite
@@ -292,20 +306,20 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
         _timed(timings, "variants_s", start)
         if witness is not None:
             return _verdict(record, VARIANT_MISMATCH, stage="variant", detail=witness.detail,
-                            subclass=witness.subclass, variant=_witness_record(item, witness, options),
+                            subclass=witness.subclass, variant=_witness_record(item, witness, witness_dir),
                             gold_rows=len(gold.rows), seconds=timings)
     return _verdict(record, MATCH if verdict.match else MISMATCH, stage="compare", detail=verdict.detail,
                     subclass=verdict.subclass, tie_aware=verdict.tie_aware, gold_rows=len(gold.rows),
                     truncated=truncated, seconds=timings)
 
 
-def _witness_record(item: Item, witness: Disagreement, options: CheckOptions) -> dict[str, Any]:
+def _witness_record(item: Item, witness: Disagreement, witness_dir: Path | None) -> dict[str, Any]:
     """Which variant disagreed, and where it is saved (rerun: ``sqlite3 FILE "<gold_sql>"`` against
     ``"<round_tripped_sql>"``)."""
     saved = None
-    if options.witness_dir:
+    if witness_dir:
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.question_id)
-        saved = str(witness.save(Path(options.witness_dir) / f"{name}.variant{witness.index}.sqlite"))
+        saved = str(witness.save(Path(witness_dir) / f"{name}.variant{witness.index}.sqlite"))
     return {"index": witness.index, "seed": witness.seed, "witness": saved}
 
 
