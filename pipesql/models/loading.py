@@ -27,6 +27,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from pipesql.config import machine
 from pipesql.storage.cache import cache_root
 from pipesql.storage.files import atomic_open, share_file_modes
 from pipesql.models.chat_template import CHAT_TEMPLATE
@@ -340,30 +341,6 @@ def ignore_library_deprecations() -> None:
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
-def default_dtype(device: str | None = None) -> Any:
-    """bf16 on a GPU that supports it, fp16 on an older GPU, fp32 on CPU."""
-    import torch
-
-    on_cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda") or device == "auto")
-    if on_cuda:
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-def _as_dtype(dtype: Any, device: str | None) -> Any:
-    import torch
-
-    if dtype is None or dtype == "auto":
-        return default_dtype(device)
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if str(dtype) not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(names)}")
-    return names[str(dtype)]
-
-
 def quantization_config(compute_dtype: Any):
     """QLoRA's 4-bit NF4 with double quantization, computing in ``compute_dtype``."""
     from transformers import BitsAndBytesConfig
@@ -404,12 +381,10 @@ def load_model_and_tokenizer(
     when there is one, else CPU). ``load_in_4bit`` (QLoRA) needs bitsandbytes; it runs on a GPU
     and, slowly but with the same code, on the CPU (bitsandbytes >= 0.49 has CPU NF4 kernels).
     The 4-bit layers compute in ``dtype``: bf16 on a GPU, fp32 on a CPU."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    if device in (None, "auto"):
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-    torch_dtype = _as_dtype(dtype, device)
+    device = machine.pick_device(device)
+    torch_dtype = machine.torch_dtype(dtype, device)
     path = resolve_model(name_or_path)
     require_loadable(path)
     ignore_library_deprecations()  # the model goes on to PEFT / TRL

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipesql.config import machine
 from pipesql.storage.files import write_json
 from pipesql.storage.manifest import write_manifest
 from pipesql.config.settings import as_dict
@@ -69,18 +69,11 @@ def _importable(module: str) -> bool:
 
 
 def resolve_runtime(settings: Settings) -> Runtime:
-    import torch
-
-    cuda = torch.cuda.is_available() and settings.device != "cpu"
-    if settings.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda was asked for but no CUDA GPU is visible")
+    device = machine.pick_device(settings.device)
+    cuda = device.startswith("cuda")
     if settings.load_in_4bit and not _importable("bitsandbytes"):
         raise SystemExit("--load-in-4bit (QLoRA) needs the bitsandbytes package (pip install 'pipesql[train]')")
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = f"cuda:{local_rank}" if cuda else "cpu"
-    precision = settings.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    precision = machine.precision_of(settings.precision, device)
     if precision == "fp16" and not cuda:
         raise SystemExit("--precision fp16 needs a CUDA GPU; CPU training runs in fp32 (or bf16)")
     if settings.load_in_4bit and precision == "fp16":
@@ -95,8 +88,8 @@ def resolve_runtime(settings: Settings) -> Runtime:
         attn = "flash_attention_2" if cuda and _importable("flash_attn") else "sdpa"
     optim = settings.optim if settings.optim != "auto" else ("adamw_torch_fused" if cuda else "adamw_torch")
     return Runtime(device=device, precision=precision, batching=batching, liger=bool(liger),
-                   attn_implementation=attn, optim=optim, rank=int(os.environ.get("RANK", 0)),
-                   world_size=int(os.environ.get("WORLD_SIZE", 1)))
+                   attn_implementation=attn, optim=optim, rank=machine.rank(),
+                   world_size=machine.world_size())
 
 
 def training_arguments(settings: TrainingRun, runtime: Runtime, learning_rate: float) -> dict[str, Any]:
@@ -167,14 +160,11 @@ def lora_config(settings: TrainingRun):
 
 
 def _load_model(settings: Settings, runtime: Runtime):
-    import torch
-
     from pipesql.models.loading import load_model_and_tokenizer
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[runtime.precision]
     # The frozen base may be half precision; PEFT keeps the trainable adapter in fp32, which the
     # fp16 grad scaler needs (it cannot unscale fp16 gradients).
-    return load_model_and_tokenizer(settings.model_name, dtype=dtype, device=runtime.device,
+    return load_model_and_tokenizer(settings.model_name, dtype=runtime.precision, device=runtime.device,
                                     load_in_4bit=settings.load_in_4bit,
                                     attn_implementation=runtime.attn_implementation)
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from pipesql.config.machine import PRECISIONS
 from pipesql.config.settings import option
 
 QWEN_1_5B = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
 QWEN_7B = "Qwen/Qwen2.5-Coder-7B-Instruct"
 
 BATCHING = ("auto", "padded", "padding-free", "packed")
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from pipesql.config.machine import usable_cores
 from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, load_items
 from pipesql.config.settings import option
 from pipesql.validate.check import CLASSES, CheckOptions, check_item
-from pipesql.validate.runner import default_workers, validate_items
+from pipesql.validate.runner import validate_items
 
 __all__ = ["CLASSES", "CheckOptions", "Settings", "check_item", "run", "validate_items"]
 
@@ -62,7 +63,7 @@ def run(settings: Settings) -> int:
     except (BenchmarkError, DemoCorpusError) as error:
         print(f"pipesql validate: {error}", file=sys.stderr)
         return 2
-    workers = settings.workers or default_workers()
+    workers = settings.workers or usable_cores()
     out = Path(settings.out)
     shutil.rmtree(out / WITNESSES, ignore_errors=True)  # witnesses of an earlier run in the same folder
     start = time.monotonic()

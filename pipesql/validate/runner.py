@@ -10,11 +10,11 @@ they start, so they only load it.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from pipesql.config.machine import usable_cores
 from pipesql.corpora.items import Item
 from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item
 
@@ -48,10 +48,6 @@ def chunks_by_database(items: Sequence[Item], size: int = CHUNK_SIZE) -> list[li
     return sorted(chunks, key=len, reverse=True)
 
 
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
@@ -66,7 +62,7 @@ def validate_items(items: Iterable[Item], *, workers: int | None = None, options
     may be the validate stage's settings (they extend :class:`CheckOptions`)."""
     options = options or CheckOptions()
     items = list(items)
-    workers = max(1, min(workers or default_workers(), len(items) or 1))
+    workers = max(1, min(workers or usable_cores(), len(items) or 1))
     records: list[dict[str, Any] | None] = [None] * len(items)
     if options.googlesql:
         _prepare_googlesql()
