@@ -68,7 +68,8 @@ from sqlglot import exp
 from pipesql.storage.cache import cache_root
 from pipesql.storage.files import atomic_open
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
-from pipesql.sql.execute import DEFAULT_ROW_CAP, connect_readonly, quote_identifier
+from pipesql.sql.execute import DEFAULT_ROW_CAP, connect_readonly
+from pipesql.sql.identifiers import sqlite_identifier
 
 DEFAULT_TIMEOUT_S = 30.0
 ANALYZE_TIMEOUT_S = 20.0
@@ -567,17 +568,17 @@ def load_database(path: Path, pb=None) -> tuple[DatabaseSchema, dict]:
         schema = schema_from_connection(conn)
         total = 0
         for table in schema.tables:
-            total += conn.execute(f"SELECT count(*) FROM {quote_identifier(table.name)}").fetchone()[0]
+            total += conn.execute(f"SELECT count(*) FROM {sqlite_identifier(table.name)}").fetchone()[0]
             if total > MAX_EXECUTE_ROWS:
                 raise NotRepresentable(f"{path.name}: more than {MAX_EXECUTE_ROWS} rows")
         types = catalog_types(schema)
         contents = {}
         for table in schema.tables:
             column_types = [types[table.name][c.name] for c in table.columns]
-            names = ", ".join(quote_identifier(c.name) for c in table.columns)
+            names = ", ".join(sqlite_identifier(c.name) for c in table.columns)
             content = pb.TableContent()
             content.table_data.SetInParent()  # an empty table must still say it has (no) rows
-            for stored in conn.execute(f"SELECT {names} FROM {quote_identifier(table.name)}"):
+            for stored in conn.execute(f"SELECT {names} FROM {sqlite_identifier(table.name)}"):
                 row = content.table_data.row.add()
                 for column, type_name, value in zip(table.columns, column_types, stored):
                     try:

@@ -30,8 +30,9 @@ from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
 from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
-from pipesql.sql.execute import (DEFAULT_ROW_CAP, quote_identifier, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
+from pipesql.sql.execute import (DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
                              QueryTimeout, connect_readonly, execute)
+from pipesql.sql.identifiers import sqlite_identifier
 
 # Classes of a validation record.
 MATCH = "MATCH"
@@ -109,7 +110,7 @@ class DatabaseCache:
         conn = connect_readonly(path)
         try:
             schema = schema_from_connection(conn)
-            table_rows = {t.name: conn.execute(f"SELECT count(*) FROM {quote_identifier(t.name)}").fetchone()[0]
+            table_rows = {t.name: conn.execute(f"SELECT count(*) FROM {sqlite_identifier(t.name)}").fetchone()[0]
                           for t in schema.tables}
         except sqlite3.DatabaseError as error:
             conn.close()

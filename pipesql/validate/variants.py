@@ -42,7 +42,8 @@ from typing import Any, Callable, Sequence
 import sqlglot
 from sqlglot import exp
 
-from pipesql.sql.execute import QueryError, connect_readonly, execute, quote_identifier
+from pipesql.sql.execute import QueryError, connect_readonly, execute
+from pipesql.sql.identifiers import sqlite_identifier
 from pipesql.sql.types import FLOAT, INT, googlesql_type, is_date_type
 
 DEFAULT_VARIANTS = 8
@@ -136,7 +137,7 @@ def _ddl_of(conn: sqlite3.Connection) -> tuple[tuple[str, str, str], ...]:
 
 
 def _source_table(conn: sqlite3.Connection, name: str) -> SourceTable:
-    quoted = quote_identifier(name)
+    quoted = sqlite_identifier(name)
     # Schema PRAGMAs are SQL of our own: the sandbox's authorizer allows them, its query-only gate does not.
     info = conn.execute(f"PRAGMA table_info({quoted})").fetchall()
     foreign = tuple((row[3], row[2], row[4] or "") for row in conn.execute(f"PRAGMA foreign_key_list({quoted})"))
@@ -368,11 +369,11 @@ def _layout(source: Source, hints: QueryHints) -> _Layout:
     for table in _parents_first(source):
         if hints.tables is not None and table.name.lower() not in hints.tables:
             continue
-        names = ", ".join(quote_identifier(c.name) for c in table.columns)
+        names = ", ".join(sqlite_identifier(c.name) for c in table.columns)
         marks = ", ".join("?" for _ in table.columns)
         slots = tuple(_Slot(c, hints.literals.get((table.name, c.name)), groups.find((table.name, c.name)))
                       for c in table.columns)
-        tables.append((f"INSERT OR IGNORE INTO {quote_identifier(table.name)} ({names}) VALUES ({marks})", slots))
+        tables.append((f"INSERT OR IGNORE INTO {sqlite_identifier(table.name)} ({names}) VALUES ({marks})", slots))
     return _Layout(_schema(source, hints), tuple(tables), linked)
 
 

@@ -10,6 +10,7 @@ from pipesql.agent import schema_text
 from pipesql.agent.tools.output import cut, format_result
 from pipesql.agent.tools.specs import SAMPLE_LIMIT_DEFAULT, SAMPLE_LIMIT_MAX, ToolError
 from pipesql.sql.execute import QueryError
+from pipesql.sql.identifiers import sqlite_identifier
 
 if TYPE_CHECKING:
     from pipesql.agent.tools.toolbox import Toolbox
@@ -44,7 +45,7 @@ def sample_data(box: "Toolbox", table: str, limit: int = SAMPLE_LIMIT_DEFAULT) -
         raise ToolError(f"limit must be an integer, got {limit!r}") from None
     limit = max(1, min(limit, SAMPLE_LIMIT_MAX))
     try:
-        result = box.execute(f"SELECT * FROM {schema_text.quote_identifier(found.name)} LIMIT {limit}", row_cap=limit)
+        result = box.execute(f"SELECT * FROM {sqlite_identifier(found.name)} LIMIT {limit}", row_cap=limit)
     except QueryError as error:
         raise ToolError(f"cannot read {found.name}: {error}") from None
     return cut(format_result(result), box.char_cap)

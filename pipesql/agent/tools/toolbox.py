@@ -11,7 +11,8 @@ from pipesql.agent.tools import catalog, query
 from pipesql.agent.tools.memo import Memo
 from pipesql.agent.tools.output import cut, error_text, format_result
 from pipesql.agent.tools.specs import CHAR_CAP, ROW_CAP, TIMEOUT_S, TOOL_NAMES, ToolError, parse_arguments
-from pipesql.sql.execute import QueryError, QueryResult, connect_readonly, execute, quote_identifier
+from pipesql.sql.execute import QueryError, QueryResult, connect_readonly, execute
+from pipesql.sql.identifiers import sqlite_identifier
 from pipesql.sql.schema import DatabaseSchema, Table, schema_from_connection
 
 _CACHE_SIZE = 512
@@ -105,7 +106,7 @@ class Toolbox:
     def row_count(self, table: Table) -> int | None:
         if table.name not in self._row_counts:
             try:
-                result = self.execute(f"SELECT COUNT(*) FROM {quote_identifier(table.name)}", row_cap=1)
+                result = self.execute(f"SELECT COUNT(*) FROM {sqlite_identifier(table.name)}", row_cap=1)
                 self._row_counts[table.name] = int(result.rows[0][0])
             except QueryError:
                 self._row_counts[table.name] = None
