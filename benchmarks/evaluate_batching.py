@@ -22,7 +22,7 @@ import time
 from pipesql.corpora.items import load_items
 from pipesql.evaluate.predict import GenerationOptions, oneshot_chat, predict_agent
 from pipesql.models.backends import SamplingParams, TransformersBackend
-from pipesql.models.loading import resolve_model
+from pipesql.models.registry import resolve_model
 from pipesql.models.prefix_cache import PrefixCache
 from pipesql.agent.schema_text import schema_text
 

@@ -16,6 +16,7 @@ pytest.importorskip("trl")
 from train_fixture import adapter_tensors, as_flags, tiny_run_values, write_fixture  # noqa: E402
 
 from pipesql.models import loading as models  # noqa: E402
+from pipesql.models.tiny import IM_END  # noqa: E402
 from pipesql.cli import command_parser  # noqa: E402
 from pipesql.config.settings import as_dict, resolve  # noqa: E402
 from pipesql.train import Settings  # noqa: E402
@@ -79,7 +80,7 @@ def expected_assistant_spans(row: dict) -> list[str]:
             function = call["function"]
             parts.append('<tool_call>\n{"name": "%s", "arguments": %s}\n</tool_call>'
                          % (function["name"], json.dumps(function["arguments"])))
-        spans.append("\n".join(parts) + models.IM_END)
+        spans.append("\n".join(parts) + IM_END)
     return spans
 
 

@@ -31,7 +31,7 @@ from pipesql.evaluate.report import plot_summary, summarize
 from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, Limits, Score, score
 from pipesql.storage.files import write_json, write_jsonl
 from pipesql.models.backends import Backend, BackendSettings, load_backend
-from pipesql.models.loading import describe_model
+from pipesql.models.registry import describe_model
 from pipesql.config.settings import option
 
 log = logging.getLogger(__name__)

@@ -131,7 +131,7 @@ def load_length_measure(name: str | None):
 
     path = name
     try:
-        from pipesql.models.loading import resolve_model
+        from pipesql.models.registry import resolve_model
 
         path = resolve_model(name)
     except ImportError:

@@ -390,7 +390,7 @@ def load_backend(model: str | Path, backend: str = "auto", *, device: str = "aut
     GPU is visible, transformers otherwise."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-    from pipesql.models.loading import resolve_model
+    from pipesql.models.registry import resolve_model
 
     # A hub id goes to from_pretrained unchanged; offline, loading fails fast (require_loadable).
     model_dir = Path(resolve_model(model))

@@ -190,7 +190,8 @@ def _run_config(settings: Settings, base_path: str, runtime: Runtime, stats: dic
 
 
 def run_training(settings: Settings) -> int:
-    from pipesql.models.loading import load_tokenizer, resolve_model
+    from pipesql.models.loading import load_tokenizer
+    from pipesql.models.registry import resolve_model
     from pipesql.models.chat_template import template_to_save
 
     started = time.time()
@@ -344,7 +345,7 @@ def _write_outputs(settings: Settings, runtime: Runtime, trainer, final: Path, s
 
 
 def _write_model_card(settings: Settings, out: Path, summary: dict[str, Any]) -> Path:
-    from pipesql.models.loading import resolve_model
+    from pipesql.models.registry import resolve_model
     from pipesql.storage.files import atomic_open
     from pipesql.train.report import MODEL_CARD_NAME, model_card
 
