@@ -12,6 +12,7 @@ Every outcome is a record (a plain dict, JSON-ready); nothing raises for a bad i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import sqlite3
@@ -19,7 +20,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import sqlglot
 from sqlglot import exp
@@ -168,10 +169,6 @@ def _verdict(record: dict, label: str, *, stage: str | None = None, detail: str 
     return record
 
 
-def _timed(timings: dict, key: str, start: float) -> None:
-    timings[key] = round(time.monotonic() - start, 4)
-
-
 class CheckMemo:
     """Per-process memo of whole checks (LRU), in memory only.
 
@@ -236,82 +233,134 @@ def check_item(item: Item, options: CheckOptions, databases: DatabaseCache,
     return record
 
 
+class _Decided(Exception):
+    """A phase of :func:`_check` has classified the item; ``record`` is final."""
+
+    def __init__(self, record: dict) -> None:
+        self.record = record
+
+
+class Timings:
+    """Seconds per phase of one check, as the record's ``seconds``; a phase that ends the check
+    early (it raises) is not timed."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, key: str) -> Iterator[None]:
+        start = time.monotonic()
+        yield
+        self.seconds[key] = round(time.monotonic() - start, 4)
+
+
 def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: dict,
            witness_dir: Path | None) -> dict:
-    from pipesql.sql.compare import compare_results
+    """The check as a row of phases; each may decide the item's class and end it (:class:`_Decided`)."""
     from pipesql.decompile import decompile
-    from pipesql.sql.transpile import pipe_to_sqlite
+    from pipesql.sql.compare import compare_results
 
-    timings: dict[str, float] = {}
+    timings = Timings()
+    try:
+        database = _open_database(item, databases, record)
+        run = _runner(database.connection, options)
+        with timings.step("gold_s"):
+            gold = _gold_result(item, run, record)
+        with timings.step("decompile_s"):
+            result = decompile(item.gold_sql, database.decompile_schema)
+        record["pipe_sql"] = _pipe_sql(result, record, timings)
+        with timings.step("round_trip_s"):
+            sqlite_sql, round_trip = _round_trip(item, database, gold, run, options, record, timings)
+        with timings.step("compare_s"):
+            verdict = compare_results(item.gold_sql, gold.rows, round_trip.rows, rerun=lambda sql: run(sql).rows)
+        with timings.step("googlesql_s"):
+            _with_googlesql(record, item, database, gold, options)
+        if verdict.match and options.variants > 0:
+            _prove_on_variants(item, sqlite_sql, gold, options, record, timings, witness_dir)
+    except _Decided as decided:
+        return decided.record
+    return _verdict(record, MATCH if verdict.match else MISMATCH, stage="compare", detail=verdict.detail,
+                    subclass=verdict.subclass, tie_aware=verdict.tie_aware, gold_rows=len(gold.rows),
+                    truncated=gold.truncated or round_trip.truncated, seconds=timings.seconds)
+
+
+def _decided(record: dict, label: str, **verdict: Any) -> _Decided:
+    return _Decided(_verdict(record, label, **verdict))
+
+
+def _open_database(item: Item, databases: DatabaseCache, record: dict) -> OpenDatabase:
+    """The item's database, once the item, its file and its gold SQL are fit to check."""
     if item.problem is not None:
-        return _verdict(record, BAD_ITEM, stage="item", detail=item.problem)
+        raise _decided(record, BAD_ITEM, stage="item", detail=item.problem)
     path = Path(item.db_path)
     if not path.is_file():
-        return _verdict(record, DB_MISSING, stage="database", detail=f"database not found: {path}")
+        raise _decided(record, DB_MISSING, stage="database", detail=f"database not found: {path}")
     try:
         database = databases.get(path)
     except DatabaseError as error:
-        return _verdict(record, DB_CORRUPT, stage="database", detail=str(error))
-    conn, schema, total_rows = database.connection, database.schema, database.total_rows
+        raise _decided(record, DB_CORRUPT, stage="database", detail=str(error)) from None
     kind = statement_kind(item.gold_sql)
     if kind is not None:
-        return _verdict(record, NOT_A_QUERY, stage="gold", detail=f"gold SQL is a {kind} statement, not a query")
+        raise _decided(record, NOT_A_QUERY, stage="gold", detail=f"gold SQL is a {kind} statement, not a query")
+    return database
 
+
+def _runner(conn: sqlite3.Connection, options: CheckOptions) -> Callable[[str], QueryResult]:
     def run(sql: str) -> QueryResult:
         return execute(conn, sql, timeout_s=options.timeout_s, row_cap=options.row_cap)
 
-    start = time.monotonic()
+    return run
+
+
+def _gold_result(item: Item, run: Callable[[str], QueryResult], record: dict) -> QueryResult:
     try:
-        gold = run(item.gold_sql)
+        return run(item.gold_sql)
     except QueryTimeout as error:
-        return _verdict(record, TIMEOUT, stage="gold", detail=str(error))
+        raise _decided(record, TIMEOUT, stage="gold", detail=str(error)) from None
     except QueryError as error:
-        return _verdict(record, GOLD_ERROR, stage="gold", detail=str(error))
-    _timed(timings, "gold_s", start)
+        raise _decided(record, GOLD_ERROR, stage="gold", detail=str(error)) from None
 
-    start = time.monotonic()
-    result = decompile(item.gold_sql, database.decompile_schema)
-    _timed(timings, "decompile_s", start)
-    if not result.ok:
-        if result.reason in UNDEFINED_GOLD_REASONS:  # stage "gold": out of the match rate's denominator
-            return _verdict(record, GOLD_UNDEFINED, stage="gold", detail=str(result.reason), seconds=timings)
-        return _verdict(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings)
-    record["pipe_sql"] = result.pipe_sql
 
-    start = time.monotonic()
+def _pipe_sql(result: Any, record: dict, timings: Timings) -> str:
+    """The decompiler's pipe SQL; a refusal decides the item."""
+    if result.ok:
+        return result.pipe_sql
+    if result.reason in UNDEFINED_GOLD_REASONS:  # stage "gold": out of the match rate's denominator
+        raise _decided(record, GOLD_UNDEFINED, stage="gold", detail=str(result.reason), seconds=timings.seconds)
+    raise _decided(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings.seconds)
+
+
+def _round_trip(item: Item, database: OpenDatabase, gold: QueryResult, run: Callable[[str], QueryResult],
+                options: CheckOptions, record: dict, timings: Timings) -> tuple[str, QueryResult]:
+    """The pipe SQL back in SQLite, and its result."""
+    from pipesql.sql.transpile import pipe_to_sqlite
+
     try:
-        sqlite_sql = pipe_to_sqlite(result.pipe_sql)
+        sqlite_sql = pipe_to_sqlite(record["pipe_sql"])
     except Exception as error:  # TranspileError, and anything sqlglot lets escape
-        return _verdict(record, RT_ERROR, stage="transpile", detail=f"{type(error).__name__}: {error}", seconds=timings)
+        raise _decided(record, RT_ERROR, stage="transpile", detail=f"{type(error).__name__}: {error}",
+                       seconds=timings.seconds) from None
     record["round_tripped_sql"] = sqlite_sql
     try:
-        round_trip = run(sqlite_sql)
+        return sqlite_sql, run(sqlite_sql)
     except QueryTimeout as error:
-        return _verdict(record, TIMEOUT, stage="round_trip", detail=str(error), seconds=timings)
+        raise _decided(record, TIMEOUT, stage="round_trip", detail=str(error), seconds=timings.seconds) from None
     except QueryError as error:
         _with_googlesql(record, item, database, gold, options)
-        return _verdict(record, RT_ERROR, stage="execute", detail=str(error), seconds=timings)
-    _timed(timings, "round_trip_s", start)
+        raise _decided(record, RT_ERROR, stage="execute", detail=str(error), seconds=timings.seconds) from None
 
-    start = time.monotonic()
-    verdict = compare_results(item.gold_sql, gold.rows, round_trip.rows, rerun=lambda sql: run(sql).rows)
-    _timed(timings, "compare_s", start)
-    truncated = gold.truncated or round_trip.truncated
-    start = time.monotonic()
-    _with_googlesql(record, item, database, gold, options)
-    _timed(timings, "googlesql_s", start)
-    if verdict.match and options.variants > 0:
-        start = time.monotonic()
-        witness = first_disagreement(path, item.gold_sql, [sqlite_sql], count=options.variants,
+
+def _prove_on_variants(item: Item, sqlite_sql: str, gold: QueryResult, options: CheckOptions, record: dict,
+                       timings: Timings, witness_dir: Path | None) -> None:
+    """A match must hold on generated variants of the database too; the first that refutes it
+    decides the item."""
+    with timings.step("variants_s"):
+        witness = first_disagreement(Path(item.db_path), item.gold_sql, [sqlite_sql], count=options.variants,
                                      rows=options.variant_rows)[0]
-        _timed(timings, "variants_s", start)
-        if witness is not None:
-            return _verdict(record, VARIANT_MISMATCH, stage="variant", detail=witness.detail,
-                            subclass=witness.subclass, variant=_witness_record(item, witness, witness_dir),
-                            gold_rows=len(gold.rows), seconds=timings)
-    return _verdict(record, MATCH if verdict.match else MISMATCH, stage="compare", detail=verdict.detail,
-                    subclass=verdict.subclass, tie_aware=verdict.tie_aware, gold_rows=len(gold.rows),
-                    truncated=truncated, seconds=timings)
+    if witness is not None:
+        raise _decided(record, VARIANT_MISMATCH, stage="variant", detail=witness.detail, subclass=witness.subclass,
+                       variant=_witness_record(item, witness, witness_dir), gold_rows=len(gold.rows),
+                       seconds=timings.seconds)
 
 
 def _witness_record(item: Item, witness: Disagreement, witness_dir: Path | None) -> dict[str, Any]:
