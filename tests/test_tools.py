@@ -244,3 +244,14 @@ def test_googlesql_note_none_means_ok(db: Path, monkeypatch) -> None:
     assert text.splitlines()[-1] == "GoogleSQL analysis: OK." and "None" not in text
     monkeypatch.setattr(googlesql, "analyze", lambda sql, schema: "Unrecognized name: x [at 1:8]")
     assert _googlesql_note("FROM employee |> SELECT x", schema) == "GoogleSQL analysis: rejected: Unrecognized name: x [at 1:8]"
+
+
+def test_the_tools_use_the_session_and_only_the_package_knows_the_dispatcher() -> None:
+    """No import circle: the tool functions sit on the session; the dispatcher sits above them."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "pipesql" / "agent" / "tools"
+    importers = {path.name for path in folder.glob("*.py")
+                 for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.ImportFrom) and node.module == "pipesql.agent.tools.toolbox"}
+    assert importers == {"__init__.py"}
