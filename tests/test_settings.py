@@ -251,6 +251,17 @@ def test_shipped_recipes_are_valid_and_name_the_presets():
     assert resolved("train", recipe("replaced/qwen2.5-coder-1.5b-lora.yaml")).precision == "fp16"
 
 
+def test_shipped_recipes_state_only_what_differs_from_their_preset():
+    for path in [*sorted((REPO / "recipes").rglob("*.yaml")), REPO / "pipesql" / "pipeline" / "train.yaml"]:
+        recipe = yaml.safe_load(path.read_text())
+        settings_cls = cli.load_command(recipe["stage"]).Settings
+        preset = {"preset": recipe["preset"]} if "preset" in recipe else {}
+        base = as_dict(resolve(settings_cls, preset, environ={}, dotenv={}))
+        restated = {k for k, v in recipe.items() if k in base and k != "preset"
+                    and as_dict(replace(settings_cls(), **{k: v}))[k] == base[k]}
+        assert not restated, f"{path.name} restates {sorted(restated)}"
+
+
 def test_presets_state_only_what_differs_from_the_defaults():
     for name in cli.COMMANDS:
         settings_cls = cli.load_command(name).Settings
