@@ -58,8 +58,8 @@ from typing import Any
 from pipesql.sql.execute import DEFAULT_ROW_CAP
 from pipesql.sql.googlesql.errors import (GoogleSQLAnalysisError, GoogleSQLError, GoogleSQLResult, GoogleSQLTimeout,
                                           GoogleSQLUnavailable, NotRepresentable)
-from pipesql.sql.googlesql.runtime import (ANALYZE_TIMEOUT_S, _Client, _empty, _EpochTicker, _Instance, _load_module,
-                                           _new_engine, compiled_module_path)
+from pipesql.sql.googlesql.runtime import (ANALYZE_TIMEOUT_S, Client, EpochTicker, Instance, compiled_module_path,
+                                           empty_response, load_module, new_engine)
 from pipesql.sql.googlesql.values import (MAX_EXECUTE_ROWS, TYPE_KINDS, catalog_types, coerce, decode_value,
                                           googlesql_type, load_database)
 from pipesql.sql.googlesql.work import DEFAULT_MAX_WORK, predicted_work
@@ -82,14 +82,14 @@ class GoogleSQL:
         self._memory_bytes = int(os.environ.get("PIPESQL_GOOGLESQL_MEMORY_MB", "3072")) << 20
         started = time.monotonic()
         try:
-            self._engine = _new_engine()
-            self._module = _load_module(self._engine)
-            self._analysis = _Instance(self._new_client)
+            self._engine = new_engine()
+            self._module = load_module(self._engine)
+            self._analysis = Instance(self._new_client)
         except Exception as error:
             raise GoogleSQLUnavailable(f"cannot start ZetaSQL: {type(error).__name__}: {error}") from error
-        self._execution: _Instance | None = None  # started by the first execution
+        self._execution: Instance | None = None  # started by the first execution
         self.start_seconds = time.monotonic() - started
-        self._ticker = _EpochTicker(self._engine)
+        self._ticker = EpochTicker(self._engine)
         language = self._analysis.call("GetLanguageOptions", local_service_pb2.LanguageOptionsRequest(maximum_features=True),
                                        options_pb2.LanguageOptionsProto, ANALYZE_TIMEOUT_S)
         language.product_mode = public_options_pb2.PRODUCT_EXTERNAL
@@ -108,14 +108,14 @@ class GoogleSQL:
                 with contextlib.suppress(Exception):
                     resource.close()
 
-    def _new_client(self) -> _Client:
-        return _Client(self._engine, self._module, self._memory_bytes)
+    def _new_client(self) -> Client:
+        return Client(self._engine, self._module, self._memory_bytes)
 
-    def _executor(self) -> _Instance:
+    def _executor(self) -> Instance:
         # Executions are the calls that run past their deadline; in an instance of their own,
         # such a trap replaces that instance only, and the analysis catalogs stay registered.
         if self._execution is None:
-            self._execution = _Instance(self._new_client)
+            self._execution = Instance(self._new_client)
         return self._execution
 
     # catalogs
@@ -206,7 +206,7 @@ class GoogleSQL:
         with contextlib.suppress(GoogleSQLError):
             self._executor().call("UnprepareQuery",
                                   self._pb.UnprepareQueryRequest(prepared_query_id=prepared.prepared_query_id),
-                                  _empty(), ANALYZE_TIMEOUT_S)
+                                  empty_response(), ANALYZE_TIMEOUT_S)
         return None
 
 
@@ -239,7 +239,7 @@ def ensure_compiled() -> Path:
     """Compile and cache the module now if it is not cached (call before starting workers)."""
     path = compiled_module_path()
     if not path.is_file():
-        _load_module(_new_engine())
+        load_module(new_engine())
     return path
 
 

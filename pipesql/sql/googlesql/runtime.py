@@ -40,7 +40,7 @@ def compiled_module_path() -> Path:
     return cache_root() / f"zetasql-{digest.hexdigest()[:12]}.cwasm"
 
 
-def _new_engine():
+def new_engine():
     from wasmtime import Config, Engine
 
     config = Config()
@@ -50,7 +50,7 @@ def _new_engine():
     return Engine(config)
 
 
-def _load_module(engine):
+def load_module(engine):
     """Deserialize the cached compiled module, compiling (once, under a file lock) if needed."""
     from wasmtime import Module, WasmtimeError
 
@@ -83,7 +83,7 @@ def _zoneinfo_dir() -> str | None:
     return str(path) if path.is_dir() else None
 
 
-class _Client:
+class Client:
     """The module instantiated in a store of its own: serialized requests in, responses out.
 
     Written here rather than taken from ``zetasql.core``: importing that package loads every
@@ -137,7 +137,7 @@ class _Client:
         return (status.group(2) if status else text).strip()
 
 
-class _Instance:
+class Instance:
     """A client and the catalogs registered in it.
 
     A call stopped by a trap (its deadline, the memory cap) leaves C++ code interrupted midway
@@ -145,7 +145,7 @@ class _Instance:
     the client is replaced by a fresh one and its catalogs are forgotten; callers register what
     they need again when they next need it."""
 
-    def __init__(self, start: Callable[[], _Client]):
+    def __init__(self, start: Callable[[], Client]):
         self._start = start
         self.client = start()
         self.catalogs: OrderedDict[Any, int] = OrderedDict()
@@ -182,11 +182,11 @@ class _Instance:
         while len(self.catalogs) > _REGISTERED_CATALOGS:
             _, old_id = self.catalogs.popitem(last=False)
             with contextlib.suppress(GoogleSQLError):
-                self.call("UnregisterCatalog", pb.UnregisterRequest(registered_id=old_id), _empty(), ANALYZE_TIMEOUT_S)
+                self.call("UnregisterCatalog", pb.UnregisterRequest(registered_id=old_id), empty_response(), ANALYZE_TIMEOUT_S)
         return registered
 
 
-class _EpochTicker:
+class EpochTicker:
     """Advances an engine's epoch every tick, so a deadline of N ticks means N x 10 ms."""
 
     def __init__(self, engine):
@@ -204,7 +204,7 @@ class _EpochTicker:
         self._thread.join()
 
 
-def _empty():
+def empty_response():
     from google.protobuf import empty_pb2
 
     return empty_pb2.Empty
