@@ -160,20 +160,38 @@ def own_sqlglot_digest(path: Path, queries: list[str]) -> str:
     return done.stdout.strip()
 
 
-def timed_rounds(sides: dict[str, Callable], work, repeat: int) -> dict[str, list[float]]:
-    """Seconds per pass of each side: one untimed warm-up pass each, then ``repeat`` rounds with
-    the order of the sides rotated by one every round."""
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def timed_rounds(sides: dict[str, Callable], work, repeat: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds per pass of each side on each clock (``cpu``: this process's CPU time, which
+    waiting for a core on a shared machine does not inflate; ``wall``): one untimed warm-up pass
+    each, then ``repeat`` rounds with the order of the sides rotated by one every round."""
     names = list(sides)
     for name in names:
         sides[name](work)
-    seconds = {name: [] for name in names}
+    seconds = {clock: {name: [] for name in names} for clock in CLOCKS}
     for round_index in range(repeat):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
+            cpu, wall = time.process_time(), time.perf_counter()
             sides[name](work)
-            seconds[name].append(time.perf_counter() - start)
+            seconds["cpu"][name].append(time.process_time() - cpu)
+            seconds["wall"][name].append(time.perf_counter() - wall)
     return seconds
+
+
+def report(seconds: dict[str, list[float]], clock: str, n: int) -> None:
+    best = {name: min(times) for name, times in seconds.items()}
+    print(f"{clock} time, best (median) of the rounds:")
+    for name, times in seconds.items():
+        print(f"  {name:9s} {1e3 * best[name] / n:.3f} ms/query ({1e3 * statistics.median(times) / n:.3f}), "
+              f"{n / best[name]:.0f} queries/s")
+    if "replaced" in best:
+        ratio = best["pipesql"] / best["replaced"]
+        print(f"  pipesql / replaced: {ratio:.2f}x (goal at most {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'})")
+        print(f"  replaced / floor:   {best['replaced'] / best['floor']:.2f}x")
+    print(f"  pipesql / floor:    {best['pipesql'] / best['floor']:.2f}x")
 
 
 def validation_seconds(items, workers: int, googlesql: bool) -> float:
@@ -213,20 +231,14 @@ def main() -> int:
         own = own_sqlglot_digest(replaced_path, [w[0] for w in work])
         print(f"replaced decompiler's output on this sqlglot vs on its checkout's own sqlglot: "
               f"{'byte-identical' if here == own else 'DIFFERENT'} (sha256 {here[:16]} / {own[:16]})")
+    print(f"load average at the start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     seconds = timed_rounds(sides, work, args.repeat)
-    best = {name: min(times) for name, times in seconds.items()}
-    print(f"{args.repeat} rounds after a warm-up pass each, order rotated; best (median) per side:")
-    for name, times in seconds.items():
-        print(f"  {name:9s} {1e3 * best[name] / n:.3f} ms/query ({1e3 * statistics.median(times) / n:.3f}), "
-              f"{n / best[name]:.0f} queries/s")
-    if "replaced" in best:
-        ratio = best["pipesql"] / best["replaced"]
-        print(f"pipesql / replaced: {ratio:.2f}x (goal at most {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'})")
-        print(f"replaced / floor:   {best['replaced'] / best['floor']:.2f}x")
-    else:
+    print(f"{args.repeat} rounds after a warm-up pass of each side, order rotated")
+    if "replaced" not in sides:
         print("replaced decompiler: skipped (no --replaced checkout, and /work/scratch/replaced is absent)")
-    print(f"pipesql / floor:    {best['pipesql'] / best['floor']:.2f}x")
-    print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    for clock in CLOCKS:
+        report(seconds[clock], clock, n)
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.validation:
         for googlesql in (False, True):
             seconds_taken = validation_seconds(items, args.workers, googlesql)
