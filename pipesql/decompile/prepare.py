@@ -172,6 +172,9 @@ def _distinct_sources(select: exp.Select) -> bool:
     return all(names.count(s.name) == 1 for s in sources if isinstance(s, exp.Table) and not s.alias)
 
 
+_SOURCE_KINDS = (exp.Table, exp.Select, exp.Subquery, exp.UDTF, exp.Pivot)  # what _plain_node looks at
+
+
 def _plain_node(node: exp.Expr) -> bool:
     """Whether ``qualify_tables`` leaves this node alone or aliases it by its own name."""
     if isinstance(node, exp.Table):
@@ -195,7 +198,8 @@ def plain_sources(nodes: list[exp.Expr]) -> bool:
     >>> plain_sources(list(parse("SELECT COUNT(*) FROM (SELECT b FROM u)", "sqlite").walk()))
     False
     """
-    return not isinstance(nodes[0], exp.Subquery) and all(map(_plain_node, nodes))
+    return not isinstance(nodes[0], exp.Subquery) and all(
+        _plain_node(node) for node in nodes if isinstance(node, _SOURCE_KINDS))
 
 
 def normalized(tree: exp.Expr, nodes: list[exp.Expr], dialect: Dialect) -> exp.Expr:
