@@ -267,4 +267,10 @@ def prepare(sql: str, schema: PreparedSchema) -> exp.Expr:
     if schema.sqlite:
         double_quoted_strings(nodes, schema.column_names)
     # the sources plain_sources reads are as parsed: double_quoted_strings replaces columns only
-    return qualified(tree, nodes, schema.mapping, schema.dialect, schema.catalog, plain_sources(nodes))
+    tree = qualified(tree, nodes, schema.mapping, schema.dialect, schema.catalog, plain_sources(nodes))
+    for node in nodes:
+        if node._meta is not None and not node._meta:
+            # qualify_columns leaves an empty metadata dict on each column, and every copy of a
+            # node deep-copies its metadata dict, empty or not
+            node._meta = None
+    return tree
