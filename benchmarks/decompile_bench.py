@@ -3,7 +3,7 @@ parse + qualify + generate (the floor), all three on the same sqlglot build, in 
 optionally, validation throughput on the same queries.
 
     python benchmarks/decompile_bench.py [--data-dir SPIDER] [--split dev|train|all] [--limit N] [--repeat 7]
-        [--replaced PATH] [--digest] [--validation --workers N]
+        [--replaced PATH] [--baseline PATH] [--digest] [--validation --workers N]
 
 Like with like:
 
@@ -20,6 +20,10 @@ Like with like:
   order rotated round by round, so machine load and cache state fall on all sides alike.
   The best round of each side counts (the median is printed beside it), and the ratios come
   from this one run.
+
+``--baseline PATH`` adds another checkout of pipesql (say, a worktree of main before a change)
+as a fourth side, in a child process that times its own passes within the same rotation, and
+says whether its output is identical to this checkout's: before and after in one run.
 
 ``--digest`` prints a SHA-256 of pipesql's output (pipe SQL, or the reason it refused) for every
 query of the split, in order: equal digests before and after a change mean identical output.
@@ -69,6 +73,32 @@ for sql in json.load(open(sys.argv[1])):
         out = "error: " + type(error).__name__
     digest.update(json.dumps(out).encode() + b"\\n")
 print(digest.hexdigest())
+"""
+
+
+# Runs in a child process on another checkout of pipesql (--baseline): the digest of its output
+# after a warm-up pass, then its own CPU and wall seconds for one pass per input line.
+_BASELINE_WORKER = """
+import hashlib, json, sys, time
+import pipesql
+from pipesql.decompile import decompile, prepare_schema
+assert pipesql.__file__.startswith(sys.argv[2]), pipesql.__file__
+work = json.load(open(sys.argv[1]))
+def one_pass():
+    prepared, outputs = {}, []
+    for sql, db_id, mapping, keys in work:
+        schema = prepared.get(db_id) or prepared.setdefault(db_id, prepare_schema(mapping, keys))
+        result = decompile(sql, schema)
+        outputs.append(result.pipe_sql or result.reason)
+    return outputs
+digest = hashlib.sha256()
+for out in one_pass():
+    digest.update(json.dumps(out).encode() + b"\\n")
+print(digest.hexdigest(), flush=True)
+for _ in sys.stdin:
+    cpu, wall = time.process_time(), time.perf_counter()
+    one_pass()
+    print(time.process_time() - cpu, time.perf_counter() - wall, flush=True)
 """
 
 
@@ -160,24 +190,64 @@ def own_sqlglot_digest(path: Path, queries: list[str]) -> str:
     return done.stdout.strip()
 
 
-CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+class Baseline:
+    """pipesql's decompiler from another checkout (``--baseline PATH``, e.g. a worktree of main)
+    in a child process, so two versions run in one benchmark: it times its own passes (its CPU
+    time is its own process's) and reports the digest of its output."""
+
+    def __init__(self, path: Path, work):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump(work, handle)
+        self._work_file = Path(handle.name)
+        self._child = subprocess.Popen([sys.executable, "-c", _BASELINE_WORKER, self._work_file, str(path.resolve())],
+                                       cwd=path, env=dict(os.environ, PYTHONPATH=str(path.resolve())),
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.digest = self._line()
+
+    def _line(self) -> str:
+        line = self._child.stdout.readline()
+        if not line:
+            raise RuntimeError("the baseline's process ended")
+        return line.strip()
+
+    def one_pass(self) -> tuple[float, float]:
+        self._child.stdin.write("go\n")
+        self._child.stdin.flush()
+        cpu, wall = self._line().split()
+        return float(cpu), float(wall)
+
+    def close(self) -> None:
+        self._child.stdin.close()
+        self._child.wait(timeout=60)
+        self._work_file.unlink()
 
 
-def timed_rounds(sides: dict[str, Callable], work, repeat: int) -> dict[str, dict[str, list[float]]]:
-    """Seconds per pass of each side on each clock (``cpu``: this process's CPU time, which
-    waiting for a core on a shared machine does not inflate; ``wall``): one untimed warm-up pass
-    each, then ``repeat`` rounds with the order of the sides rotated by one every round."""
-    names = list(sides)
+CLOCKS = ("cpu", "wall")
+
+
+def in_process(side: Callable, work) -> Callable[[], tuple[float, float]]:
+    """One pass of ``side`` over ``work``, timed: (CPU seconds of this process, wall seconds)."""
+    def one_pass() -> tuple[float, float]:
+        cpu, wall = time.process_time(), time.perf_counter()
+        side(work)
+        return time.process_time() - cpu, time.perf_counter() - wall
+    return one_pass
+
+
+def timed_rounds(passes: dict[str, Callable[[], tuple[float, float]]], repeat: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds per pass of each side on each clock (``cpu``: the side's process's CPU time,
+    which waiting for a core on a shared machine does not inflate; ``wall``): one untimed
+    warm-up pass each, then ``repeat`` rounds with the order of the sides rotated by one every
+    round."""
+    names = list(passes)
     for name in names:
-        sides[name](work)
+        passes[name]()
     seconds = {clock: {name: [] for name in names} for clock in CLOCKS}
     for round_index in range(repeat):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            cpu, wall = time.process_time(), time.perf_counter()
-            sides[name](work)
-            seconds["cpu"][name].append(time.process_time() - cpu)
-            seconds["wall"][name].append(time.perf_counter() - wall)
+            for clock, taken in zip(CLOCKS, passes[name]()):
+                seconds[clock][name].append(taken)
     return seconds
 
 
@@ -187,6 +257,8 @@ def report(seconds: dict[str, list[float]], clock: str, n: int) -> None:
     for name, times in seconds.items():
         print(f"  {name:9s} {1e3 * best[name] / n:.3f} ms/query ({1e3 * statistics.median(times) / n:.3f}), "
               f"{n / best[name]:.0f} queries/s")
+    if "baseline" in best:
+        print(f"  pipesql / baseline: {best['pipesql'] / best['baseline']:.2f}x")
     if "replaced" in best:
         ratio = best["pipesql"] / best["replaced"]
         print(f"  pipesql / replaced: {ratio:.2f}x (goal at most {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'})")
@@ -208,6 +280,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7, help="timed rounds; the best of each side counts")
     parser.add_argument("--replaced", type=Path, default=None,
                         help=f"checkout of nittygritty-zzy/sqlglot (default: {DEFAULT_REPLACED} when present)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another pipesql checkout (e.g. a worktree of main), timed as a fourth side")
     parser.add_argument("--digest", action="store_true",
                         help="only print the SHA-256 of pipesql's output on every query of the split")
     parser.add_argument("--validation", action="store_true", help="also time validation, without and with ZetaSQL")
@@ -231,8 +305,18 @@ def main() -> int:
         own = own_sqlglot_digest(replaced_path, [w[0] for w in work])
         print(f"replaced decompiler's output on this sqlglot vs on its checkout's own sqlglot: "
               f"{'byte-identical' if here == own else 'DIFFERENT'} (sha256 {here[:16]} / {own[:16]})")
+    passes = {name: in_process(side, work) for name, side in sides.items()}
+    baseline = Baseline(args.baseline, work) if args.baseline else None
+    if baseline:
+        same = baseline.digest == digest(ours(work))
+        print(f"pipesql's output vs the baseline's ({args.baseline}): {'identical' if same else 'DIFFERENT'}")
+        passes["baseline"] = baseline.one_pass
     print(f"load average at the start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    seconds = timed_rounds(sides, work, args.repeat)
+    try:
+        seconds = timed_rounds(passes, args.repeat)
+    finally:
+        if baseline:
+            baseline.close()
     print(f"{args.repeat} rounds after a warm-up pass of each side, order rotated")
     if "replaced" not in sides:
         print("replaced decompiler: skipped (no --replaced checkout, and /work/scratch/replaced is absent)")
