@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import sqlglot
+from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
@@ -157,6 +158,14 @@ def import_replaced(path: Path) -> Callable[[str], str]:
     return replaced_decompile
 
 
+def _replaced_after_parse() -> Callable[[exp.Expr], str]:
+    """What the replaced ``decompile`` does after ``sqlglot.parse_one`` (its emitter and serializer)."""
+    from pipe_sql.decompiler.emitter import emit_pipe_query
+    from pipe_sql.decompiler.serializer import serialize
+
+    return lambda tree: serialize(emit_pipe_query(tree, dialect="sqlite"))
+
+
 def replaced_side(decompile_replaced: Callable[[str], str]) -> Callable[[list], list[str]]:
     def replaced(work) -> list[str]:
         outputs = []
@@ -266,6 +275,48 @@ def report(seconds: dict[str, list[float]], clock: str, n: int) -> None:
     print(f"  pipesql / floor:    {best['pipesql'] / best['floor']:.2f}x")
 
 
+def phase_seconds(work, decompile_replaced: Callable[[str], str] | None) -> dict[str, float]:
+    """CPU seconds of one pass per phase: pipesql's parse, the passes before qualify, qualify
+    (identifiers, tables, columns) and the emitter; the replaced decompiler's parse and the rest."""
+    import importlib
+
+    prepare = importlib.import_module("pipesql.decompile.prepare")
+    emit = importlib.import_module("pipesql.decompile.emit")
+    taken: dict[str, float] = {}
+
+    def phase(name: str, step: Callable, *args):
+        start = time.process_time()
+        try:
+            return step(*args)
+        finally:
+            taken[name] = taken.get(name, 0.0) + time.process_time() - start
+
+    prepared = {}
+    for sql, db_id, mapping, keys in work:
+        schema = prepared.get(db_id) or prepared.setdefault(db_id, phase("pipesql schema", prepare_schema, mapping, keys))
+        try:
+            tree = phase("pipesql parse", prepare.parse, sql, schema.reader)
+            nodes = phase("pipesql before qualify", prepare._nodes, tree)
+            if schema.sqlite:
+                phase("pipesql before qualify", prepare.double_quoted_strings, nodes, schema.column_names)
+            plain = phase("pipesql before qualify", prepare.plain_sources, nodes)
+            tree = phase("pipesql qualify", prepare.qualified, tree, nodes, schema.mapping, schema.dialect,
+                         schema.catalog, plain)
+            phase("pipesql emit", lambda: emit.emit_query(tree, schema.catalog.for_query(), None).lines())
+        except Exception:  # noqa: BLE001 - a refused query costs what it cost up to there
+            continue
+    for sql, *_ in work if decompile_replaced else []:
+        try:
+            tree = phase("replaced parse", sqlglot.parse_one, sql, "sqlite")
+        except Exception:  # noqa: BLE001
+            continue
+        try:
+            phase("replaced rest", decompile_replaced, tree)
+        except Exception:  # noqa: BLE001
+            pass
+    return taken
+
+
 def validation_seconds(items, workers: int, googlesql: bool) -> float:
     start = time.perf_counter()
     validate_items(items, workers=workers, options=CheckOptions(googlesql=googlesql), progress=False)
@@ -282,6 +333,7 @@ def main() -> int:
                         help=f"checkout of nittygritty-zzy/sqlglot (default: {DEFAULT_REPLACED} when present)")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another pipesql checkout (e.g. a worktree of main), timed as a fourth side")
+    parser.add_argument("--phases", action="store_true", help="also print CPU time per phase, one pass")
     parser.add_argument("--digest", action="store_true",
                         help="only print the SHA-256 of pipesql's output on every query of the split")
     parser.add_argument("--validation", action="store_true", help="also time validation, without and with ZetaSQL")
@@ -294,8 +346,10 @@ def main() -> int:
         return 0
     sides = {"pipesql": ours, "replaced": None, "floor": floor}
     replaced_path = args.replaced or (DEFAULT_REPLACED if DEFAULT_REPLACED.is_dir() else None)
+    replaced_emit = None
     if replaced_path:
         sides["replaced"] = replaced_side(import_replaced(replaced_path))
+        replaced_emit = _replaced_after_parse()
     else:
         del sides["replaced"]
     print(f"queries: {n} (Spider {args.split}); sqlglot {sqlglot.__version__} from {Path(sqlglot.__file__).parent}"
@@ -323,6 +377,15 @@ def main() -> int:
     for clock in CLOCKS:
         report(seconds[clock], clock, n)
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if args.phases:
+        phase_seconds(work, replaced_emit)  # warm-up
+        taken = phase_seconds(work, replaced_emit)
+        print("cpu time per phase, one pass:")
+        for side in ("pipesql", "replaced"):
+            total = sum(v for k, v in taken.items() if k.startswith(side))
+            for name, value in taken.items():
+                if name.startswith(side):
+                    print(f"  {name:24s} {1e3 * value / n:.3f} ms/query ({100 * value / total:.0f}%)")
     if args.validation:
         for googlesql in (False, True):
             seconds_taken = validation_seconds(items, args.workers, googlesql)
