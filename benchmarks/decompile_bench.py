@@ -3,7 +3,7 @@ parse + qualify + generate (the floor), all three on the same sqlglot build, in 
 optionally, validation throughput on the same queries.
 
     python benchmarks/decompile_bench.py [--data-dir SPIDER] [--split dev|train|all] [--limit N] [--repeat 7]
-        [--replaced PATH] [--baseline PATH] [--digest] [--validation --workers N]
+        [--replaced PATH] [--baseline PATH] [--phases] [--digest] [--validation --workers N]
 
 Like with like:
 
@@ -17,9 +17,11 @@ Like with like:
   ``qualify(schema=dict)`` would otherwise rebuild for every query). The replaced decompiler
   takes no schema (it qualifies nothing).
 - One untimed warm-up pass of every side; then each round times one pass of every side, the
-  order rotated round by round, so machine load and cache state fall on all sides alike.
-  The best round of each side counts (the median is printed beside it), and the ratios come
-  from this one run.
+  order rotated round by round, so machine load and cache state fall on all sides alike. Each
+  pass is timed on the CPU clock of the process that runs it (waiting for a core on a shared
+  machine does not count) and on the wall clock. Per side the best and the median pass are
+  printed; per pair of sides the ratio of the best passes and the median of the ratios within
+  a round, all from this one run.
 
 ``--baseline PATH`` adds another checkout of pipesql (say, a worktree of main before a change)
 as a fourth side, in a child process that times its own passes within the same rotation, and
