@@ -9,6 +9,8 @@ case's options:
   like the file when there is one, else ``singers``); ``# schema: none`` decompiles without one.
 - ``# execute: false`` skips running it: by default the gold and the pipe SQL translated back
   with ``pipe_to_sqlite`` must return the same rows on the schema's database.
+- ``# analyze: false`` skips the ZetaSQL check: by default the pipe SQL must analyze as
+  GoogleSQL against the schema.
 """
 
 from __future__ import annotations
@@ -46,9 +48,16 @@ class Case:
     def refused(self) -> bool:
         return bool(REASON.match(self.expected))
 
+    def _enabled(self, option: str) -> bool:
+        return self.options.get(option, "true").lower() != "false" and self.schema is not None and not self.refused
+
     @property
     def execute(self) -> bool:
-        return self.options.get("execute", "true").lower() != "false" and self.schema is not None and not self.refused
+        return self._enabled("execute")
+
+    @property
+    def analyze(self) -> bool:
+        return self._enabled("analyze")
 
 
 def _statements(path: Path) -> list[tuple[int, str]]:

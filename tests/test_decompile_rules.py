@@ -65,8 +65,8 @@ def test_fixture_options_and_lines(tmp_path):
     path.write_text("-- a comment\nSELECT a FROM t;\nFROM t\n|> SELECT a;\n\n# schema: none\n# execute: false\n"
                     "SELECT b\nFROM u;\nFROM u\n|> SELECT b;\nDELETE FROM t;\nunsupported:dml;\n")
     first, second, third = read_cases(path)
-    assert (first.line, first.sql, first.expected, first.schema, first.execute) == (
-        2, "SELECT a FROM t", "FROM t\n|> SELECT a", "singers", True)
+    assert (first.line, first.sql, first.expected, first.schema, first.execute, first.analyze) == (
+        2, "SELECT a FROM t", "FROM t\n|> SELECT a", "singers", True, True)
     assert (second.line, second.sql, second.schema, second.execute) == (8, "SELECT b\nFROM u", None, False)
     assert third.refused and not third.execute and third.id == "family.sql:12"
 
