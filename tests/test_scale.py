@@ -265,7 +265,7 @@ def test_a_killed_worker_loses_nothing_and_an_item_that_kills_every_worker_is_cl
     store = ShardStore(tmp_path / SHARDS)
     write_input_shards(store, lambda: map(item_row, items), key=lambda row: row["db_id"], weight=lambda row: 1,
                        shard_weight=10, job_fingerprint="kill")
-    run_shards(_KillingJob(ValidateJob(NO_GOOGLESQL, os.getcwd()), str(tmp_path)), store, workers=2, progress=False)
+    run_shards(_KillingJob(ValidateJob(NO_GOOGLESQL, None, os.getcwd()), str(tmp_path)), store, workers=2, progress=False)
     records = list(iter_results(store))
     assert [r["question_id"] for r in records] == [i.question_id for i in items]  # complete, no duplicates
     classes = {r["question_id"]: r["validation"]["class"] for r in records}
@@ -295,8 +295,7 @@ def test_a_killed_driver_is_resumed_by_a_rerun(corpus, tmp_path):
 
     from pipesql.validate.ray_engine import validate_on_ray
 
-    options = CheckOptions(googlesql=False, witness_dir=str(out / "witnesses"))  # as the command made them
-    records, _ = validate_on_ray(lambda: iter_items("demo", corpus, "all"), options, out, workers=2,
+    records, _ = validate_on_ray(lambda: iter_items("demo", corpus, "all"), NO_GOOGLESQL, out, out / "witnesses", workers=2,
                                  shard_items=15, progress=False, job_key=("demo", corpus, "all", None))
     ray.shutdown()
     assert {name: (done / name).read_text() for name in before} == before  # skipped, not redone

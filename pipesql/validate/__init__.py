@@ -23,20 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Iterable
 
+from pipesql.config.machine import usable_cores
 from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, iter_items, load_items
 from pipesql.config.settings import option
 from pipesql.scale import ENGINES
-from pipesql.sql.execute import DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S
-from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.validate.check import CLASSES, CheckOptions, check_item
-from pipesql.validate.runner import default_workers, validate_items
-from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS
+from pipesql.validate.runner import validate_items
 
 __all__ = ["CLASSES", "CheckOptions", "Settings", "check_item", "run", "validate_items"]
 
 
 @dataclass
-class Settings:
+class Settings(CheckOptions):
+    """What to validate and where the outputs go; how each item is proven is
+    :class:`~pipesql.validate.check.CheckOptions`, inherited, its defaults unchanged."""
+
     stage: ClassVar[str] = "validate"
 
     benchmark: str = option("demo", "Benchmark to validate.", choices=BENCHMARKS)
@@ -50,17 +51,6 @@ class Settings:
                                   "RAY_ADDRESS, else on a local one (docs/scale.md).", choices=ENGINES)
     shard_items: int = option(512, "Ray engine: about this many items per shard, whole databases (the unit "
                                    "a rerun skips once done).")
-    timeout_s: float = option(DEFAULT_TIMEOUT_S, "Time limit per SQL execution, seconds.")
-    row_cap: int = option(DEFAULT_ROW_CAP, "Most rows read from one result.")
-    googlesql: bool = option(True, "Check every pipe query with GoogleSQL (ZetaSQL) too.")
-    googlesql_execute_rows: int = option(5_000, "Execute on ZetaSQL too when the database has at most this many "
-                                                "rows (its reference engine is slow; 0: never).")
-    googlesql_timeout_s: float = option(2.0, "Time limit per ZetaSQL execution, seconds.")
-    googlesql_max_work: int = option(DEFAULT_MAX_WORK, "Analyze only (do not execute on ZetaSQL) a query predicted to "
-                                                       "visit more rows than this (0: no bound).")
-    variants: int = option(DEFAULT_VARIANTS, "Also prove each match on this many generated variants of its database "
-                                             "(0: only on the database itself).")
-    variant_rows: int = option(DEFAULT_ROWS, "Most rows per table in a variant.")
     progress: bool = option(True, "Show a progress bar on stderr.")
 
 
@@ -74,14 +64,9 @@ def run(settings: Settings) -> int:
     from pipesql.corpora.demo import DemoCorpusError
 
     out = Path(settings.out)
-    options = CheckOptions(timeout_s=settings.timeout_s, row_cap=settings.row_cap, googlesql=settings.googlesql,
-                           googlesql_execute_rows=settings.googlesql_execute_rows,
-                           googlesql_timeout_s=settings.googlesql_timeout_s,
-                           googlesql_max_work=settings.googlesql_max_work, variants=settings.variants,
-                           variant_rows=settings.variant_rows, witness_dir=str(out / WITNESSES))
     start = time.monotonic()
     try:
-        records, workers = _records(settings, options)
+        records, workers = _records(settings, out / WITNESSES)
     except (BenchmarkError, DemoCorpusError) as error:
         print(f"pipesql validate: {error}", file=sys.stderr)
         return 2
@@ -105,20 +90,19 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def _records(settings: Settings, options: CheckOptions) -> tuple[Iterable[dict], int]:
+def _records(settings: Settings, witness_dir: Path) -> tuple[Iterable[dict], int]:
     """``(records, workers)`` from the chosen engine: a list (local), or streamed from shards (ray)."""
-    from pipesql.validate.report import WITNESSES
-
     if settings.engine == "ray":
         from pipesql.validate.ray_engine import validate_on_ray
 
         def items():
             return iter_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
 
-        return validate_on_ray(items, options, Path(settings.out), workers=settings.workers,
+        return validate_on_ray(items, settings, Path(settings.out), witness_dir, workers=settings.workers,
                                shard_items=settings.shard_items, progress=settings.progress,
                                job_key=(settings.benchmark, settings.data_dir, settings.split, settings.limit))
     items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
-    shutil.rmtree(Path(settings.out) / WITNESSES, ignore_errors=True)  # witnesses of an earlier run in the same folder
-    workers = settings.workers or default_workers()
-    return validate_items(items, workers=workers, options=options, progress=settings.progress), workers
+    shutil.rmtree(witness_dir, ignore_errors=True)  # witnesses of an earlier run in the same folder
+    workers = settings.workers or usable_cores()
+    return validate_items(items, workers=workers, options=settings, progress=settings.progress,
+                          witness_dir=witness_dir), workers

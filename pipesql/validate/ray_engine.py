@@ -31,8 +31,8 @@ def row_item(row: dict[str, Any]) -> Item:
 class ValidateJob:
     """What each actor runs: :func:`pipesql.validate.check.check_item` with its own caches."""
 
-    def __init__(self, options: CheckOptions, cwd: str):
-        self.options, self.cwd = options, cwd
+    def __init__(self, options: CheckOptions, witness_dir: Path | None, cwd: str):
+        self.options, self.witness_dir, self.cwd = options, witness_dir, cwd
 
     def setup(self) -> None:
         if Path(self.cwd).is_dir():  # relative paths (data, witnesses) mean what they meant to the driver
@@ -42,24 +42,25 @@ class ValidateJob:
         self.databases, self.memo = DatabaseCache(), CheckMemo()
 
     def handle(self, row: dict[str, Any]) -> dict[str, Any]:
-        return check_item(row_item(row), self.options, self.databases, self.memo)
+        return check_item(row_item(row), self.options, self.databases, self.memo, self.witness_dir)
 
     def crashed(self, row: dict[str, Any], detail: str) -> dict[str, Any]:
         return crash_record(row_item(row), detail)
 
 
-def validate_on_ray(items: Callable[[], Iterable[Item]], options: CheckOptions, out: Path, *, workers: int = 0,
-                    shard_items: int = 512, progress: bool = True, job_key: Any = None) -> tuple[ShardedResults, int]:
+def validate_on_ray(items: Callable[[], Iterable[Item]], options: CheckOptions, out: Path, witness_dir: Path | None = None,
+                    *, workers: int = 0, shard_items: int = 512, progress: bool = True,
+                    job_key: Any = None) -> tuple[ShardedResults, int]:
     """``(records, actors)``: the record of every item of ``items()`` (called twice, streamed), in
     its order, re-iterable; shards live in ``out/shards`` (:meth:`ShardStore.discard` when done).
-    ``job_key`` says what the items are (a rerun with the same key and options resumes)."""
+    ``job_key`` says what the items are (a rerun with the same key and check options resumes)."""
     from pipesql.scale.engine import run_shards
 
     store = ShardStore(Path(out) / SHARDS)
-    job_fingerprint = fingerprint(job_key, options, shard_items)
-    if (store.plan() or {}).get("fingerprint") != job_fingerprint and options.witness_dir:
-        shutil.rmtree(options.witness_dir, ignore_errors=True)  # an earlier job's; a resumed one keeps its own
+    job_fingerprint = fingerprint(job_key, options.key(), witness_dir, shard_items)
+    if (store.plan() or {}).get("fingerprint") != job_fingerprint and witness_dir:
+        shutil.rmtree(witness_dir, ignore_errors=True)  # an earlier job's; a resumed one keeps its own
     write_input_shards(store, lambda: map(item_row, items()), key=lambda row: row["db_id"], weight=lambda row: 1,
                        shard_weight=shard_items, job_fingerprint=job_fingerprint)
-    actors = run_shards(ValidateJob(options, os.getcwd()), store, workers, progress, desc="validate")
+    actors = run_shards(ValidateJob(options, witness_dir, os.getcwd()), store, workers, progress, desc="validate")
     return ShardedResults(store), actors
