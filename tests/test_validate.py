@@ -205,6 +205,7 @@ def test_malformed_entries_become_bad_item_records_and_the_batch_completes(corpu
         {"db_id": "../library", "query": "SELECT 1"},
         ["not", "an", "object"],
         {"db_id": "library", "query": "SELECT title FROM books ORDER BY title LIMIT 2"},
+        {"db_id": "library", "query": "SELECT 1", "question": "lone \ud800 surrogate"},  # issue #21, class 4
     ]
     (spider / "dev.json").write_text(json.dumps(entries))
     out = tmp_path / "out"
@@ -219,7 +220,10 @@ def test_malformed_entries_become_bad_item_records_and_the_batch_completes(corpu
         "dev-00003": "dev-00003: entry has no usable db_id (got None)",
         "dev-00004": "dev-00004: entry has no usable db_id (got '../library')",
         "dev-00005": "dev-00005: entry is a list, not an object",
+        "dev-00007": "dev-00007: entry's 'question' holds a lone surrogate at character 5, not text",
     }
+    assert {name for name in ("quarantine.jsonl", "summary.json", "report.md", "manifest.json")
+            if (out / name).is_file()} == {"quarantine.jsonl", "summary.json", "report.md", "manifest.json"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["golden_pairs"] == 2 and summary["gold_executed"] == 2 and summary["match_rate"] == 1.0
 

@@ -23,7 +23,7 @@ from pipesql.models.backends import Backend
 from pipesql.serve.batching import BatchQueue
 from pipesql.serve.chat import ChatPreparer, chat_response, context_tokens, sse_events, stream_chunks
 from pipesql.serve.guard import LOOPBACK_HOSTS, ApiError, Guard, error_response, read_json
-from pipesql.serve.schemas import ChatRequest, ToolRequest
+from pipesql.serve.schemas import ChatRequest, ToolRequest, text_problem
 from pipesql.serve.tools import ToolService, UnknownDatabase, UnknownTool
 
 
@@ -64,8 +64,12 @@ def create_app(settings: Any, backend: Backend | None, batches: BatchQueue | Non
 
 
 async def _body_as(model: type, request: Request, limit: int) -> Any:
+    body = await read_json(request, limit)
+    problem = text_problem(body)
+    if problem is not None:
+        raise ApiError(400, problem)
     try:
-        return model.model_validate(await read_json(request, limit))
+        return model.model_validate(body)
     except ValidationError as error:
         raise ApiError(400, _validation_message(error)) from None
 

@@ -21,11 +21,11 @@ so daemonic pool workers (validate, generate) may use them too.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import OrderedDict
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -158,12 +158,17 @@ _pool = _Pool()
 # --- the child -----------------------------------------------------------------------------------
 
 def _die_with_parent() -> None:
-    try:
-        import ctypes
+    """End this child when its parent process ends, even in the middle of a query. (Not
+    PR_SET_PDEATHSIG: that fires when the parent's *thread* ends, and servers start children
+    from pool threads that come and go.)"""
+    parent = os.getppid()
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the child still ends when the channel closes between queries
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="pipesql-sql-parent", daemon=True).start()
 
 
 def _answer(channel: Connection) -> None:

@@ -51,6 +51,22 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         raise
 
 
+def lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a lone surrogate (JSON's ``"\\ud800"`` decodes to one, and UTF-8
+    cannot encode it, so no output file could hold it), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
+def writable(text: str) -> str:
+    """``text`` with every lone surrogate written as its escape (``\\ud800``), so it can be
+    named in an output file."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def write_json(path: str | Path, data: Any) -> None:
     with atomic_open(path) as handle:
         json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False)
