@@ -149,6 +149,28 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, db_name: str | N
     return sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
 
 
+# What building a scratch database (a validation variant) may do beyond reading: run the
+# original's CREATE TABLE / INDEX / VIEW and insert rows. No ATTACH, no triggers, no TEMP objects.
+_BUILD_ACTIONS = _READ_ACTIONS | {sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_CREATE_VIEW,
+                                  sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_TRANSACTION}
+
+
+def _scratch_authorizer(building: bool):
+    """A scratch database's authorizer: while ``building``, reads plus :data:`_BUILD_ACTIONS`
+    and ``PRAGMA query_only`` (to seal it); once sealed, reads plus ``PRAGMA
+    reverse_unordered_selects`` (validation asks whether a result depends on scan order)."""
+    pragmas = {"query_only"} if building else {"reverse_unordered_selects"}
+
+    def authorize(action: int, arg1: str | None, arg2: str | None, db_name: str | None, trigger: str | None) -> int:
+        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in pragmas:
+            return sqlite3.SQLITE_OK
+        if building and action in _BUILD_ACTIONS - _READ_ACTIONS:
+            return sqlite3.SQLITE_OK
+        return _authorize(action, arg1, arg2, db_name, trigger)
+
+    return authorize
+
+
 # A printf conversion: flags, width, precision (``*`` takes the next argument), type.
 _PRINTF_CONVERSION = re.compile(r"%[-+ 0#,!]*(\*|\d*)(?:\.(\*|\d*))?([a-zA-Z%])")
 # Most distinct characters a trim may remove: SQLite compares each character of the value with
@@ -300,6 +322,23 @@ def connect_readonly(path: str | Path, *, max_value_bytes: int = MAX_VALUE_BYTES
         conn.close()
         raise DatabaseError(f"cannot open database {path}: {error}") from None
     return conn
+
+
+def connect_scratch(*, max_value_bytes: int = MAX_VALUE_BYTES) -> SandboxConnection:
+    """An in-memory database to build from a file's own DDL (validation's variants) under the
+    sandbox's limits and bounded functions: CHECK constraints, defaults and expression indexes
+    run as any query does. Build inside :func:`deadline`, then :func:`seal` it."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False, factory=SandboxConnection)
+    sandbox(conn, max_value_bytes=max_value_bytes)
+    conn.set_authorizer(_scratch_authorizer(building=True))
+    return conn
+
+
+def seal(conn: SandboxConnection) -> None:
+    """Make a built scratch database read-only, as :func:`connect_readonly`'s are."""
+    conn.commit()
+    conn.execute("PRAGMA query_only = 1")
+    conn.set_authorizer(_scratch_authorizer(building=False))
 
 
 # --- 3. execution ---------------------------------------------------------------------------------
