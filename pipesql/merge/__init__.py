@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pipesql.storage.files import share_file_modes, write_json
+from pipesql.storage.files import check_replaceable, replace_folder, share_file_modes, write_json
 from pipesql.storage.manifest import write_manifest
 from pipesql.config.settings import option
 from pipesql.models.loading import MERGE_RECORD_NAME
@@ -93,11 +93,14 @@ def base_model_of(adapter_dir: Path, run_dir: Path) -> str:
 
 def merge_adapter(adapter_dir: Path, base_model: str, target: Path, *, dtype: str = "auto",
                   device: str | None = None) -> Path:
-    """Write base + adapter, merged, to ``target`` (staged beside it, then renamed)."""
+    """Write base + adapter, merged, to ``target`` (staged beside it, then renamed). An existing
+    ``target`` is replaced only if ``pipesql merge`` made it; anything else raises
+    :class:`FileExistsError` before the model loads."""
     from peft import PeftModel
 
     from pipesql.models.loading import load_model_and_tokenizer, load_tokenizer
 
+    check_replaceable(target, "merge")  # before loading anything
     base, _ = load_model_and_tokenizer(base_model, dtype=dtype, device=device)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     # The adapter directory's tokenizer carries the chat template the model was trained for.
@@ -107,10 +110,7 @@ def merge_adapter(adapter_dir: Path, base_model: str, target: Path, *, dtype: st
     merged.save_pretrained(staged)
     tokenizer.save_pretrained(staged)
     share_file_modes(staged)
-    if target.exists():
-        shutil.rmtree(target)
-    staged.rename(target)
-    return target
+    return replace_folder(staged, target, "merge")  # only a folder merge made is replaced
 
 
 def run(settings: Settings) -> int:
