@@ -185,7 +185,7 @@ def evaluate_items(items: Sequence[Item], backend: Backend, settings: Settings) 
 
 def run(settings: Settings, *, backend: Backend | None = None) -> int:
     """Evaluate and write the outputs. ``backend`` overrides loading ``settings.model``."""
-    from pipesql.storage.manifest import write_manifest
+    from pipesql.storage.manifest import require_inputs, write_manifest
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if backend is None and not settings.model:
@@ -200,6 +200,7 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
     if not items:
         raise SystemExit(f"pipesql evaluate: no questions in {settings.benchmark} {settings.split}")
     if backend is None:
+        require_inputs("evaluate", [settings.model])  # a model folder a stage wrote must match its manifest
         backend = load_backend(settings.model, settings.backend, device=settings.device, dtype=settings.dtype,
                                batch_size=settings.batch_size, gpu_memory_utilization=settings.gpu_memory_utilization,
                                prefix_cache=settings.prefix_cache)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from pipesql.storage.files import check_replaceable, replace_folder, share_file_modes, write_json
-from pipesql.storage.manifest import write_manifest
+from pipesql.storage.manifest import require_inputs, write_manifest
 from pipesql.config.settings import option
 from pipesql.models.loading import MERGE_RECORD_NAME
 
@@ -116,6 +116,7 @@ def merge_adapter(adapter_dir: Path, base_model: str, target: Path, *, dtype: st
 def run(settings: Settings) -> int:
     run_dir = Path(settings.output_dir)
     adapter_dir = find_adapter(run_dir, settings.checkpoint)
+    require_inputs("merge", [adapter_dir, run_dir])  # the run folder and its adapter must match their manifests
     base_model = base_model_of(adapter_dir, run_dir)
     target = Path(settings.merged_dir) if settings.merged_dir else run_dir / MERGED_DIR
     device = None if settings.device == "auto" else settings.device

@@ -39,6 +39,14 @@ def _reason_family(record: dict) -> str:
     return detail.split(":", 1)[0] if detail.startswith(("internal_error", "parse_error")) else detail.split(" ", 1)[0]
 
 
+def moved_witnesses(records: Sequence[dict], staging: Path, out: Path) -> None:
+    """Point each record's saved witness at where it will be once ``staging`` becomes ``out``."""
+    for record in records:
+        variant = (record.get("validation") or {}).get("variant") or {}
+        if variant.get("witness"):
+            variant["witness"] = str(out / Path(variant["witness"]).relative_to(staging))
+
+
 def summarize(records: Sequence[dict], seconds: float, workers: int) -> dict[str, Any]:
     classes = Counter(label_of(r) for r in records)
     subclasses = Counter(r["validation"].get("subclass") for r in records if label_of(r) == MISMATCH)
