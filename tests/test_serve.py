@@ -504,3 +504,23 @@ def test_the_openai_client_lists_models_completes_and_streams(server):
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "echo: hi"
     with pytest.raises(openai.BadRequestError, match="max_tokens"):
         client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}], max_tokens=10_000)
+
+
+def test_a_client_that_disconnects_stops_its_generation(tiny_server):
+    """Issue #21, class 7: a client that goes away mid-generation stops it between tokens, so
+    the next request does not wait for an answer nobody reads (before: it waited the whole
+    generation, about 20 s here)."""
+    import http.client
+
+    host, port = tiny_server.server_address[:2]
+    gone = http.client.HTTPConnection(host, port, timeout=TIMEOUT_S)
+    gone.request("POST", "/v1/chat/completions", json.dumps(
+        {"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 200}),
+        {"Content-Type": "application/json"})
+    time.sleep(1.0)  # generating now
+    gone.close()
+    start = time.monotonic()
+    status, body, _ = _call(tiny_server, "POST", "/v1/chat/completions",
+                            {"messages": [{"role": "user", "content": "How many singers?"}], "max_tokens": 3})
+    assert status == 200, body
+    assert time.monotonic() - start < 5.0
