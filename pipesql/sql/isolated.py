@@ -68,6 +68,11 @@ def connect_isolated(path: str | Path) -> IsolatedDatabase:
     return IsolatedDatabase(path)
 
 
+class ChildLost(sandbox.QueryError):
+    """The child ended without answering (killed from outside, out of memory): like a
+    timeout, it says more about the machine than about the query."""
+
+
 class _Overran(Exception):
     pass
 
@@ -144,7 +149,8 @@ class _Pool:
                 raise sandbox.QueryTimeout(f"query exceeded {timeout_s:g} s") from None
             except (EOFError, OSError):
                 child.kill()
-                raise sandbox.QueryError("the query's process ended without an answer (out of memory?)") from None
+                self._replace()
+                raise ChildLost("the query's process ended without an answer (out of memory?)") from None
             with self._lock:
                 self._idle.append(child)
         if reply[0] == "ok":

@@ -12,7 +12,7 @@ from pipesql.agent.tools.memo import Memo
 from pipesql.agent.tools.output import cut, error_text, format_result
 from pipesql.agent.tools.specs import CHAR_CAP, ROW_CAP, TIMEOUT_S, TOOL_NAMES, ToolError, parse_arguments
 from pipesql.sql.execute import QueryError, QueryResult, QueryTimeout, connect_readonly, execute, quote_identifier
-from pipesql.sql.isolated import connect_isolated
+from pipesql.sql.isolated import ChildLost, connect_isolated
 from pipesql.sql.schema import DatabaseSchema, Table, schema_from_connection
 
 _CACHE_SIZE = 512
@@ -109,7 +109,7 @@ class Toolbox:
             try:
                 result = self.execute(f"SELECT COUNT(*) FROM {quote_identifier(table.name)}", row_cap=1)
                 self._row_counts[table.name] = int(result.rows[0][0])
-            except QueryTimeout:
+            except (QueryTimeout, ChildLost):
                 return None  # unknown this time; a quieter machine may count it
             except QueryError:
                 self._row_counts[table.name] = None
@@ -133,4 +133,4 @@ class Toolbox:
             return cut(format_result(self.execute(sqlite_sql)), self.char_cap)
         except QueryError as error:
             raise ToolError(f"the database rejected the query: {error}",
-                            transient=isinstance(error, QueryTimeout)) from None
+                            transient=isinstance(error, (QueryTimeout, ChildLost))) from None
