@@ -252,9 +252,9 @@ def run(settings: Settings) -> int:
     lengths = {TRAIN: measure(train), DEV: measure(dev)}
     stats = build_stats(settings, lines_read, pairs, problems, notes, split_of, train, dev, lengths, unit, tokenizer_name)
 
-    seconds = time.monotonic() - started
     with staged_folder(out, Settings.stage) as staging:  # the outputs appear together or not at all
         outputs = write_outputs(staging, train, dev, stats, problems + notes, lengths, unit, settings.cut_off_tokens)
+        seconds = time.monotonic() - started
         write_manifest(staging, Settings.stage, settings, inputs=[golden], outputs=outputs, metrics={
             "samples": stats["samples"]["total"], "train_samples": len(train), "dev_samples": len(dev),
             "pairs_used": stats["pairs"]["used"], "dropped_prefix": stats["pairs"]["dropped_prefix"],
