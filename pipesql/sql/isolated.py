@@ -20,6 +20,7 @@ so daemonic pool workers (validate, generate) may use them too.
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -56,6 +57,7 @@ class IsolatedDatabase:
             raise sandbox.DatabaseError(f"database not found: {self.path}")
 
     def execute(self, sql: str, *, timeout_s: float, row_cap: int, max_bytes: int) -> sandbox.QueryResult:
+        sandbox.require_query(sql)  # remembered per text: free after execute()'s own check
         return _pool.run((str(self.path.resolve()), sql, timeout_s, row_cap, max_bytes), timeout_s)
 
     def close(self) -> None:
@@ -89,7 +91,7 @@ class _Child:
                                         close_fds=True)
         theirs.close()
         self.channel = Connection(ours.detach())
-        # The child imports the gate's parser before it answers: a query's clock starts after that.
+        # The child answers once it has started: a query's clock starts after that.
         if not self.channel.poll(_START_TIMEOUT_S) or self.channel.recv() != ("ready",):
             self.kill()
             raise sandbox.QueryError("the query process did not start")
@@ -158,7 +160,20 @@ class _Pool:
         raise _ERRORS.get(reply[1], sandbox.QueryError)(reply[2])
 
 
+    def close(self) -> None:
+        """End the idle children (their channel closes, they exit) and wait for them."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for child in idle:
+            child.channel.close()
+            try:
+                child.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
 _pool = _Pool()
+atexit.register(_pool.close)
 
 
 # --- the child -----------------------------------------------------------------------------------
@@ -182,7 +197,6 @@ def _answer(channel: Connection) -> None:
 
     _die_with_parent()
     sqlite3.connect(":memory:").execute(f"PRAGMA hard_heap_limit = {HEAP_LIMIT_BYTES}")
-    sandbox.require_query("SELECT 1")  # imports the gate's parser
     channel.send(("ready",))
     opened: OrderedDict[str, object] = OrderedDict()
     while True:
@@ -196,7 +210,8 @@ def _answer(channel: Connection) -> None:
                 while len(opened) > _OPEN_PER_CHILD:
                     opened.popitem(last=False)[1].close()
             opened.move_to_end(path)
-            result = sandbox.execute(opened[path], sql, timeout_s=timeout_s, row_cap=row_cap, max_bytes=max_bytes)
+            # The parent gated the text (execute() does before it hands it over); the authorizer holds here too.
+            result = sandbox.run_query(opened[path], sql, timeout_s=timeout_s, row_cap=row_cap, max_bytes=max_bytes)
             channel.send(("ok", result))
         except (sandbox.QueryError, sandbox.DatabaseError) as error:
             channel.send(("error", type(error).__name__, str(error)))
