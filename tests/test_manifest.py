@@ -160,3 +160,29 @@ def test_a_stage_replaces_only_a_folder_it_made(tmp_path):
     with pytest.raises(FileExistsError, match="was not made by pipesql validate"):
         _validate(elsewhere, 3)
     assert [p.name for p in elsewhere.iterdir()] == ["thesis.tex"]
+
+
+def test_a_folder_that_cannot_be_renamed_has_its_contents_replaced(tmp_path, monkeypatch):
+    """A mount point (a container's volume given as --out) cannot be renamed: the new outputs
+    replace what it holds instead."""
+    import errno
+    import os
+
+    from pipesql.storage import files
+
+    target, staged = tmp_path / "validate", tmp_path / ".validate.staging-1"
+    for folder, name in ((target, "old.jsonl"), (staged, "new.jsonl")):
+        folder.mkdir()
+        (folder / name).write_text(name)
+    (target / files.STAGE_MARKER).write_text("validate\n")
+    renamed = os.replace
+
+    def busy(source, destination):
+        if Path(source) == target:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return renamed(source, destination)
+
+    monkeypatch.setattr(files.os, "replace", busy)
+    files.replace_folder(staged, target, "validate")
+    assert sorted(p.name for p in target.iterdir()) == [files.STAGE_MARKER, "new.jsonl"]
+    assert not staged.exists()

@@ -111,9 +111,21 @@ def replace_folder(staged: str | Path, target: str | Path, stage: str) -> Path:
         return target
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     shutil.rmtree(old, ignore_errors=True)
-    os.replace(target, old)
+    try:
+        os.replace(target, old)
+    except OSError:  # a mount point (a container's volume) cannot be renamed: replace what it holds
+        return _replace_contents(staged, target)
     os.replace(staged, target)
     shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _replace_contents(staged: Path, target: Path) -> Path:
+    for entry in target.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    for entry in staged.iterdir():
+        shutil.move(str(entry), target / entry.name)
+    staged.rmdir()
     return target
 
 
