@@ -220,7 +220,7 @@ def test_ray_engine_gives_the_local_outputs_for_validate_and_generate(cluster, c
         assert (tmp_path / "ray/validate" / name).read_bytes() == (tmp_path / "local/validate" / name).read_bytes(), name
     summary = json.loads((tmp_path / "ray/validate/summary.json").read_text())
     assert summary["items"] == 167 and summary["workers"] == 2
-    assert not (tmp_path / "ray/validate/shards").exists()
+    assert not (tmp_path / "ray/.validate.shards").exists()  # removed once the outputs hold everything
     for engine in ("local", "ray"):
         settings = GenerateSettings(golden_pairs=tmp_path / "local/validate/golden_pairs.jsonl", benchmark="demo",
                                     data_dir=corpus, output_dir=tmp_path / engine / "generate", engine=engine,
@@ -283,7 +283,9 @@ def test_a_killed_driver_is_resumed_by_a_rerun(corpus, tmp_path):
                "--split", "all", "--out", str(out), "--engine", "ray", "--workers", "2", "--shard-items", "15",
                "--no-googlesql", "--no-progress"]
     driver = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = out / "shards" / "done"
+    from pipesql.validate.ray_engine import shard_store, validate_on_ray
+
+    done = shard_store(out).root / "done"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and driver.poll() is None and len(list(done.glob("*.json"))) < 2:
         time.sleep(0.1)
@@ -291,9 +293,7 @@ def test_a_killed_driver_is_resumed_by_a_rerun(corpus, tmp_path):
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and every process of its cluster
     driver.wait()
     before = {path.name: path.read_text() for path in done.glob("*.json")}
-    assert before and (out / "shards" / "plan.json").is_file()
-
-    from pipesql.validate.ray_engine import validate_on_ray
+    assert before and (shard_store(out).root / "plan.json").is_file()
 
     records, _ = validate_on_ray(lambda: iter_items("demo", corpus, "all"), NO_GOOGLESQL, out, out / "witnesses", workers=2,
                                  shard_items=15, progress=False, job_key=("demo", corpus, "all", None))

@@ -167,7 +167,8 @@ def evaluate_items(items: Sequence[Item], backend: Backend, settings: Settings) 
 
 def run(settings: Settings, *, backend: Backend | None = None) -> int:
     """Evaluate and write the outputs. ``backend`` overrides loading ``settings.model``."""
-    from pipesql.storage.manifest import write_manifest
+    from pipesql.storage.files import check_replaceable, staged_folder
+    from pipesql.storage.manifest import require_inputs, write_manifest
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if backend is None and not settings.model:
@@ -181,7 +182,10 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
         raise SystemExit(f"pipesql evaluate: {error}") from None
     if not items:
         raise SystemExit(f"pipesql evaluate: no questions in {settings.benchmark} {settings.split}")
+    check_replaceable(settings.out, "evaluate")  # before the long part, not after it
+    require_inputs("evaluate", [settings.trajectories])
     if backend is None:
+        require_inputs("evaluate", [settings.model])  # a model folder a stage wrote must match its manifest
         backend = load_backend(settings.model, settings.backend, device=settings.device, dtype=settings.dtype,
                                batch_size=settings.batch_size, gpu_memory_utilization=settings.gpu_memory_utilization,
                                prefix_cache=settings.prefix_cache)
@@ -204,15 +208,17 @@ def run(settings: Settings, *, backend: Backend | None = None) -> int:
         log.info("next operator on %d dev steps: %.1f%% exact, %.1f%% right kind, %.1f%% parse, %.1f%% end markers",
                  steps["samples"], 100 * steps["exact"], 100 * steps["kind"], 100 * steps["parses"],
                  100 * steps["end_marker"])
-    results_path, summary_path, chart_path = out / RESULTS_NAME, out / SUMMARY_NAME, out / CHART_NAME
-    write_jsonl(results_path, records)
-    write_json(summary_path, summary)
-    plot_summary(summary, chart_path)
-    inputs = [p for p in (settings.data_dir, Path(settings.model) if settings.model else None) if p and Path(p).exists()]
-    write_manifest(out, "evaluate", settings, inputs=inputs, outputs=[results_path, summary_path, chart_path],
-                   metrics={k: summary[k] for k in ("questions", "matches", "execution_accuracy", "status_counts",
-                                                    "answers_parse", "seconds", "questions_per_s", "next_operator")
-                            if k in summary})
+    with staged_folder(out, "evaluate") as staging:  # the outputs appear together or not at all
+        results_path, summary_path, chart_path = staging / RESULTS_NAME, staging / SUMMARY_NAME, staging / CHART_NAME
+        write_jsonl(results_path, records)
+        write_json(summary_path, summary)
+        plot_summary(summary, chart_path)
+        inputs = [p for p in (settings.data_dir, Path(settings.model) if settings.model else None)
+                  if p and Path(p).exists()]
+        write_manifest(staging, "evaluate", settings, inputs=inputs, outputs=[results_path, summary_path, chart_path],
+                       metrics={k: summary[k] for k in ("questions", "matches", "execution_accuracy", "status_counts",
+                                                        "answers_parse", "seconds", "questions_per_s", "next_operator")
+                                if k in summary})
     log.info("execution accuracy %.1f%% (%d/%d) in %.1f s; %s", 100 * summary["execution_accuracy"],
              summary["matches"], summary["questions"], seconds,
              ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v))

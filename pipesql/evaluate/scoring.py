@@ -1,7 +1,8 @@
 """Score one predicted pipe query against its gold SQL by execution.
 
 The prediction is round-tripped to SQLite exactly as validation does (``pipe_to_sqlite``), run
-read-only with a time limit and a row cap, and compared with the gold result by
+read-only with a time limit and a row cap (in a child process killed at the limit:
+:mod:`pipesql.sql.isolated`), and compared with the gold result by
 :mod:`pipesql.sql.compare` (tie-aware; row order matters only when the gold query orders its output). A prediction
 cannot fail as a whole batch: every failure becomes a status with a detail.
 """
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from pipesql.corpora.items import Item
-from pipesql.sql.execute import DatabaseError, QueryError, QueryResult, QueryTimeout, connect_readonly, execute
+from pipesql.sql.execute import DatabaseError, QueryError, QueryResult, QueryTimeout, execute
+from pipesql.sql.isolated import connect_isolated
 
 MATCH = "match"
 MISMATCH = "mismatch"
@@ -93,8 +95,8 @@ class _Gold:
         if not self._tried:
             self._tried = True
             try:
-                if self.own_conn:
-                    self.conn = connect_readonly(self.item.db_path)
+                if self.own_conn:  # a model's SQL: in a child process killed at the time limit
+                    self.conn = connect_isolated(self.item.db_path)
             except DatabaseError as error:
                 self.error = (GOLD_ERROR, f"{self.item.question_id}: {_describe(error)}")
                 return None

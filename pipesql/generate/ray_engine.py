@@ -59,10 +59,11 @@ class GenerateJob:
 def run_work_on_ray(work: list[DatabaseWork], options: WorkOptions, out: Path, workers: int = 0,
                     shard_pairs: int = 512, progress: bool = True) -> tuple[list[DatabaseResult], int]:
     """``(results in database-name order, actors)``, as :func:`pipesql.generate.job.run_work`
-    returns them; the shards in ``out/shards`` are removed once read."""
+    returns them; the shards beside ``out`` are removed once read."""
     from pipesql.scale.engine import run_shards
 
-    store = ShardStore(Path(out) / SHARDS)
+    out = Path(out)
+    store = ShardStore(out.parent / f".{out.name}.{SHARDS}")  # beside the output, which is replaced whole
     rows = [work_row(w) for w in work]
     write_input_shards(store, lambda: rows, key=lambda row: row["db_id"], weight=lambda row: len(row["pairs"]),
                        shard_weight=shard_pairs, job_fingerprint=fingerprint(rows, options, shard_pairs))

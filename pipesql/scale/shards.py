@@ -219,8 +219,8 @@ def _raise_open_file_limit(needed: int) -> None:
 class ShardedResults:
     """The results of a finished job, iterable again and again (each pass streams the shards)."""
 
-    def __init__(self, store: ShardStore):
-        self.store = store
+    def __init__(self, store: ShardStore, convert: Callable[[Any], Any] = lambda result: result):
+        self.store, self.convert = store, convert
 
     def __iter__(self) -> Iterator[Any]:
-        return iter_results(self.store)
+        return map(self.convert, iter_results(self.store))

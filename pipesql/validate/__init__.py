@@ -16,7 +16,6 @@ Python API: :func:`validate_items` (records for any list of :class:`pipesql.corp
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ class Settings(CheckOptions):
 
 
 def run(settings: Settings) -> int:
+    from pipesql.storage.files import staged_folder
     from pipesql.storage.manifest import write_manifest
     from pipesql.validate.report import WITNESSES, summarize, write_outputs
 
@@ -64,24 +64,25 @@ def run(settings: Settings) -> int:
     from pipesql.corpora.demo import DemoCorpusError
 
     out = Path(settings.out)
-    start = time.monotonic()
     try:
-        records, workers = _records(settings, out / WITNESSES)
+        with staged_folder(out, Settings.stage) as staging:  # the outputs appear together or not at all
+            start = time.monotonic()
+            records, workers = _records(settings, staging, out)
+            seconds = time.monotonic() - start
+            summary = summarize(records, seconds, workers)
+            summary.update(benchmark=settings.benchmark, split=settings.split, variants=settings.variants)
+            title = f"{settings.benchmark} {settings.split}" + (f" (first {settings.limit})" if settings.limit else "")
+            outputs = write_outputs(staging, records, summary, title)
+            outputs += sorted((staging / WITNESSES).glob("*.sqlite"))
+            inputs = [settings.data_dir] if settings.data_dir else []
+            if settings.benchmark == "demo":
+                from pipesql.corpora.demo import ensure_corpus
+
+                inputs = [ensure_corpus(settings.data_dir)]
+            write_manifest(staging, Settings.stage, settings, inputs=inputs, outputs=outputs, metrics=summary)
     except (BenchmarkError, DemoCorpusError) as error:
         print(f"pipesql validate: {error}", file=sys.stderr)
         return 2
-    seconds = time.monotonic() - start
-    summary = summarize(records, seconds, workers)
-    summary.update(benchmark=settings.benchmark, split=settings.split, variants=settings.variants)
-    title = f"{settings.benchmark} {settings.split}" + (f" (first {settings.limit})" if settings.limit else "")
-    outputs = write_outputs(out, records, summary, title)
-    outputs += sorted((out / WITNESSES).glob("*.sqlite"))
-    inputs = [settings.data_dir] if settings.data_dir else []
-    if settings.benchmark == "demo":
-        from pipesql.corpora.demo import ensure_corpus
-
-        inputs = [ensure_corpus(settings.data_dir)]
-    write_manifest(out, Settings.stage, settings, inputs=inputs, outputs=outputs, metrics=summary)
     classes = ", ".join(f"{k} {v}" for k, v in summary["classes"].items())
     print(f"validated {summary['items']} items in {seconds:.1f} s: {classes}; match rate "
           f"{summary['match_rate']}; googlesql ok rate {summary['googlesql_ok_rate']} -> {out}")
@@ -90,19 +91,23 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def _records(settings: Settings, witness_dir: Path) -> tuple[Iterable[dict], int]:
-    """``(records, workers)`` from the chosen engine: a list (local), or streamed from shards (ray)."""
+def _records(settings: Settings, staging: Path, out: Path) -> tuple[Iterable[dict], int]:
+    """``(records, workers)`` from the chosen engine: a list (local), or streamed from shards (ray),
+    their witnesses in ``staging`` and the records pointing at them under ``out``."""
+    from pipesql.validate.report import WITNESSES, moved_witnesses
+
     if settings.engine == "ray":
         from pipesql.validate.ray_engine import validate_on_ray
 
         def items():
             return iter_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
 
-        return validate_on_ray(items, settings, Path(settings.out), witness_dir, workers=settings.workers,
+        return validate_on_ray(items, settings, out, staging / WITNESSES, workers=settings.workers,
                                shard_items=settings.shard_items, progress=settings.progress,
                                job_key=(settings.benchmark, settings.data_dir, settings.split, settings.limit))
     items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
-    shutil.rmtree(witness_dir, ignore_errors=True)  # witnesses of an earlier run in the same folder
     workers = settings.workers or usable_cores()
-    return validate_items(items, workers=workers, options=settings, progress=settings.progress,
-                          witness_dir=witness_dir), workers
+    records = validate_items(items, workers=workers, options=settings, progress=settings.progress,
+                             witness_dir=staging / WITNESSES)
+    moved_witnesses(records, staging, out)
+    return records, workers

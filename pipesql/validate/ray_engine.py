@@ -48,19 +48,29 @@ class ValidateJob:
         return crash_record(row_item(row), detail)
 
 
-def validate_on_ray(items: Callable[[], Iterable[Item]], options: CheckOptions, out: Path, witness_dir: Path | None = None,
-                    *, workers: int = 0, shard_items: int = 512, progress: bool = True,
-                    job_key: Any = None) -> tuple[ShardedResults, int]:
+def validate_on_ray(items: Callable[[], Iterable[Item]], options: CheckOptions, out: Path,
+                    witness_dir: Path | None = None, *, workers: int = 0, shard_items: int = 512,
+                    progress: bool = True, job_key: Any = None) -> tuple[ShardedResults, int]:
     """``(records, actors)``: the record of every item of ``items()`` (called twice, streamed), in
-    its order, re-iterable; shards live in ``out/shards`` (:meth:`ShardStore.discard` when done).
-    ``job_key`` says what the items are (a rerun with the same key and check options resumes)."""
+    its order, re-iterable. The shards live beside ``out`` (:func:`shard_store`; discard them when
+    done); witnesses are saved there too, then copied to ``witness_dir`` and the records point at
+    them under ``out``. ``job_key`` says what the items are (a rerun with the same key and check
+    options resumes)."""
     from pipesql.scale.engine import run_shards
+    from pipesql.validate.report import WITNESSES, moved_witness
 
-    store = ShardStore(Path(out) / SHARDS)
-    job_fingerprint = fingerprint(job_key, options.key(), witness_dir, shard_items)
-    if (store.plan() or {}).get("fingerprint") != job_fingerprint and witness_dir:
-        shutil.rmtree(witness_dir, ignore_errors=True)  # an earlier job's; a resumed one keeps its own
+    store = shard_store(out)
+    saved = store.root / WITNESSES
     write_input_shards(store, lambda: map(item_row, items()), key=lambda row: row["db_id"], weight=lambda row: 1,
-                       shard_weight=shard_items, job_fingerprint=job_fingerprint)
-    actors = run_shards(ValidateJob(options, witness_dir, os.getcwd()), store, workers, progress, desc="validate")
-    return ShardedResults(store), actors
+                       shard_weight=shard_items, job_fingerprint=fingerprint(job_key, options.key(), shard_items))
+    actors = run_shards(ValidateJob(options, saved, os.getcwd()), store, workers, progress, desc="validate")
+    if witness_dir and saved.is_dir():
+        shutil.copytree(saved, witness_dir, dirs_exist_ok=True)
+    return ShardedResults(store, lambda record: moved_witness(record, saved, Path(out) / WITNESSES)), actors
+
+
+def shard_store(out: Path) -> ShardStore:
+    """Beside the output folder, which is replaced whole when a run completes: the shards of a
+    killed run must outlive it."""
+    out = Path(out)
+    return ShardStore(out.parent / f".{out.name}.{SHARDS}")

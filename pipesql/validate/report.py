@@ -40,6 +40,20 @@ def _reason_family(record: dict) -> str:
     return detail.split(":", 1)[0] if detail.startswith(("internal_error", "parse_error")) else detail.split(" ", 1)[0]
 
 
+def moved_witnesses(records: Iterable[dict], staging: Path, out: Path) -> None:
+    """Point each record's saved witness at where it will be once ``staging`` becomes ``out``."""
+    for record in records:
+        moved_witness(record, staging, out)
+
+
+def moved_witness(record: dict, old: Path, new: Path) -> dict:
+    """``record`` with its saved witness (if any) under ``new`` instead of ``old``."""
+    variant = (record.get("validation") or {}).get("variant") or {}
+    if variant.get("witness"):
+        variant["witness"] = str(new / Path(variant["witness"]).relative_to(old))
+    return record
+
+
 def summarize(records: Iterable[dict], seconds: float, workers: int) -> dict[str, Any]:
     """The run's figures, in one pass over ``records`` (any iterable: the ray engine streams them
     from its shards, so the summary costs no memory per item)."""

@@ -43,7 +43,7 @@ import sqlglot
 from sqlglot import exp
 
 from pipesql.sql.compare import TieProbe, compare_results, cut_splits_tie, order_key_probe
-from pipesql.sql.execute import QueryError, connect_readonly, execute
+from pipesql.sql.execute import QueryError, connect_readonly, connect_scratch, deadline, execute, seal
 from pipesql.sql.identifiers import sqlite_identifier
 from pipesql.sql.types import FLOAT, INT, googlesql_type, is_date_type
 
@@ -379,14 +379,16 @@ def _layout(source: Source, hints: QueryHints) -> _Layout:
 
 
 def _schema(source: Source, hints: QueryHints) -> sqlite3.Connection:
-    schema = sqlite3.connect(":memory:", check_same_thread=False)
-    for _, table, statement in source.ddl:
-        if hints.tables is not None and table not in hints.tables:
-            continue
-        try:
-            schema.execute(statement)
-        except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
-            continue
+    # The file's own DDL is input like its gold SQL: run under the sandbox's limits and a deadline.
+    schema = connect_scratch()
+    with deadline(schema, VARIANT_TIMEOUT_S):
+        for _, table, statement in source.ddl:
+            if hints.tables is not None and table not in hints.tables:
+                continue
+            try:
+                schema.execute(statement)
+            except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
+                continue
     schema.commit()
     return schema
 
@@ -475,18 +477,17 @@ def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFA
 
 def _build(layout: _Layout, seed: int, rows: int) -> sqlite3.Connection:
     rng = random.Random(seed)
-    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    conn = connect_scratch()  # CHECK constraints and defaults run under the sandbox's limits
     layout.schema.backup(conn)  # a copy of the pages: cheaper than running the DDL again
-    conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
     pools = _pools(layout, rows, rng)
-    for insert, slots in layout.tables:
-        values = _rows_of(slots, rng.randint(1, rows), pools, rng)
-        try:
-            conn.executemany(insert, values)
-        except sqlite3.Error:  # a CHECK constraint or a generated column: leave the table as far as it got
-            continue
-    conn.commit()
-    conn.execute("PRAGMA query_only = 1")
+    with deadline(conn, VARIANT_TIMEOUT_S):
+        for insert, slots in layout.tables:
+            values = _rows_of(slots, rng.randint(1, rows), pools, rng)
+            try:
+                conn.executemany(insert, values)
+            except sqlite3.Error:  # a CHECK constraint or a generated column: leave the table as far as it got
+                continue
+    seal(conn)
     return conn
 
 
