@@ -31,6 +31,16 @@ def _accuracy(matches: int, total: int) -> float:
     return matches / total if total else 0.0
 
 
+def _test_suite(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Test-suite accuracy (Zhong, Yu & Klein, 2020): matches that also agreed on every variant
+    (``None`` when the run asked no variants: ``--variants 0``, or scored by an older version)."""
+    asked = [r for r in records if r["status"] == MATCH and r.get("test_suite") is not None]
+    if not asked and any(r["status"] == MATCH for r in records):
+        return {"test_suite_matches": None, "test_suite_accuracy": None}
+    agreed = sum(bool(r["test_suite"]) for r in asked)
+    return {"test_suite_matches": agreed, "test_suite_accuracy": _accuracy(agreed, len(records))}
+
+
 def summarize(records: Sequence[dict[str, Any]], *, seconds: float, generation_seconds: float,
               context: dict[str, Any]) -> dict[str, Any]:
     """``eval_summary.json``: execution accuracy overall and by difficulty, status counts,
@@ -46,6 +56,7 @@ def summarize(records: Sequence[dict[str, Any]], *, seconds: float, generation_s
             "questions": len(group),
             "matches": counts[MATCH],
             "execution_accuracy": _accuracy(counts[MATCH], len(group)),
+            **_test_suite(group),
             "status_counts": {s: counts[s] for s in STATUSES},
         }
     summary = {
@@ -53,6 +64,7 @@ def summarize(records: Sequence[dict[str, Any]], *, seconds: float, generation_s
         "questions": total,
         "matches": statuses[MATCH],
         "execution_accuracy": _accuracy(statuses[MATCH], total),
+        **_test_suite(records),
         "by_difficulty": by_difficulty,
         "status_counts": {s: statuses[s] for s in STATUSES},
         # Answers that are pipe SQL at all (they ran, right or wrong): what a small model learns first.

@@ -129,8 +129,12 @@ def _bucket_key(value: Any) -> Any:
     return value
 
 
+def normalize_value_row(row: Row) -> tuple:
+    return tuple(normalize_value(v) for v in row)
+
+
 def _normalize_rows(rows: Sequence[Row]) -> list[tuple]:
-    return [tuple(normalize_value(v) for v in row) for row in rows]
+    return [normalize_value_row(row) for row in rows]
 
 
 # --- multisets ------------------------------------------------------------------------------------
@@ -214,6 +218,18 @@ class TieProbe:
     key_columns: tuple[int, ...]
     offset: int
     limit: int | None
+    # The gold is a SELECT DISTINCT ordered by keys it does not output: the probe's rows stand
+    # for the gold's only where each output row has one key (:meth:`fits`).
+    distinct: bool = False
+
+    def fits(self, probe_rows: Sequence[Row]) -> bool:
+        """Whether the probe's rows are the gold's rows with their keys: always, except for a
+        DISTINCT gold whose output rows do not determine their keys (then the probe has more rows)."""
+        if not (self.distinct and self.extra_columns):
+            return True
+        outputs = {tuple(_bucket_key(v) for v in normalize_value_row(row[: len(row) - self.extra_columns]))
+                   for row in probe_rows}
+        return len(outputs) == len(probe_rows)
 
 
 def _matches_ties(pred: Sequence[Row], window: TieWindow) -> bool:
@@ -407,8 +423,10 @@ def _expand_aliases(key: exp.Expression, projections: list[exp.Expression]) -> e
 
 def tie_probe(sql: str, dialect: str = "sqlite") -> TieProbe | None:
     """The query that reveals which of an ordered gold query's rows tie on its order key, or
-    None when the gold is not ordered or cannot be rewritten safely (a DISTINCT ordered by a
-    column it does not output, a non-literal LIMIT, a position after ``*``)."""
+    None when the gold is not ordered or cannot be rewritten safely (a set operation ordered by
+    what it does not output, a non-literal LIMIT, a position after ``*``). A DISTINCT ordered by
+    a key it does not output gets the key appended too: that probe counts only where each
+    output row has one key (:meth:`TieProbe.fits`), as when the table's primary key is selected."""
     tree = _parse(sql, dialect)
     if tree is None:
         return None
@@ -437,8 +455,8 @@ def tie_probe(sql: str, dialect: str = "sqlite") -> TieProbe | None:
             continue
         if star and isinstance(key, exp.Literal) and not key.is_string:
             return None
-        if not isinstance(query, exp.Select) or query.args.get("distinct"):
-            return None  # a set operation orders by output columns only; DISTINCT would change
+        if not isinstance(query, exp.Select):
+            return None  # a set operation orders by output columns only
         keys.append(_expand_aliases(key, projections))
     extra = [k for k in keys if isinstance(k, exp.Expression)]
     key_columns, appended = [], 0
@@ -452,7 +470,8 @@ def tie_probe(sql: str, dialect: str = "sqlite") -> TieProbe | None:
     query.set("offset", None)
     if extra:
         query.set("expressions", projections + [exp.alias_(k, f"{_TIE_KEY_PREFIX}{i}") for i, k in enumerate(extra)])
-    return TieProbe(query.sql(dialect=dialect), len(extra), tuple(key_columns), offset, limit)
+    return TieProbe(query.sql(dialect=dialect), len(extra), tuple(key_columns), offset, limit,
+                    distinct=bool(query.args.get("distinct")))
 
 
 def compare_results(gold_sql: str, gold_rows: Sequence[Row], pred_rows: Sequence[Row],
@@ -473,5 +492,7 @@ def compare_results(gold_sql: str, gold_rows: Sequence[Row], pred_rows: Sequence
     try:
         probe_rows = rerun(probe.sql)
     except Exception:  # the probe is best effort: without it the plain verdict stands
+        return verdict
+    if not probe.fits(probe_rows):
         return verdict
     return compare(gold_rows, pred_rows, ordered=True, ties=tie_window(probe, probe_rows))
