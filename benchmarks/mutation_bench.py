@@ -1,6 +1,13 @@
 """How many deliberately broken queries validation catches, on the database alone and with variants.
 
-    python benchmarks/mutation_bench.py [--spider-split dev] [--limit N] [--variants 1,2,3,5]
+    python benchmarks/mutation_bench.py [--benchmark spider|bird] [--data-dir DIR] [--split dev]
+                                        [--limit N] [--variants 1,2,3,5]
+
+The demo corpus is always measured; ``--benchmark`` adds Spider (default, at
+``$PIPESQL_SPIDER_DIR`` or ``../shared/data/spider``) or any BIRD-layout folder (``--data-dir``).
+Besides the catch rates it times the variant check of each gold query alone (K variants built
+and the gold run on each, the gold as its own candidate so no variant is skipped early): the
+cost validation pays per pair.
 
 Each gold query is mutated the way a wrong decompilation would be wrong (one mutation per
 mutant): a WHERE/HAVING conjunct dropped or negated, an ORDER BY direction flipped, ``<``/``>``
@@ -172,6 +179,8 @@ def measure(items, variant_counts: list[int]) -> dict:
     totals, single = Counter(), Counter()
     with_variants = {k: Counter() for k in variant_counts}
     seconds = {k: 0.0 for k in variant_counts}
+    check_seconds: list[float] = []
+    uncaught: list[tuple[str, str, str, str]] = []  # (mutation, database, gold, mutant) past every variant
     connections = {}
     for item in items:
         conn = connections.get(item.db_path) or connections.setdefault(item.db_path, connect_readonly(item.db_path))
@@ -191,19 +200,25 @@ def measure(items, variant_counts: list[int]) -> dict:
                 single[name] += 1
             else:
                 survivors.append((name, sql))
+        start = time.perf_counter()
+        first_disagreement(item.db_path, item.gold_sql, [item.gold_sql], count=max(variant_counts))
+        check_seconds.append(time.perf_counter() - start)
         for k in variant_counts:
             start = time.perf_counter()
             found = first_disagreement(item.db_path, item.gold_sql, [sql for _, sql in survivors], count=k) \
                 if survivors else []
             seconds[k] += time.perf_counter() - start
-            for (name, _), witness in zip(survivors, found):
+            for (name, sql), witness in zip(survivors, found):
                 with_variants[k][name] += witness is not None
+                if k == max(variant_counts) and witness is None:
+                    uncaught.append((name, item.db_id, item.gold_sql, sql))
     for conn in connections.values():
         conn.close()
-    return {"totals": totals, "single": single, "with_variants": with_variants, "seconds": seconds}
+    return {"totals": totals, "single": single, "with_variants": with_variants, "seconds": seconds,
+            "check_seconds": check_seconds, "uncaught": uncaught}
 
 
-def report(title: str, result: dict, variant_counts: list[int]) -> None:
+def report(title: str, result: dict, variant_counts: list[int], show: int = 0) -> None:
     totals, single = result["totals"], result["single"]
     n = sum(totals.values())
     print(f"\n{title}: {n} mutants")
@@ -219,23 +234,33 @@ def report(title: str, result: dict, variant_counts: list[int]) -> None:
             for k in variant_counts)
         print(f"{name:24} {total:>7} {caught / total:>14.1%}{cells}")
     print("variant time: " + ", ".join(f"K={k} {result['seconds'][k]:.1f} s" for k in variant_counts))
+    checks = result["check_seconds"]
+    if checks:
+        print(f"variant check per gold query (K={max(variant_counts)}): mean {1000 * sum(checks) / len(checks):.1f} ms "
+              f"over {len(checks)} queries, total {sum(checks):.1f} s")
+    for name, db_id, gold, mutant in [u for u in result["uncaught"] if show][:show]:
+        print(f"uncaught {name} [{db_id}]: {gold}\n    -> {mutant}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spider-split", choices=["dev", "train"], default="dev")
-    parser.add_argument("--limit", type=int, default=None, help="first N Spider items")
+    parser.add_argument("--benchmark", choices=["spider", "bird"], default="spider")
+    parser.add_argument("--data-dir", type=Path, default=None, help="its folder (Spider: the shared copy)")
+    parser.add_argument("--split", "--spider-split", choices=["dev", "train"], default="dev")
+    parser.add_argument("--limit", type=int, default=None, help="first N items of the benchmark")
     parser.add_argument("--variants", default="1,2,3,5", help="K values to measure, comma-separated")
+    parser.add_argument("--show-uncaught", type=int, default=0, help="print up to N mutants no variant caught")
     args = parser.parse_args()
     variant_counts = [int(k) for k in args.variants.split(",")]
     corpora = [("demo (all)", load_items("demo", None, "all"))]
-    if SPIDER.is_dir():
-        spider = [i for i in load_items("spider", SPIDER, args.spider_split) if i.db_path.is_file()]
-        corpora.append((f"Spider {args.spider_split}", spider[: args.limit] if args.limit else spider))
+    data_dir = args.data_dir or (SPIDER if args.benchmark == "spider" else None)
+    if data_dir is not None and data_dir.is_dir():
+        items = [i for i in load_items(args.benchmark, data_dir, args.split) if i.problem is None and i.db_path.is_file()]
+        corpora.append((f"{args.benchmark} {args.split} ({data_dir})", items[: args.limit] if args.limit else items))
     else:
-        print(f"Spider not found at {SPIDER}: measuring the demo corpus only")
+        print(f"{args.benchmark} not found at {data_dir}: measuring the demo corpus only")
     for title, items in corpora:
-        report(title, measure(items, variant_counts), variant_counts)
+        report(title, measure(items, variant_counts), variant_counts, args.show_uncaught)
     return 0
 
 

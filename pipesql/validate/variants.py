@@ -8,14 +8,19 @@ runs the pair on several databases of the same schema instead; this module makes
   affinities, primary keys, UNIQUE and NOT NULL hold as in the original (a generated row that
   breaks one is dropped by ``INSERT OR IGNORE``);
 - each column's values come from the original's values (its first rows), from the query's
-  literals that the column is compared with (the literal itself and, for numbers, its neighbours
-  ±1, so ``<`` against ``<=`` shows), and from a few values made up near those;
+  literals that the column is compared with (the literal itself and values either side of it:
+  for numbers ±1, for text the literal cut by a character and extended by one, so ``<``
+  against ``<=`` shows), and from a few values made up near those;
 - columns linked by a foreign key or by an equality in the query draw from one shared pool of
-  values, so joins hit; about one value in ten is left dangling (or NULL), so LEFT and INNER
-  joins differ;
+  values, so joins hit; about one value in five is left dangling (or NULL), half of those
+  pointing at one missing parent, so orphan children form a group of their own, and parents
+  without children are common: LEFT and INNER joins differ;
 - tables get between 1 and ``rows`` rows (every other variant: a third of that, where one row
   more or less shows), so ties, duplicates and empty groups are common and every query runs in
-  milliseconds; a one-column primary key gets distinct values, so joins find their parents.
+  milliseconds; a one-column primary key gets distinct values, so joins find their parents;
+- variants 2, 6, ... are *narrow*: each column keeps one or two values and a row is repeated,
+  so groups of different sizes, repeated rows (a missing DISTINCT) and values equal to an
+  aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``) are common.
 
 A variant is a function of (database, gold SQL, index): the seed is a hash of them, so the
 same run gives the same variants and a saved witness can be rebuilt.
@@ -188,11 +193,15 @@ def _like_examples(pattern: str) -> list[str]:
     return [text, pattern.replace("%", "").replace("_", "a").upper()]
 
 
-def _neighbours(value: Any) -> list[Any]:
+def _neighbours(value: Any, ordering: bool = False) -> list[Any]:
+    """The literal and values either side of it (the bound itself half the time: where ``<`` and
+    ``<=`` differ); a text literal gets neighbours only where the query orders by it."""
+    if isinstance(value, str):
+        return [value, value, value[:-1], value + "0"] if ordering and value else [value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return [value]
     step = 1 if isinstance(value, int) or float(value).is_integer() else abs(value) * 0.01 or 0.01
-    return [value, value, value - step, value + step]  # the bound itself half the time: where < and <= differ
+    return [value, value, value - step, value + step]
 
 
 class _Columns:
@@ -266,7 +275,8 @@ def query_hints(sql: str, source: Source) -> QueryHints:
         if isinstance(predicate, (exp.Like, exp.ILike)):
             values = [s for v in values if isinstance(v, str) for s in _like_examples(v)]
         else:
-            values = [n for v in values for n in _neighbours(v)]
+            ordering = isinstance(predicate, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between))
+            values = [n for v in values for n in _neighbours(v, ordering)]
         for ref in refs:
             hints.literals.setdefault(ref, []).extend(values)
         if isinstance(predicate, exp.EQ) and isinstance(predicate.this, exp.Column) \
@@ -399,6 +409,7 @@ def _pools(layout: _Layout, rows: int, rng: random.Random) -> dict:
         while len(pool) < rows:
             pool.append(_made_up(first, rng))
         pools[root] = pool
+        pools[("orphan",) + root] = _made_up(first, rng)
     return pools
 
 
@@ -412,9 +423,23 @@ def _value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
     if pool is not None and rng.random() > _DANGLING_SHARE:
         present = pools.get(("present",) + slot.group)  # values a linked column already holds: joins hit
         return rng.choice(present if present and rng.random() < 0.7 else pool)
+    if pool is not None and rng.random() < 0.5:
+        return pools[("orphan",) + slot.group]  # one missing parent for many children: its group shows
     if column.samples and rng.random() < 0.75:
         return rng.choice(column.samples)
     return _made_up(column, rng)
+
+
+def _narrow_value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
+    """A narrow variant's value: each column keeps one or two values (the first the query's
+    literal where it has one), so rows repeat, groups grow to different sizes, values tie and
+    equal an aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``)."""
+    if slot.column.primary_key:
+        return _value(slot, pools, rng)
+    key = ("narrow", id(slot))
+    if key not in pools:
+        pools[key] = [_value(slot, pools, rng) for _ in range(rng.randint(1, 2))]
+    return rng.choice(pools[key])
 
 
 def _key_values(slot: _Slot, count: int, pools: dict, rng: random.Random) -> list[Any]:
@@ -427,12 +452,16 @@ def _key_values(slot: _Slot, count: int, pools: dict, rng: random.Random) -> lis
     return values
 
 
-def _rows_of(slots: tuple[_Slot, ...], count: int, pools: dict, rng: random.Random) -> list[tuple]:
+def _rows_of(slots: tuple[_Slot, ...], count: int, pools: dict, rng: random.Random,
+             narrow: bool = False) -> list[tuple]:
     keys = [s for s in slots if s.column.primary_key]
     key_values = _key_values(keys[0], count, pools, rng) if len(keys) == 1 else None
-    rows = [tuple(key_values[row] if key_values is not None and slot is keys[0] else _value(slot, pools, rng)
+    value = _narrow_value if narrow else _value
+    rows = [tuple(key_values[row] if key_values is not None and slot is keys[0] else value(slot, pools, rng)
                   for slot in slots)
             for row in range(count)]
+    if narrow and rows:
+        rows.append(rows[0])  # a repeated row (dropped where a key forbids it): a missing DISTINCT shows
     for position, slot in enumerate(slots):
         if slot.group in pools:
             pools.setdefault(("present",) + slot.group, []).extend(r[position] for r in rows if r[position] is not None)
@@ -461,6 +490,12 @@ def _parents_first(source: Source) -> list[SourceTable]:
     return ordered
 
 
+def variant_shape(index: int, rows: int) -> tuple[int, bool]:
+    """(most rows per table, narrow) of variant ``index``: every other variant has a third of
+    the rows, and variants 2, 6, 10 ... are narrow (:func:`_narrow_value`)."""
+    return (rows if index % 2 == 0 else max(3, rows // 3)), index % 4 == 2
+
+
 def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFAULT_ROWS) -> sqlite3.Connection:
     """An in-memory database with the source's schema and generated rows (see the module doc)
     for the tables the query reads."""
@@ -471,14 +506,14 @@ def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFA
         layout.schema.close()
 
 
-def _build(layout: _Layout, seed: int, rows: int) -> sqlite3.Connection:
+def _build(layout: _Layout, seed: int, rows: int, narrow: bool = False) -> sqlite3.Connection:
     rng = random.Random(seed)
     conn = sqlite3.connect(":memory:", check_same_thread=False)
     layout.schema.backup(conn)  # a copy of the pages: cheaper than running the DDL again
     conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
     pools = _pools(layout, rows, rng)
     for insert, slots in layout.tables:
-        values = _rows_of(slots, rng.randint(1, rows), pools, rng)
+        values = _rows_of(slots, rng.randint(1, rows), pools, rng, narrow)
         try:
             conn.executemany(insert, values)
         except sqlite3.Error:  # a CHECK constraint or a generated column: leave the table as far as it got
@@ -597,7 +632,7 @@ def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Seque
             if all(found):
                 break
             seed = variant_seed(db_path, gold_sql, index)
-            conn = _build(layout, seed, rows if index % 2 == 0 else max(3, rows // 3))
+            conn = _build(layout, seed, *variant_shape(index, rows))
             if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
                 conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
     finally:
