@@ -26,6 +26,8 @@ the gold stay in the denominator, since telling them apart is the point.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
@@ -242,19 +244,46 @@ def report(title: str, result: dict, variant_counts: list[int], show: int = 0) -
         print(f"uncaught {name} [{db_id}]: {gold}\n    -> {mutant}")
 
 
+def write_mutant_predictions(items, path: Path) -> int:
+    """Scripted predictions with known wrong answers: for each question, one of its gold query's
+    mutants (picked by a hash of the question id; the gold itself where it has none), as the
+    JSONL ``pipesql evaluate --predictions`` reads. Returns how many are mutants."""
+    lines, wrong = [], 0
+    for item in items:
+        found = mutants(item.gold_sql)
+        pick = int(hashlib.sha256(item.question_id.encode()).hexdigest(), 16) % len(found) if found else None
+        lines.append(json.dumps({"question_id": item.question_id,
+                                 "sql": found[pick][1] if found else item.gold_sql,
+                                 "mutation": found[pick][0] if found else None}))
+        wrong += bool(found)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return wrong
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmark", choices=["spider", "bird"], default="spider")
+    parser.add_argument("--benchmark", choices=["spider", "bird", "demo"], default="spider")
     parser.add_argument("--data-dir", type=Path, default=None, help="its folder (Spider: the shared copy)")
     parser.add_argument("--split", "--spider-split", choices=["dev", "train"], default="dev")
     parser.add_argument("--limit", type=int, default=None, help="first N items of the benchmark")
     parser.add_argument("--variants", default="1,2,3,5", help="K values to measure, comma-separated")
     parser.add_argument("--show-uncaught", type=int, default=0, help="print up to N mutants no variant caught")
+    parser.add_argument("--predictions-out", type=Path, default=None,
+                        help="only write one mutant per question of the benchmark split (demo: --benchmark demo) "
+                             "as a JSONL for `pipesql evaluate --predictions`")
     args = parser.parse_args()
+    if args.predictions_out:
+        data_dir = args.data_dir or (SPIDER if args.benchmark == "spider" else None)
+        items = load_items(args.benchmark, data_dir, args.split, args.limit)
+        wrong = write_mutant_predictions(items, args.predictions_out)
+        print(f"{args.predictions_out}: {len(items)} predictions, {wrong} of them mutants")
+        return 0
     variant_counts = [int(k) for k in args.variants.split(",")]
     corpora = [("demo (all)", load_items("demo", None, "all"))]
     data_dir = args.data_dir or (SPIDER if args.benchmark == "spider" else None)
-    if data_dir is not None and data_dir.is_dir():
+    if args.benchmark == "demo":
+        pass
+    elif data_dir is not None and data_dir.is_dir():
         items = [i for i in load_items(args.benchmark, data_dir, args.split) if i.problem is None and i.db_path.is_file()]
         corpora.append((f"{args.benchmark} {args.split} ({data_dir})", items[: args.limit] if args.limit else items))
     else:

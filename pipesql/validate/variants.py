@@ -55,6 +55,7 @@ DEFAULT_ROWS = 12
 SAMPLE_ROWS = 200          # rows of each original table read for its value pools
 VARIANT_TIMEOUT_S = 2.0    # per query on a variant; the data are tiny, so only a blow-up hits it
 _LITERAL_SHARE = 0.5       # a seeded column takes a query literal this often
+MAX_GROUP_SIZE = 300       # the largest COUNT bound a narrow variant builds a group for
 _NULL_SHARE = 0.08
 _DANGLING_SHARE = 0.2
 _INTEGER_TEXT = re.compile(r"-?\d{1,15}")
@@ -244,6 +245,8 @@ class QueryHints:
     links: list[tuple[tuple[str, str], tuple[str, str]]]
     # lower-cased tables the query reads; None: all (it reads a view, or could not be parsed)
     tables: frozenset[str] | None = None
+    # ``COUNT(...) > 10``: 10 and its neighbours, so a narrow variant can hold a group of that size
+    group_sizes: list[int] = field(default_factory=list)
 
 
 def _tables_read(tree: exp.Expr, source: Source) -> frozenset[str] | None:
@@ -279,6 +282,8 @@ def query_hints(sql: str, source: Source) -> QueryHints:
             values = [n for v in values for n in _neighbours(v, ordering)]
         for ref in refs:
             hints.literals.setdefault(ref, []).extend(values)
+        if isinstance(predicate.this, exp.Count):
+            hints.group_sizes += [n for n in values if isinstance(n, int) and 0 < n <= MAX_GROUP_SIZE]
         if isinstance(predicate, exp.EQ) and isinstance(predicate.this, exp.Column) \
                 and isinstance(predicate.expression, exp.Column):
             left, right = columns.resolve(predicate.this), columns.resolve(predicate.expression)
@@ -347,6 +352,7 @@ class _Layout:
     tables: tuple[tuple[str, tuple[_Slot, ...]], ...]  # (INSERT statement, its columns), parents first
     # each group of two or more linked columns: its root, its first column, their sampled values
     linked: tuple[tuple[tuple[str, str], SourceColumn, tuple[Any, ...]], ...]
+    group_sizes: tuple[int, ...] = ()  # row counts a narrow variant's tables take (the query's COUNT bounds)
 
 
 def _groups(source: Source, hints: QueryHints) -> _Groups:
@@ -383,7 +389,7 @@ def _layout(source: Source, hints: QueryHints) -> _Layout:
         slots = tuple(_Slot(c, hints.literals.get((table.name, c.name)), groups.find((table.name, c.name)))
                       for c in table.columns)
         tables.append((f"INSERT OR IGNORE INTO {quote_identifier(table.name)} ({names}) VALUES ({marks})", slots))
-    return _Layout(_schema(source, hints), tuple(tables), linked)
+    return _Layout(_schema(source, hints), tuple(tables), linked, tuple(hints.group_sizes))
 
 
 def _schema(source: Source, hints: QueryHints) -> sqlite3.Connection:
@@ -434,8 +440,6 @@ def _narrow_value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
     """A narrow variant's value: each column keeps one or two values (the first the query's
     literal where it has one), so rows repeat, groups grow to different sizes, values tie and
     equal an aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``)."""
-    if slot.column.primary_key:
-        return _value(slot, pools, rng)
     key = ("narrow", id(slot))
     if key not in pools:
         pools[key] = [_value(slot, pools, rng) for _ in range(rng.randint(1, 2))]
@@ -456,9 +460,10 @@ def _rows_of(slots: tuple[_Slot, ...], count: int, pools: dict, rng: random.Rand
              narrow: bool = False) -> list[tuple]:
     keys = [s for s in slots if s.column.primary_key]
     key_values = _key_values(keys[0], count, pools, rng) if len(keys) == 1 else None
-    value = _narrow_value if narrow else _value
+    # a narrow variant keeps the last key column wide, so rows stay distinct on the key
+    values = [_narrow_value if narrow and not (keys and slot is keys[-1]) else _value for slot in slots]
     rows = [tuple(key_values[row] if key_values is not None and slot is keys[0] else value(slot, pools, rng)
-                  for slot in slots)
+                  for slot, value in zip(slots, values))
             for row in range(count)]
     if narrow and rows:
         rows.append(rows[0])  # a repeated row (dropped where a key forbids it): a missing DISTINCT shows
@@ -513,7 +518,8 @@ def _build(layout: _Layout, seed: int, rows: int, narrow: bool = False) -> sqlit
     conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
     pools = _pools(layout, rows, rng)
     for insert, slots in layout.tables:
-        values = _rows_of(slots, rng.randint(1, rows), pools, rng, narrow)
+        count = rng.choice(layout.group_sizes) if narrow and layout.group_sizes else rng.randint(1, rows)
+        values = _rows_of(slots, count, pools, rng, narrow)
         try:
             conn.executemany(insert, values)
         except sqlite3.Error:  # a CHECK constraint or a generated column: leave the table as far as it got
