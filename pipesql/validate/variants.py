@@ -437,12 +437,14 @@ def _value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
 
 
 def _narrow_value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
-    """A narrow variant's value: each column keeps one or two values (the first the query's
-    literal where it has one), so rows repeat, groups grow to different sizes, values tie and
-    equal an aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``)."""
+    """A narrow variant's value: a column the query compares with literals takes only those
+    (each literal and its neighbours: rows on both sides of every bound), any other column keeps
+    one or two values, so rows repeat, groups grow to different sizes, values tie and equal an
+    aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``)."""
     key = ("narrow", id(slot))
     if key not in pools:
-        pools[key] = [_value(slot, pools, rng) for _ in range(rng.randint(1, 2))]
+        pools[key] = list(dict.fromkeys(slot.literals)) if slot.literals else \
+            [_value(slot, pools, rng) for _ in range(rng.randint(1, 2))]
     return rng.choice(pools[key])
 
 
