@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipesql.corpora.items import load_items  # noqa: E402
 from pipesql.sql.compare import compare_results  # noqa: E402
 from pipesql.sql.execute import QueryError, connect_readonly, execute  # noqa: E402
-from pipesql.validate.variants import first_disagreement  # noqa: E402
+from pipesql.validate.variants import first_disagreement, source_of  # noqa: E402
 
 SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
 _FLIP = {exp.GT: exp.GTE, exp.GTE: exp.GT, exp.LT: exp.LTE, exp.LTE: exp.LT}
@@ -91,10 +91,30 @@ def _count_bound(condition: exp.Expr | None) -> int | None:
     return None
 
 
+_NULL_IGNORING = (exp.Sum, exp.Avg, exp.Max, exp.Min, exp.Count)
+
+
+def _only_null_ignoring_aggregates(select: exp.Select, alias: str) -> bool:
+    """``SELECT AVG(t2.x) FROM t1 JOIN t2 ...`` without GROUP BY or HAVING: every output is an
+    aggregate of ``alias``'s columns that skips NULLs, so the rows a LEFT join adds (NULLs in
+    those columns) change nothing, and an aggregate of no value is NULL (COUNT: 0) either way."""
+    if select.args.get("group") or select.args.get("having") or not select.expressions:
+        return False
+    for projection in select.expressions:
+        aggregate = projection.this if isinstance(projection, exp.Alias) else projection
+        columns = list(aggregate.find_all(exp.Column))
+        if not isinstance(aggregate, _NULL_IGNORING) or aggregate.find(exp.Star) or not columns \
+                or any(c.table.lower() != alias for c in columns):
+            return False
+    return True
+
+
 def _equivalent_left_join(join: exp.Join) -> bool:
     """An inner join made LEFT gives the same query when a later condition rejects the NULLs the
-    LEFT join would add (``... LEFT JOIN t3 ... WHERE t3.x = 1``), or when the groups it adds, one
-    row each, fall to ``HAVING COUNT(*) >= 2``: such mutants are not made."""
+    LEFT join would add (``... LEFT JOIN t3 ... WHERE t3.x = 1``; unqualified columns count once
+    :func:`qualify` has named their table), when the groups it adds, one row each, fall to
+    ``HAVING COUNT(*) >= 2``, or when only NULL-skipping aggregates read the joined table
+    (:func:`_only_null_ignoring_aggregates`): such mutants are not made."""
     select = join.parent
     if join.side or not isinstance(select, exp.Select):
         return False
@@ -103,7 +123,24 @@ def _equivalent_left_join(join: exp.Join) -> bool:
     later = joins[joins.index(join) + 1:] if join in joins else []
     conditions = [(select.args.get("where") or exp.Where()).this] + [j.args.get("on") for j in later if not j.side]
     having = (select.args.get("having") or exp.Having()).this
-    return any(_rejects_nulls(c, alias) for c in conditions if c is not None) or (_count_bound(having) or 0) >= 2
+    return any(_rejects_nulls(c, alias) for c in conditions if c is not None) or (_count_bound(having) or 0) >= 2 \
+        or _only_null_ignoring_aggregates(select, alias)
+
+
+def qualify(tree: exp.Expr, columns: dict[str, set[str]]) -> exp.Expr:
+    """Give an unqualified column the alias of the one table of its SELECT that has it
+    (``columns``: lower-cased table -> its lower-cased column names), so the rules above see
+    which table ``WHERE IsOfficial = 'T'`` reads. Columns that more tables have stay as they are."""
+    for select in tree.find_all(exp.Select):
+        tables = [t for t in [select.args.get("from") and select.args["from"].this,
+                              *[j.this for j in select.args.get("joins") or []]] if isinstance(t, exp.Table)]
+        for column in select.find_all(exp.Column):
+            if column.table or column.find_ancestor(exp.Select) is not select:
+                continue
+            owners = [t for t in tables if column.name.lower() in columns.get(t.name.lower(), set())]
+            if len(owners) == 1:
+                column.set("table", exp.to_identifier(owners[0].alias_or_name))
+    return tree
 
 
 def _distinct_set_operand(select: exp.Select) -> bool:
@@ -155,10 +192,13 @@ def _mutations():
     ]
 
 
-def mutants(sql: str) -> list[tuple[str, str]]:
-    """``(mutation, mutant SQL)`` for every applicable mutation site of ``sql``, distinct texts only."""
+def mutants(sql: str, columns: dict[str, set[str]] | None = None) -> list[tuple[str, str]]:
+    """``(mutation, mutant SQL)`` for every applicable mutation site of ``sql``, distinct texts
+    only; with the database's ``columns``, unqualified columns are qualified first (:func:`qualify`)."""
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
+        if columns:
+            tree = qualify(tree, columns)
     except Exception:  # noqa: BLE001 - nothing to mutate
         return []
     original = tree.sql("sqlite")
@@ -176,6 +216,11 @@ def mutants(sql: str) -> list[tuple[str, str]]:
     return found
 
 
+def columns_of(db_path) -> dict[str, set[str]]:
+    """Lower-cased table -> lower-cased column names, from the schema the variants read."""
+    return {t.name.lower(): {c.name.lower() for c in t.columns} for t in source_of(str(db_path)).tables}
+
+
 def measure(items, variant_counts: list[int]) -> dict:
     """Catch counts per mutation, on the database alone and with each K of variants."""
     totals, single = Counter(), Counter()
@@ -191,7 +236,7 @@ def measure(items, variant_counts: list[int]) -> dict:
         except QueryError:
             continue
         survivors = []
-        for name, sql in mutants(item.gold_sql):
+        for name, sql in mutants(item.gold_sql, columns_of(item.db_path)):
             totals[name] += 1
             try:
                 caught = not compare_results(item.gold_sql, gold, execute(conn, sql, timeout_s=5).rows,
@@ -250,7 +295,7 @@ def write_mutant_predictions(items, path: Path) -> int:
     JSONL ``pipesql evaluate --predictions`` reads. Returns how many are mutants."""
     lines, wrong = [], 0
     for item in items:
-        found = mutants(item.gold_sql)
+        found = mutants(item.gold_sql, columns_of(item.db_path))
         pick = int(hashlib.sha256(item.question_id.encode()).hexdigest(), 16) % len(found) if found else None
         lines.append(json.dumps({"question_id": item.question_id,
                                  "sql": found[pick][1] if found else item.gold_sql,
