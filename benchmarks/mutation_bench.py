@@ -295,7 +295,7 @@ def write_mutant_predictions(items, path: Path) -> int:
     JSONL ``pipesql evaluate --predictions`` reads. Returns how many are mutants."""
     lines, wrong = [], 0
     for item in items:
-        found = mutants(item.gold_sql, columns_of(item.db_path))
+        found = mutants(item.gold_sql, columns_of(item.db_path) if item.db_path.is_file() else None)
         pick = int(hashlib.sha256(item.question_id.encode()).hexdigest(), 16) % len(found) if found else None
         lines.append(json.dumps({"question_id": item.question_id,
                                  "sql": found[pick][1] if found else item.gold_sql,
