@@ -377,6 +377,32 @@ def quantization_config(compute_dtype: Any):
     )
 
 
+def keep_4bit_layout_trainable(model) -> int:
+    """Keep every 4-bit layer of ``model`` in the layout that autograd can train through; return
+    how many were repacked and had to be restored.
+
+    On a CPU with AVX512-BF16, bitsandbytes repacks a layer's 4-bit weights into an
+    inference-only layout the first time it runs in eval mode without gradients (an eval on
+    start, a GRPO generation). Training steps then go through that layout's kernel, which has no
+    backward and adds the bias in place, and fail. Turning the repack off keeps eval and training
+    on one layout and one numeric path (the repacked kernel computes in bf16); the inverse
+    restores a layer that was repacked already."""
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+    from bitsandbytes.nn import Linear4bit
+
+    restored = 0
+    for layer in model.modules():
+        if not isinstance(layer, Linear4bit):
+            continue
+        layer.support_avx512bf16_for_cpu = False
+        weight = layer.weight
+        if getattr(weight.quant_state, "packing_format_for_cpu", False):
+            # Undoes the repack in place: the quant state object is shared with the layer.
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, weight.quant_state)
+            restored += 1
+    return restored
+
+
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -421,7 +447,9 @@ def load_model_and_tokenizer(
         # One whole copy per process: DDP wants each rank's model on its own GPU (or the CPU).
         kwargs["device_map"] = {"": str(device)}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if not load_in_4bit:
+    if load_in_4bit:
+        keep_4bit_layout_trainable(model)
+    else:
         model.to(device)
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     return model, tokenizer
