@@ -127,8 +127,10 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
     right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
 
     model = summary.get("model_description") or summary.get("model", "?")
+    test_suite = summary.get("test_suite_accuracy")
     figure.suptitle(f"{model} on {summary.get('benchmark', '?')} {summary.get('split', '')} "
-                    f"({summary.get('mode', '?')}): {summary['execution_accuracy'] * 100:.1f}% of {summary['questions']}")
+                    f"({summary.get('mode', '?')}): {summary['execution_accuracy'] * 100:.1f}% of {summary['questions']}"
+                    + ("" if test_suite is None else f", test-suite {test_suite * 100:.1f}%"))
     figure.tight_layout()
     path = Path(path)
     with atomic_open(path, "wb") as handle:
