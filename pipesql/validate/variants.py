@@ -18,9 +18,11 @@ runs the pair on several databases of the same schema instead; this module makes
 - tables get between 1 and ``rows`` rows (every other variant: a third of that, where one row
   more or less shows), so ties, duplicates and empty groups are common and every query runs in
   milliseconds; a one-column primary key gets distinct values, so joins find their parents;
-- variants 2, 6, ... are *narrow*: each column keeps one or two values and a row is repeated,
-  so groups of different sizes, repeated rows (a missing DISTINCT) and values equal to an
-  aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``) are common.
+- variants 2, 6, ... are *narrow* (:func:`_narrow_value`): each column keeps one or two values
+  (a column the query compares with literals: exactly those and their neighbours) and a row is
+  repeated, so groups of different sizes, repeated rows (a missing DISTINCT) and values equal to
+  an aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``) are common; where the query
+  bounds a COUNT (``HAVING count(*) > 10``), the tables take that many rows, or one more or less.
 
 A variant is a function of (database, gold SQL, index): the seed is a hash of them, so the
 same run gives the same variants and a saved witness can be rebuilt.
