@@ -102,9 +102,11 @@ def _only_null_ignoring_aggregates(select: exp.Select, alias: str) -> bool:
         return False
     for projection in select.expressions:
         aggregate = projection.this if isinstance(projection, exp.Alias) else projection
-        columns = list(aggregate.find_all(exp.Column))
-        if not isinstance(aggregate, _NULL_IGNORING) or aggregate.find(exp.Star) or not columns \
-                or any(c.table.lower() != alias for c in columns):
+        argument = aggregate.this if isinstance(aggregate, _NULL_IGNORING) else None
+        if isinstance(argument, exp.Distinct) and len(argument.expressions) == 1:
+            argument = argument.expressions[0]
+        # a bare column only: COALESCE(t2.x, 0) would count the added rows
+        if not isinstance(argument, exp.Column) or argument.table.lower() != alias:
             return False
     return True
 
