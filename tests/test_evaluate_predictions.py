@@ -94,3 +94,20 @@ def test_reading_predictions_names_each_bad_line(tmp_path):
 ])
 def test_pipe_sql_is_told_from_standard_sql(query, pipe):
     assert is_pipe_sql(query) is pipe
+
+
+def test_a_model_run_reports_test_suite_accuracy_beside_execution_accuracy(spider_dir, tmp_path):
+    from pipesql.evaluate import Settings, run
+    from pipesql.models.backends import ScriptedBackend
+
+    answers = {"How many animals have fewer than 5 legs?": "FROM animals |> WHERE legs < 5 |> AGGREGATE COUNT(*)",
+               "Names of animals with fewer than 3 legs?": "FROM animals |> WHERE legs <= 3 |> SELECT name",
+               "All names?": "FROM animals |> SELECT name"}
+    backend = ScriptedBackend(lambda messages: next(q for question, q in answers.items()
+                                                    if question in messages[-1]["content"]))
+    settings = Settings(benchmark="spider", data_dir=spider_dir, split="dev", mode="oneshot", out=tmp_path / "out")
+    assert run(settings, backend=backend) == 0
+    records = [json.loads(line) for line in (settings.out / "eval_results.jsonl").read_text().splitlines()]
+    summary = json.loads((settings.out / "eval_summary.json").read_text())
+    assert [r["test_suite"] for r in records] == [True, False, True]
+    assert (summary["execution_accuracy"], summary["test_suite_accuracy"]) == (pytest.approx(1.0), pytest.approx(2 / 3))
