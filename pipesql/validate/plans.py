@@ -29,7 +29,8 @@ from typing import Any, Callable, Sequence
 import sqlglot
 from sqlglot import exp
 
-from pipesql.sql.execute import QueryError, execute, quote_identifier
+from pipesql.sql.execute import QueryError, execute
+from pipesql.sql.identifiers import sqlite_identifier
 from pipesql.validate.variants import query_hints, source_of
 
 REVERSED_ROWS = "rows in reverse insertion order"
@@ -69,13 +70,13 @@ def _copy(conn: sqlite3.Connection, db_path: str, sql: str, *, reverse: bool, ti
             continue
         if kind != "table":
             continue
-        result = execute(conn, f"SELECT * FROM {quote_identifier(table)}", timeout_s=timeout_s, row_cap=row_cap)
+        result = execute(conn, f"SELECT * FROM {sqlite_identifier(table)}", timeout_s=timeout_s, row_cap=row_cap)
         if result.truncated:
             copy.close()
             return None
         rows = reversed(result.rows) if reverse else result.rows
         marks = ", ".join("?" for _ in result.columns)
-        copy.executemany(f"INSERT INTO {quote_identifier(table)} VALUES ({marks})", rows)
+        copy.executemany(f"INSERT INTO {sqlite_identifier(table)} VALUES ({marks})", rows)
     copy.commit()
     return copy
 
