@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pipesql.storage.files import atomic_open, write_json, write_jsonl
-from pipesql.validate.check import (BAD_ITEM, CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, GOLD_UNDEFINED, MATCH,
-                                     MISMATCH, NOT_A_QUERY, VARIANT_MISMATCH)
+from pipesql.validate.check import (BAD_ITEM, CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, GOLD_NONDETERMINISTIC,
+                                     GOLD_UNDEFINED, MATCH, MISMATCH, NOT_A_QUERY, VARIANT_MISMATCH)
 
 # Classes that say the benchmark item is unusable, not that pipesql failed it (grey in the chart).
-INPUT_PROBLEMS = (BAD_ITEM, DB_MISSING, DB_CORRUPT, GOLD_ERROR, GOLD_UNDEFINED, NOT_A_QUERY)
+INPUT_PROBLEMS = (BAD_ITEM, DB_MISSING, DB_CORRUPT, GOLD_ERROR, GOLD_UNDEFINED, GOLD_NONDETERMINISTIC, NOT_A_QUERY)
 
 GOLDEN_PAIRS = "golden_pairs.jsonl"
 QUARANTINE = "quarantine.jsonl"
