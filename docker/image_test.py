@@ -42,6 +42,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -88,6 +89,7 @@ DOTENV = {
     "PIPESQL_PIPELINE_LIMIT": "20",
     "PIPESQL_PIPELINE_EVAL_LIMIT": "2",
     "PIPESQL_PIPELINE_DEV_STEPS": "2",
+    "PIPESQL_PIPELINE_MAX_SEQ_LENGTH": "4096",  # the tiny model's context; its tokenizer spends more tokens
     "PIPESQL_PIPELINE_THREADS": "1",
 }
 
@@ -187,6 +189,7 @@ def podman_config(state: Path) -> dict[str, str]:
         'runtime = "runc"\n'
         'cgroup_manager = "cgroupfs"\n'
         'events_logger = "file"\n')
+    Path("/run/pipesql-image-test").mkdir(parents=True, exist_ok=True)  # runroot: gone at each boot
     storage_conf = state / "storage.conf"
     storage_conf.write_text(
         "[storage]\n"
@@ -202,8 +205,9 @@ def make_engine(name: str, state: Path) -> Engine:
     if name == "docker":
         return Engine("docker", ("docker", "compose"), dict(os.environ))
     apt_install_missing()
-    program = podman_compose(state)
-    return Engine("podman", (str(program),), {**os.environ, **podman_config(state)})
+    tools = podman_compose(state).parent
+    path = f"{tools}{os.pathsep}{os.environ.get('PATH', '')}"
+    return Engine("podman", ("podman-compose",), {**os.environ, **podman_config(state), "PATH": path})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,17 +263,18 @@ def stage_wheels(root: Path) -> list[Path]:
     return staged
 
 
-def compose_command(engine: Engine, files: list[Path], project: str, *args: str) -> list[str]:
+def compose_command(engine: Engine, files: tuple[str, ...], project: str, *args: str) -> list[str]:
+    """The compose command as a user types it in the folder of its files."""
     command = [*engine.compose, "-p", project]
-    for path in files:
-        command += ["-f", str(path)]
+    for name in files:
+        command += ["-f", name]
     return command + list(args)
 
 
 def build(engine: Engine, root: Path, compose_files: tuple[str, ...], env: dict[str, str]) -> tuple[float, str]:
     """`compose build` in `root` (the build context); its seconds and its output."""
-    command = compose_command(engine, [root / f for f in compose_files], "pipesql-image-test", "build", "smoke")
-    print(f"+ {shlex.join(command)}", flush=True)
+    command = compose_command(engine, compose_files, "pipesql-image-test", "build", "smoke")
+    print(f"+ (in {root}) {shlex.join(command)}", flush=True)
     started = time.monotonic()
     with HEAVY_LOCK.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -281,7 +286,7 @@ def build(engine: Engine, root: Path, compose_files: tuple[str, ...], env: dict[
             output.append(line)
         returncode = process.wait()
     seconds = time.monotonic() - started
-    sys.stdout.flush()
+    print(f"compose build: exit {returncode} in {seconds:.0f} s", flush=True)
     check(returncode == 0, f"compose build failed (exit {returncode})")
     return seconds, "".join(output)
 
@@ -317,7 +322,7 @@ def rebuild_after_code_change(engine: Engine, compose_files: tuple[str, ...], en
     if engine.name == "podman":
         steps = build_steps(output)
         code = next(i for i, (instruction, _) in enumerate(steps) if instruction.startswith("COPY pipesql"))
-        rebuilt = [instruction for instruction, cached in steps[:code] if not cached]
+        rebuilt = [instruction for instruction, cached in steps[:code] if not cached and not instruction.startswith("FROM ")]
         check(not rebuilt, f"a change to pipesql/ rebuilt steps before the code: {rebuilt}")
         check(not steps[code][1], "the changed code was taken from the cache")
     print(f"rebuild after changing pipesql/cli.py: {seconds:.0f} s", flush=True)
@@ -340,7 +345,7 @@ class Project:
     ran: list[str] = dataclasses.field(default_factory=list)  # services started, in order
 
     def command(self, *args: str) -> list[str]:
-        return compose_command(self.engine, [self.folder / f for f in self.compose_files], self.name, *args)
+        return compose_command(self.engine, self.compose_files, self.name, *args)
 
     def run(self, service: str, *args: str, options: tuple[str, ...] = ()) -> list[str]:
         return self.command("run", "--rm", "-T", *options, service, *args)
@@ -353,20 +358,29 @@ def write_project(folder: Path, compose_files: tuple[str, ...], dotenv: dict[str
     (folder / ".env").write_text("".join(f"{key}={value}\n" for key, value in dotenv.items()))
 
 
+def stream(pipe, into: list[str], echo) -> None:
+    for line in pipe:
+        echo.write(line)
+        into.append(line.rstrip().rsplit("\r", 1)[-1])  # a progress bar's last state
+    echo.flush()
+
+
 def run_job(project: Project, command: list[str], service: str) -> None:
-    """Run one job, its output streamed; JobFailed with the job's own last words if it fails."""
+    """Run one job, its output streamed. If it fails: JobFailed with the job's own last words,
+    the last line of its stderr (where pipesql writes why it stopped) that the engine did not add."""
     print(f"+ {shlex.join(command)}", flush=True)
     project.ran.append(service)
     process = subprocess.Popen(command, cwd=project.folder, env=project.env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    said = []
-    for line in process.stdout:
-        sys.stdout.write(line)
-        if not ENGINE_NOISE.search(line):
-            said.append(line.rstrip())
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
+    err: list[str] = []
+    reader = threading.Thread(target=stream, args=(process.stdout, out, sys.stdout))
+    reader.start()
+    stream(process.stderr, err, sys.stderr)
+    reader.join()
     returncode = process.wait()
-    sys.stdout.flush()
     if returncode != 0:
+        said = [line for line in err if not ENGINE_NOISE.search(line)] or [line for line in out if not ENGINE_NOISE.search(line)]
         raise JobFailed(service, returncode, said[-1] if said else "(no output)")
 
 
@@ -538,9 +552,12 @@ def parse_options(argv: list[str] | None) -> Options:
     return Options(**vars(parser.parse_args(argv)))
 
 
-def untracked_and_ignored() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
-                          capture_output=True, text=True, check=True).stdout
+def tree_state() -> set[str]:
+    """`git status` of the checkout, ignored paths included (a folder as one entry), less Python's
+    bytecode caches (running this script may write one)."""
+    status = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=normal"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout
+    return {line for line in status.splitlines() if not line.rstrip("/").endswith(("__pycache__", ".pyc"))}
 
 
 def remove_project(project: Project) -> None:
@@ -557,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     spider = options.spider.resolve()
     if not (spider / "tables.json").is_file():
         raise SystemExit(f"{spider}: no Spider copy (tables.json) to fetch from; give --spider")
-    tree_before = untracked_and_ignored()
+    tree_before = tree_state()
     options.state.mkdir(parents=True, exist_ok=True)
     engine = make_engine(options.engine, options.state)
     compose_files = COMPOSE_FILES[:1] if options.gpus else COMPOSE_FILES
@@ -582,8 +599,11 @@ def main(argv: list[str] | None = None) -> int:
         timings["rebuild, one .py changed"] = rebuild_after_code_change(engine, compose_files, env)
         size = engine.run("image", "inspect", "--format", "{{.Size}}", options.image).stdout.strip()
         print(f"image {options.image}: {int(size) / 1e9:.2f} GB", flush=True)
+        # The chain runs a tag of its own: a build of another run on this machine may move IMAGE.
+        run_image = options.image if options.keep else f"{options.image}-{options.project}"
+        engine.run("tag", options.image, run_image)
         with tempfile.TemporaryDirectory(prefix="pipesql-image-test-", dir=options.state) as scratch:
-            project = Project(engine, Path(scratch), options.project, compose_files, env)
+            project = Project(engine, Path(scratch), options.project, compose_files, {**env, "IMAGE": run_image})
             write_project(project.folder, compose_files, DOTENV)
             started = time.monotonic()
             try:
@@ -601,15 +621,19 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"kept: volumes {project.name}_*, project folder {keep}", flush=True)
                 else:
                     remove_project(project)
+                    engine.run("rmi", run_image, check_rc=False)  # the tag; IMAGE keeps the layers
+                    if engine.name == "podman":
+                        engine.run("image", "prune", "--force", check_rc=False)  # earlier runs' untagged builds
     except (JobFailed, CheckFailed, subprocess.CalledProcessError) as error:
         print(f"image test FAILED: {error}", file=sys.stderr, flush=True)
         return 1
     finally:
         for wheel in staged:
             wheel.unlink(missing_ok=True)
-    tree_after = untracked_and_ignored()
+    tree_after = tree_state()
     if tree_after != tree_before:
-        print(f"image test FAILED: the working tree changed:\n{tree_after}", file=sys.stderr)
+        changes = [f"now {line}" for line in sorted(tree_after - tree_before)] + [f"gone {line}" for line in sorted(tree_before - tree_after)]
+        print("image test FAILED: the working tree changed:\n" + "\n".join(changes), file=sys.stderr)
         return 1
     print("image test passed: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items()), flush=True)
     return 0

@@ -26,6 +26,7 @@ echo "$1: starting"
 if [ "$1" = "$FAIL" ]; then
     echo "/recipes/bad.yaml: tool_ration: unknown setting of pipesql generate (see \\`pipesql generate --help\\`)" >&2
     echo "time=x level=warning msg=\\"failed to connect to syslog\\"" >&2
+    echo "a closing note on stdout, not the reason"
     exit 2
 fi
 """
