@@ -189,13 +189,15 @@ def podman_config(state: Path) -> dict[str, str]:
         'runtime = "runc"\n'
         'cgroup_manager = "cgroupfs"\n'
         'events_logger = "file"\n')
-    Path("/run/pipesql-image-test").mkdir(parents=True, exist_ok=True)  # runroot: gone at each boot
+    # runroot: on tmpfs (gone at each boot, as podman expects), one per state folder.
+    runroot = Path("/run/pipesql-image-test") / hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
+    runroot.mkdir(parents=True, exist_ok=True)
     storage_conf = state / "storage.conf"
     storage_conf.write_text(
         "[storage]\n"
         'driver = "overlay"\n'
         f'graphroot = "{state / "storage"}"\n'
-        f'runroot = "/run/pipesql-image-test"\n')
+        f'runroot = "{runroot}"\n')
     # BUILDAH_FORMAT=docker: the OCI format has no SHELL, and the Dockerfile's `pipefail` is in it.
     return {"CONTAINERS_CONF": str(containers_conf), "CONTAINERS_STORAGE_CONF": str(storage_conf),
             "BUILDAH_FORMAT": "docker"}
