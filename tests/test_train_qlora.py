@@ -41,9 +41,16 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clean_env():
+    """No stray train/merge settings; and every 4-bit layer built as on a CPU with AVX512-BF16,
+    where bitsandbytes repacks a layer into its inference-only layout on its first forward in eval
+    mode without gradients (the eval on start), so the training runs meet that repack whatever
+    CPU runs them."""
+    import bitsandbytes.nn.modules
+
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.startswith(("PIPESQL_TRAIN_", "PIPESQL_MERGE_"))]:
             patch.delenv(name)
+        patch.setattr(bitsandbytes.nn.modules, "has_avx512bf16", lambda: True)
         yield
 
 
@@ -78,6 +85,37 @@ def test_qlora_base_really_is_4bit():
     linear = model.model.layers[0].mlp.down_proj
     assert isinstance(linear, bnb.nn.Linear4bit)
     assert linear.weight.quant_state.quant_type == "nf4"
+
+
+def test_qlora_training_runs_through_a_repacked_layer():
+    """A layer already in bitsandbytes' CPU inference layout (packed here by calling the repack
+    itself, which runs on any CPU) is restored: same weights, same outputs, and gradients flow."""
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
+
+    from pipesql.models.loading import keep_4bit_layout_trainable, load_model_and_tokenizer
+
+    model, _ = load_model_and_tokenizer("tiny", dtype="float32", device="cpu", load_in_4bit=True)
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    input_ids = torch.randint(3, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model.eval()(input_ids=input_ids).logits
+    assert not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+    # Compared as bytes: the 4-bit codes sit in float32 storage, where some read as NaN.
+    weights = [m.weight.data.view(torch.uint8).clone() for m in layers]
+    for layer in layers:
+        layer.weight.data, _ = _convert_weight_packed_for_cpu(layer.weight.data, layer.weight.quant_state)
+
+    assert keep_4bit_layout_trainable(model) == len(layers)
+    assert all(torch.equal(m.weight.data.view(torch.uint8), w) for m, w in zip(layers, weights))
+    with torch.no_grad():
+        after = model(input_ids=input_ids).logits
+    # The inverse re-quantizes the double-quantized block scales, so outputs move by that rounding.
+    assert relative_gap(after, before) < 0.02
+    model.train()
+    model(input_ids=input_ids, labels=input_ids).loss.backward()
+    gradient = model.get_input_embeddings().weight.grad
+    assert gradient is not None and torch.isfinite(gradient).all() and gradient.abs().sum() > 0
 
 
 def test_killed_qlora_run_resumes_to_the_same_adapter(data, tmp_path, qlora_run, clean_env):
