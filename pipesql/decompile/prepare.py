@@ -7,6 +7,7 @@ double-quoted strings into string literals, qualify every column with its range 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,8 +15,9 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
-from sqlglot.optimizer.qualify_columns import qualify_columns
+from sqlglot.optimizer.qualify_columns import qualify_columns, qualify_outputs
 from sqlglot.optimizer.qualify_tables import qualify_tables
+from sqlglot.optimizer.scope import Scope
 from sqlglot.schema import MappingSchema, ensure_schema
 
 from pipesql.decompile.errors import Unsupported
@@ -215,15 +217,142 @@ def normalized(tree: exp.Expr, nodes: list[exp.Expr], dialect: Dialect) -> exp.E
     return tree
 
 
+# What a SELECT may hold for :func:`table_columns` to judge it: arguments, and join arguments.
+_SIMPLE_SELECT_ARGS = frozenset({"expressions", "from_", "joins", "where", "group", "having", "order", "limit", "offset",
+                                 "distinct"})
+_SIMPLE_JOIN_ARGS = frozenset({"this", "on", "side", "kind"})
+
+
+def _kinds(*bases: type) -> frozenset[type]:
+    """``bases`` and all their subclasses: a node's type is looked up in this set, several times
+    faster than ``isinstance`` against the bases, on every node of every query."""
+    kinds, todo = set(), list(bases)
+    while todo:
+        kind = todo.pop()
+        if kind not in kinds:
+            kinds.add(kind)
+            todo.extend(kind.__subclasses__())
+    return frozenset(kinds)
+
+
+# Nodes that give a query more than one scope, or columns sqlglot resolves by other rules.
+_NOT_SIMPLE = _kinds(exp.Query, exp.Subquery, exp.Window, exp.Lambda, exp.Dot, exp.Pivot, exp.UDTF, exp.Lateral,
+                     *exp.Column.__subclasses__())
+
+
+def _sources(select: exp.Select) -> list[exp.Table] | None:
+    """The tables of a FROM and its plain joins (no USING, NATURAL, SEMI or ANTI), else None."""
+    from_ = select.args.get("from_")
+    joins = select.args.get("joins") or []
+    if from_ is None or any(any(value and key not in _SIMPLE_JOIN_ARGS for key, value in join.args.items())
+                            or join.kind not in ("", "INNER", "OUTER", "CROSS") for join in joins):
+        return None
+    tables = [from_.this, *(join.this for join in joins)]
+    return tables if all(isinstance(table, exp.Table) for table in tables) else None
+
+
+def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
+                  dialect: Dialect) -> dict[str, exp.Table] | None:
+    """The tables of a query whose columns ``qualify_columns`` can only resolve one way, by
+    range variable, else None: one SELECT (no subquery, CTE, set operation or window) over
+    plain tables of known columns (run after :func:`plain_sources` and :func:`normalized`)
+    with distinct range variables, no star in its SELECT list, every column either
+    qualified by a range variable whose table has it or, unqualified, in exactly one table
+    and not named like a SELECT alias (the alias could be meant), and no positional GROUP BY
+    or ORDER BY. Then that function does to it no more than :func:`simply_qualified` does."""
+    if schema is None or not isinstance(tree, exp.Select) or dialect.PSEUDOCOLUMNS or dialect.ANNOTATE_ALL_SCOPES:
+        return None
+    distinct = tree.args.get("distinct")
+    tables = _sources(tree)
+    if (tables is None or (distinct and distinct.args.get("on")) or any(select.is_star for select in tree.expressions)
+            or any(value and key not in _SIMPLE_SELECT_ARGS for key, value in tree.args.items())):
+        return None
+    columns: dict[str, set[str]] = {}
+    for table in tables:
+        alias = table.args.get("alias")
+        names = schema.column_names(table)
+        if not names or (alias is not None and alias.columns) or table.alias_or_name in columns:
+            return None
+        columns[table.alias_or_name] = set(names)
+    aliases = {select.alias for select in tree.expressions if isinstance(select, exp.Alias)}
+    for node in nodes:
+        kind = type(node)
+        if kind in _NOT_SIMPLE and node is not tree:
+            return None
+        if kind is exp.Column:
+            if not isinstance(node.this, exp.Identifier) or node.args.get("db"):
+                return None
+            name = node.name
+            if node.table:
+                if name not in columns.get(node.table, ()):
+                    return None
+            elif name in aliases or sum(name in names for names in columns.values()) != 1:
+                return None
+    for key in ("group", "order"):
+        clause = tree.args.get(key)
+        terms = [] if clause is None else [term.this if key == "order" else term for term in clause.expressions]
+        if any(term.is_int for term in terms):
+            return None
+    return {table.alias_or_name: table for table in tables}
+
+
+def _in_order_by_of_output(column: exp.Column, outputs: set[str]) -> bool:
+    """A column sqlglot's scope leaves out of its columns, so qualifies only inside an
+    aggregate: in ORDER BY, named as a SELECT output (then it may mean that output)."""
+    return (isinstance(column.find_ancestor(exp.Select, exp.Order), exp.Order) and column.name in outputs
+            and not column.find_ancestor(exp.AggFunc))
+
+
+def _range_variable(table: exp.Table) -> exp.Identifier:
+    """The identifier sqlglot's resolver qualifies a column of ``table`` with: the alias's
+    own identifier (shared by every column it qualifies), else a new one of its name."""
+    alias = table.args.get("alias")
+    return exp.to_identifier(alias.this) if alias else exp.to_identifier(table.name)
+
+
+def simply_qualified(tree: exp.Select, tables: dict[str, exp.Table], schema: MappingSchema,
+                     dialect: Dialect) -> exp.Select:
+    """What ``qualify_columns`` makes of a query :func:`table_columns` accepts (``tables``, by
+    range variable), without its scopes and resolver (most of its cost): unqualified columns
+    name the one table that has them; SELECT outputs are aliased (sqlglot's
+    ``qualify_outputs``); with GROUP BY, an ORDER BY term equal to a SELECT output becomes
+    that output's name.
+
+    >>> tree = parse("SELECT a, COUNT(*) FROM t AS x GROUP BY a ORDER BY COUNT(*)", "sqlite")
+    >>> schema = MappingSchema({"t": {"a": "INT"}})
+    >>> simply_qualified(tree, {"x": tree.args["from_"].this}, schema, Dialect.get_or_raise("sqlite")).sql()
+    'SELECT x.a AS a, COUNT(*) AS _col_1 FROM t AS x GROUP BY x.a ORDER BY _col_1'
+    """
+    outputs = set(tree.named_selects)
+    owner = {name: range_variable for range_variable, table in tables.items() for name in schema.column_names(table)}
+    for column in list(tree.find_all(exp.Column)):
+        if not column.table and not _in_order_by_of_output(column, outputs):
+            column.set("table", _range_variable(tables[owner[column.name]]))
+    qualify_outputs(Scope(tree, sources=dict(tables)), dialect=dialect)  # the scope it reads, not built by walking
+    order = tree.args.get("order")
+    if order and tree.args.get("group"):
+        names = Counter(tree.named_selects)
+        selects = {select.this: select for select in tree.expressions if names[select.alias_or_name] == 1}
+        for ordered in order.expressions:
+            output = selects.get(ordered.this)
+            if output is not None:
+                ordered.this.replace(exp.column(output.alias_or_name))
+    return tree
+
+
 def qualified(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None, dialect: Dialect,
               catalog: Catalog | None = None, plain: bool = False) -> exp.Expr:
     """Every column names its range variable; stars are expanded (the emitter folds a full expansion back to no SELECT).
 
     These are the steps of sqlglot's ``qualify`` with the options used here (no quoting, no
     validation), except that ``qualify_tables``, a quarter of their cost, is left out when
-    ``plain`` says it has nothing to do here (:func:`plain_sources`)."""
+    ``plain`` says it has nothing to do here (:func:`plain_sources`), and ``qualify_columns``
+    when its columns resolve only one way (:func:`simply_qualified`)."""
     try:
         tree = normalized(tree, nodes, dialect)
+        tables = table_columns(tree, nodes, schema, dialect) if plain else None
+        if tables is not None:
+            return simply_qualified(tree, tables, schema, dialect)
         if not plain:
             tree = qualify_tables(tree, dialect=dialect)
         return qualify_columns(tree, ensure_schema(schema, dialect=dialect), expand_alias_refs=True, expand_stars=True)
