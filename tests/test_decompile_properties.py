@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from pipesql.decompile import decompile, prepare_schema, split_operators
 from pipesql.decompile.errors import Unsupported
-from pipesql.decompile.prepare import _nodes, normalized, parse, plain_sources, simply_qualified, table_columns
+from pipesql.decompile.prepare import _nodes, normalized, parse, plain_sources, qualified, simple_selects
 
 SCHEMA = {"t": {"a": "INT", "b": "TEXT", "c": "REAL"}, "u": {"a": "INT", "d": "TEXT"}}
 
@@ -82,11 +82,11 @@ def _qualified_both_ways(sql: str) -> tuple[str, str] | None:
     tree = parse(sql, schema.reader)
     nodes = _nodes(tree)
     tree = normalized(tree, nodes, schema.dialect)
-    tables = table_columns(tree, nodes, schema.mapping, schema.dialect) if plain_sources(nodes) else None
-    if tables is None:
+    plain = plain_sources(nodes)
+    if not plain or simple_selects(tree, nodes, schema.mapping, schema.dialect) is None:
         return None
     library = qualify_columns(tree.copy(), schema.mapping, expand_alias_refs=True, expand_stars=True)
-    return repr(simply_qualified(tree, tables, schema.mapping, schema.dialect)), repr(library)
+    return repr(qualified(tree, nodes, schema.mapping, schema.dialect, plain=plain)), repr(library)
 
 
 @pytest.mark.parametrize("sql", [
@@ -95,6 +95,7 @@ def _qualified_both_ways(sql: str) -> tuple[str, str] | None:
     "SELECT t.b FROM t GROUP BY t.b ORDER BY MAX(b)",
     "SELECT x.b, d FROM t AS x JOIN u AS y ON x.a = y.a WHERE c > 1 GROUP BY b HAVING COUNT(DISTINCT d) > 1",
     'SELECT "B", COUNT(b) FROM t AS "T" WHERE "T".c > 0',
+    "SELECT b FROM t WHERE c > 1 UNION SELECT d FROM u EXCEPT SELECT b FROM t AS x WHERE x.a = 2",
 ])
 def test_simple_qualification_is_qualify_columns(sql):
     simple, library = _qualified_both_ways(sql)
@@ -108,6 +109,7 @@ def test_simple_qualification_is_qualify_columns(sql):
     "SELECT * FROM t",  # a star to expand
     "SELECT b FROM t WHERE a IN (SELECT a FROM u)",  # another scope
     "SELECT e FROM t",  # unknown column: sqlglot's error and hint
+    "SELECT b FROM t UNION SELECT d FROM u ORDER BY b",  # an ORDER BY of the set operation
 ])
 def test_simple_qualification_declines(sql):
     assert _qualified_both_ways(sql) is None

@@ -296,6 +296,25 @@ def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema |
     return {table.alias_or_name: table for table in tables}
 
 
+def simple_selects(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
+                   dialect: Dialect) -> list[tuple[exp.Select, dict[str, exp.Table]]] | None:
+    """Each SELECT of a query :func:`table_columns` accepts, or of a UNION, INTERSECT or EXCEPT
+    (nothing else: no ORDER BY or LIMIT of its own) of such queries, with its tables; else
+    None. ``qualify_columns`` treats each operand of a set operation as a query of its own."""
+    if not isinstance(tree, exp.SetOperation):
+        tables = table_columns(tree, nodes, schema, dialect)
+        return None if tables is None else [(tree, tables)]
+    if any(value and key not in ("this", "expression", "distinct") for key, value in tree.args.items()):
+        return None
+    selects = []
+    for operand in (tree.this, tree.expression):
+        found = simple_selects(operand, list(operand.walk()), schema, dialect)
+        if found is None:
+            return None
+        selects.extend(found)
+    return selects
+
+
 def _in_order_by_of_output(column: exp.Column, outputs: set[str]) -> bool:
     """A column sqlglot's scope leaves out of its columns, so qualifies only inside an
     aggregate: in ORDER BY, named as a SELECT output (then it may mean that output)."""
@@ -350,9 +369,11 @@ def qualified(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | Non
     when its columns resolve only one way (:func:`simply_qualified`)."""
     try:
         tree = normalized(tree, nodes, dialect)
-        tables = table_columns(tree, nodes, schema, dialect) if plain else None
-        if tables is not None:
-            return simply_qualified(tree, tables, schema, dialect)
+        selects = simple_selects(tree, nodes, schema, dialect) if plain else None
+        if selects is not None:
+            for select, tables in selects:
+                simply_qualified(select, tables, schema, dialect)
+            return tree
         if not plain:
             tree = qualify_tables(tree, dialect=dialect)
         return qualify_columns(tree, ensure_schema(schema, dialect=dialect), expand_alias_refs=True, expand_stars=True)
