@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from pipesql.decompile import decompile, prepare_schema, split_operators
 from pipesql.decompile.errors import Unsupported
-from pipesql.decompile.prepare import _nodes, normalized, parse, plain_sources, qualified, simple_selects
+from pipesql.decompile.prepare import _nodes, double_quoted_strings, normalized, parse, plain_sources, qualified, simple_selects
 
 SCHEMA = {"t": {"a": "INT", "b": "TEXT", "c": "REAL"}, "u": {"a": "INT", "d": "TEXT"}}
 
@@ -81,6 +81,7 @@ def _qualified_both_ways(sql: str) -> tuple[str, str] | None:
     schema = prepare_schema(SCHEMA)
     tree = parse(sql, schema.reader)
     nodes = _nodes(tree)
+    double_quoted_strings(nodes, schema.column_names)
     tree = normalized(tree, nodes, schema.dialect)
     plain = plain_sources(nodes)
     if not plain or simple_selects(tree, nodes, schema.mapping, schema.dialect) is None:
@@ -96,6 +97,8 @@ def _qualified_both_ways(sql: str) -> tuple[str, str] | None:
     "SELECT x.b, d FROM t AS x JOIN u AS y ON x.a = y.a WHERE c > 1 GROUP BY b HAVING COUNT(DISTINCT d) > 1",
     'SELECT "B", COUNT(b) FROM t AS "T" WHERE "T".c > 0',
     "SELECT b FROM t WHERE c > 1 UNION SELECT d FROM u EXCEPT SELECT b FROM t AS x WHERE x.a = 2",
+    'SELECT b FROM t WHERE a IN (SELECT a FROM u ORDER BY a) AND c > (SELECT AVG(c) FROM t) AND b <> "x"',
+    "SELECT b, COUNT(*) FROM t WHERE EXISTS (SELECT d FROM u GROUP BY d ORDER BY COUNT(*)) GROUP BY b",
 ])
 def test_simple_qualification_is_qualify_columns(sql):
     simple, library = _qualified_both_ways(sql)
@@ -107,7 +110,7 @@ def test_simple_qualification_is_qualify_columns(sql):
     "SELECT b AS n FROM t ORDER BY n",  # an alias reference
     "SELECT b FROM t GROUP BY 1",  # positional
     "SELECT * FROM t",  # a star to expand
-    "SELECT b FROM t WHERE a IN (SELECT a FROM u)",  # another scope
+    "SELECT b FROM t WHERE a IN (SELECT a FROM u WHERE d = b)",  # a correlated subquery
     "SELECT e FROM t",  # unknown column: sqlglot's error and hint
     "SELECT b FROM t UNION SELECT d FROM u ORDER BY b",  # an ORDER BY of the set operation
 ])

@@ -127,12 +127,13 @@ def parse(sql: str, dialect: str | Dialect | Reader) -> exp.Expr:
 
 def double_quoted_strings(nodes: list[exp.Expr], column_names: frozenset[str]) -> None:
     """SQLite reads ``"x"`` as a string when no column is named x; GoogleSQL needs ``'x'``.
-    ``nodes`` are the query's (:func:`_nodes`); its columns are replaced in place.
+    ``nodes`` are the query's (:func:`_nodes`); its columns are replaced in place, in the tree
+    and in the list.
 
     ``SELECT a FROM t WHERE b = "John"`` → ``... WHERE b = 'John'`` (given no column John).
     Aliases defined in the query count as names too, since SQLite resolves those first.
     """
-    quoted = [node for node in nodes if isinstance(node, exp.Column)
+    quoted = [i for i, node in enumerate(nodes) if isinstance(node, exp.Column)
               and isinstance(node.this, exp.Identifier) and node.this.quoted and not node.table]
     if not quoted:  # most queries: no need to collect the names
         return
@@ -142,9 +143,11 @@ def double_quoted_strings(nodes: list[exp.Expr], column_names: frozenset[str]) -
             known.add(node.alias.lower())
         elif isinstance(node, exp.TableAlias):
             known.update(c.name.lower() for c in node.columns)
-    for col in quoted:
+    for i in quoted:
+        col = nodes[i]
         if col.name.lower() not in known:
-            col.replace(exp.Literal.string(col.name))
+            nodes[i] = exp.Literal.string(col.name)  # the list stays the query's nodes
+            col.replace(nodes[i])
 
 
 def _plain_table(table: exp.Table) -> bool:
@@ -251,22 +254,19 @@ def _sources(select: exp.Select) -> list[exp.Table] | None:
     return tables if all(isinstance(table, exp.Table) for table in tables) else None
 
 
-def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
-                  dialect: Dialect) -> dict[str, exp.Table] | None:
-    """The tables of a query whose columns ``qualify_columns`` can only resolve one way, by
-    range variable, else None: one SELECT (no subquery, CTE, set operation or window) over
-    plain tables of known columns (run after :func:`plain_sources` and :func:`normalized`)
-    with distinct range variables, no star in its SELECT list, every column either
-    qualified by a range variable whose table has it or, unqualified, in exactly one table
-    and not named like a SELECT alias (the alias could be meant), and no positional GROUP BY
-    or ORDER BY. Then that function does to it no more than :func:`simply_qualified` does."""
-    if schema is None or not isinstance(tree, exp.Select) or dialect.PSEUDOCOLUMNS or dialect.ANNOTATE_ALL_SCOPES:
+def _select_columns(select: exp.Select, schema: MappingSchema) -> tuple[dict[str, set[str]], set[str]] | None:
+    """The column names of each range variable of a SELECT :func:`table_columns` may accept,
+    and the names of its SELECT aliases; None when the SELECT itself rules that out."""
+    distinct = select.args.get("distinct")
+    tables = _sources(select)
+    if (tables is None or (distinct and distinct.args.get("on")) or any(e.is_star for e in select.expressions)
+            or any(value and key not in _SIMPLE_SELECT_ARGS for key, value in select.args.items())):
         return None
-    distinct = tree.args.get("distinct")
-    tables = _sources(tree)
-    if (tables is None or (distinct and distinct.args.get("on")) or any(select.is_star for select in tree.expressions)
-            or any(value and key not in _SIMPLE_SELECT_ARGS for key, value in tree.args.items())):
-        return None
+    for key in ("group", "order"):
+        clause = select.args.get(key)
+        terms = [] if clause is None else [term.this if key == "order" else term for term in clause.expressions]
+        if any(term.is_int for term in terms):
+            return None
     columns: dict[str, set[str]] = {}
     for table in tables:
         alias = table.args.get("alias")
@@ -274,26 +274,54 @@ def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema |
         if not names or (alias is not None and alias.columns) or table.alias_or_name in columns:
             return None
         columns[table.alias_or_name] = set(names)
-    aliases = {select.alias for select in tree.expressions if isinstance(select, exp.Alias)}
-    for node in nodes:
+    return columns, {e.alias for e in select.expressions if isinstance(e, exp.Alias)}
+
+
+def _resolves_one_way(column: exp.Column, columns: dict[str, set[str]], aliases: set[str]) -> bool:
+    if not isinstance(column.this, exp.Identifier) or column.args.get("db"):
+        return False
+    name = column.name
+    if column.table:
+        return name in columns.get(column.table, ())
+    return name not in aliases and sum(name in names for names in columns.values()) == 1
+
+
+def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
+                  dialect: Dialect) -> list[tuple[exp.Select, dict[str, exp.Table]]] | None:
+    """Each SELECT of a query whose columns ``qualify_columns`` can only resolve one way, with
+    its tables by range variable, innermost first; else None. The query is a SELECT whose
+    subqueries (in expressions, not in FROM) are SELECTs too, none correlated, each over plain
+    tables of known columns (run after :func:`plain_sources` and :func:`normalized`) with
+    distinct range variables, no star in its SELECT list, every column either qualified by a
+    range variable of its SELECT whose table has it or, unqualified, in exactly one table of
+    its SELECT and not named like one of its SELECT aliases (the alias could be meant), no
+    positional GROUP BY or ORDER BY, no window or CTE. Then that function does to each SELECT
+    no more than :func:`simply_qualified` does."""
+    if schema is None or not isinstance(tree, exp.Select) or dialect.PSEUDOCOLUMNS or dialect.ANNOTATE_ALL_SCOPES:
+        return None
+    selects: dict[int, tuple[exp.Select, dict[str, set[str]], set[str]]] = {}
+    columns: list[exp.Column] = []
+    for node in nodes:  # each SELECT comes before its columns (an ancestor is walked first)
         kind = type(node)
-        if kind in _NOT_SIMPLE and node is not tree:
-            return None
         if kind is exp.Column:
-            if not isinstance(node.this, exp.Identifier) or node.args.get("db"):
+            columns.append(node)
+        elif kind is exp.Select:
+            found = _select_columns(node, schema)
+            if found is None:
                 return None
-            name = node.name
-            if node.table:
-                if name not in columns.get(node.table, ()):
-                    return None
-            elif name in aliases or sum(name in names for names in columns.values()) != 1:
+            selects[id(node)] = (node, *found)
+        elif kind is exp.Subquery:
+            if type(node.this) is not exp.Select or isinstance(node.parent, (exp.From, exp.Join)):
                 return None
-    for key in ("group", "order"):
-        clause = tree.args.get(key)
-        terms = [] if clause is None else [term.this if key == "order" else term for term in clause.expressions]
-        if any(term.is_int for term in terms):
+        elif kind in _NOT_SIMPLE:
             return None
-    return {table.alias_or_name: table for table in tables}
+    nested = len(selects) > 1
+    for column in columns:
+        _, names, aliases = selects[id(column.find_ancestor(exp.Select))] if nested else selects[id(tree)]
+        if not _resolves_one_way(column, names, aliases):
+            return None
+    return [(select, {table.alias_or_name: table for table in _sources(select)})
+            for select, _, _ in reversed(selects.values())]
 
 
 def simple_selects(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
@@ -302,8 +330,7 @@ def simple_selects(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema 
     (nothing else: no ORDER BY or LIMIT of its own) of such queries, with its tables; else
     None. ``qualify_columns`` treats each operand of a set operation as a query of its own."""
     if not isinstance(tree, exp.SetOperation):
-        tables = table_columns(tree, nodes, schema, dialect)
-        return None if tables is None else [(tree, tables)]
+        return table_columns(tree, nodes, schema, dialect)
     if any(value and key not in ("this", "expression", "distinct") for key, value in tree.args.items()):
         return None
     selects = []
@@ -319,7 +346,7 @@ def _in_order_by_of_output(column: exp.Column, outputs: set[str]) -> bool:
     """A column sqlglot's scope leaves out of its columns, so qualifies only inside an
     aggregate: in ORDER BY, named as a SELECT output (then it may mean that output)."""
     return (isinstance(column.find_ancestor(exp.Select, exp.Order), exp.Order) and column.name in outputs
-            and not column.find_ancestor(exp.AggFunc))
+            and not isinstance(column.find_ancestor(exp.AggFunc, exp.Order), exp.AggFunc))
 
 
 def _range_variable(table: exp.Table) -> exp.Identifier:
@@ -330,7 +357,7 @@ def _range_variable(table: exp.Table) -> exp.Identifier:
 
 
 def simply_qualified(tree: exp.Select, tables: dict[str, exp.Table], schema: MappingSchema,
-                     dialect: Dialect) -> exp.Select:
+                     dialect: Dialect, nested: bool = False) -> exp.Select:
     """What ``qualify_columns`` makes of a query :func:`table_columns` accepts (``tables``, by
     range variable), without its scopes and resolver (most of its cost): unqualified columns
     name the one table that has them; SELECT outputs are aliased (sqlglot's
@@ -345,7 +372,9 @@ def simply_qualified(tree: exp.Select, tables: dict[str, exp.Table], schema: Map
     outputs = set(tree.named_selects)
     owner = {name: range_variable for range_variable, table in tables.items() for name in schema.column_names(table)}
     for column in list(tree.find_all(exp.Column)):
-        if not column.table and not _in_order_by_of_output(column, outputs):
+        if column.table or (nested and column.find_ancestor(exp.Select) is not tree):
+            continue  # qualified, or a subquery's (qualified on its own, before)
+        if not _in_order_by_of_output(column, outputs):
             column.set("table", _range_variable(tables[owner[column.name]]))
     qualify_outputs(Scope(tree, sources=dict(tables)), dialect=dialect)  # the scope it reads, not built by walking
     order = tree.args.get("order")
@@ -372,7 +401,7 @@ def qualified(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | Non
         selects = simple_selects(tree, nodes, schema, dialect) if plain else None
         if selects is not None:
             for select, tables in selects:
-                simply_qualified(select, tables, schema, dialect)
+                simply_qualified(select, tables, schema, dialect, nested=len(selects) > 1)
             return tree
         if not plain:
             tree = qualify_tables(tree, dialect=dialect)
