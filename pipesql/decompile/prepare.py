@@ -243,24 +243,31 @@ _NOT_SIMPLE = _kinds(exp.Query, exp.Subquery, exp.Window, exp.Lambda, exp.Dot, e
                      *exp.Column.__subclasses__())
 
 
+def _only(node: exp.Expr, allowed: frozenset[str]) -> bool:
+    """Whether every argument ``node`` has set is one of ``allowed``."""
+    args = node.args
+    return args.keys() <= allowed or not any(args[key] for key in args.keys() - allowed)
+
+
 def _sources(select: exp.Select) -> list[exp.Table] | None:
     """The tables of a FROM and its plain joins (no USING, NATURAL, SEMI or ANTI), else None."""
     from_ = select.args.get("from_")
     joins = select.args.get("joins") or []
-    if from_ is None or any(any(value and key not in _SIMPLE_JOIN_ARGS for key, value in join.args.items())
-                            or join.kind not in ("", "INNER", "OUTER", "CROSS") for join in joins):
+    if from_ is None or any(not _only(join, _SIMPLE_JOIN_ARGS) or join.kind not in ("", "INNER", "OUTER", "CROSS")
+                            for join in joins):
         return None
     tables = [from_.this, *(join.this for join in joins)]
     return tables if all(isinstance(table, exp.Table) for table in tables) else None
 
 
-def _select_columns(select: exp.Select, schema: MappingSchema) -> tuple[dict[str, set[str]], set[str]] | None:
-    """The column names of each range variable of a SELECT :func:`table_columns` may accept,
-    and the names of its SELECT aliases; None when the SELECT itself rules that out."""
+def _select_columns(select: exp.Select, schema: MappingSchema
+                    ) -> tuple[dict[str, exp.Table], dict[str, set[str]], set[str]] | None:
+    """The tables of a SELECT :func:`table_columns` may accept and their column names, both by
+    range variable, and the names of its SELECT aliases; None when the SELECT rules that out."""
     distinct = select.args.get("distinct")
     tables = _sources(select)
     if (tables is None or (distinct and distinct.args.get("on")) or any(e.is_star for e in select.expressions)
-            or any(value and key not in _SIMPLE_SELECT_ARGS for key, value in select.args.items())):
+            or not _only(select, _SIMPLE_SELECT_ARGS)):
         return None
     for key in ("group", "order"):
         clause = select.args.get(key)
@@ -274,7 +281,8 @@ def _select_columns(select: exp.Select, schema: MappingSchema) -> tuple[dict[str
         if not names or (alias is not None and alias.columns) or table.alias_or_name in columns:
             return None
         columns[table.alias_or_name] = set(names)
-    return columns, {e.alias for e in select.expressions if isinstance(e, exp.Alias)}
+    ranges = {table.alias_or_name: table for table in tables}
+    return ranges, columns, {e.alias for e in select.expressions if isinstance(e, exp.Alias)}
 
 
 def _resolves_one_way(column: exp.Column, columns: dict[str, set[str]], aliases: set[str]) -> bool:
@@ -299,7 +307,7 @@ def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema |
     no more than :func:`simply_qualified` does."""
     if schema is None or not isinstance(tree, exp.Select) or dialect.PSEUDOCOLUMNS or dialect.ANNOTATE_ALL_SCOPES:
         return None
-    selects: dict[int, tuple[exp.Select, dict[str, set[str]], set[str]]] = {}
+    selects: dict[int, tuple[exp.Select, dict[str, exp.Table], dict[str, set[str]], set[str]]] = {}
     columns: list[exp.Column] = []
     for node in nodes:  # each SELECT comes before its columns (an ancestor is walked first)
         kind = type(node)
@@ -317,11 +325,10 @@ def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema |
             return None
     nested = len(selects) > 1
     for column in columns:
-        _, names, aliases = selects[id(column.find_ancestor(exp.Select))] if nested else selects[id(tree)]
+        _, _, names, aliases = selects[id(column.find_ancestor(exp.Select))] if nested else selects[id(tree)]
         if not _resolves_one_way(column, names, aliases):
             return None
-    return [(select, {table.alias_or_name: table for table in _sources(select)})
-            for select, _, _ in reversed(selects.values())]
+    return [(select, ranges) for select, ranges, _, _ in reversed(selects.values())]
 
 
 def simple_selects(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
