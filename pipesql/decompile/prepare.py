@@ -7,6 +7,7 @@ double-quoted strings into string literals, qualify every column with its range 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,8 +15,9 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
-from sqlglot.optimizer.qualify_columns import qualify_columns
+from sqlglot.optimizer.qualify_columns import qualify_columns, qualify_outputs
 from sqlglot.optimizer.qualify_tables import qualify_tables
+from sqlglot.optimizer.scope import Scope
 from sqlglot.schema import MappingSchema, ensure_schema
 
 from pipesql.decompile.errors import Unsupported
@@ -125,12 +127,13 @@ def parse(sql: str, dialect: str | Dialect | Reader) -> exp.Expr:
 
 def double_quoted_strings(nodes: list[exp.Expr], column_names: frozenset[str]) -> None:
     """SQLite reads ``"x"`` as a string when no column is named x; GoogleSQL needs ``'x'``.
-    ``nodes`` are the query's (:func:`_nodes`); its columns are replaced in place.
+    ``nodes`` are the query's (:func:`_nodes`); its columns are replaced in place, in the tree
+    and in the list.
 
     ``SELECT a FROM t WHERE b = "John"`` → ``... WHERE b = 'John'`` (given no column John).
     Aliases defined in the query count as names too, since SQLite resolves those first.
     """
-    quoted = [node for node in nodes if isinstance(node, exp.Column)
+    quoted = [i for i, node in enumerate(nodes) if isinstance(node, exp.Column)
               and isinstance(node.this, exp.Identifier) and node.this.quoted and not node.table]
     if not quoted:  # most queries: no need to collect the names
         return
@@ -140,9 +143,11 @@ def double_quoted_strings(nodes: list[exp.Expr], column_names: frozenset[str]) -
             known.add(node.alias.lower())
         elif isinstance(node, exp.TableAlias):
             known.update(c.name.lower() for c in node.columns)
-    for col in quoted:
+    for i in quoted:
+        col = nodes[i]
         if col.name.lower() not in known:
-            col.replace(exp.Literal.string(col.name))
+            nodes[i] = exp.Literal.string(col.name)  # the list stays the query's nodes
+            col.replace(nodes[i])
 
 
 def _plain_table(table: exp.Table) -> bool:
@@ -215,15 +220,196 @@ def normalized(tree: exp.Expr, nodes: list[exp.Expr], dialect: Dialect) -> exp.E
     return tree
 
 
+# What a SELECT may hold for :func:`table_columns` to judge it: arguments, and join arguments.
+_SIMPLE_SELECT_ARGS = frozenset({"expressions", "from_", "joins", "where", "group", "having", "order", "limit", "offset",
+                                 "distinct"})
+_SIMPLE_JOIN_ARGS = frozenset({"this", "on", "side", "kind"})
+
+
+def _kinds(*bases: type) -> frozenset[type]:
+    """``bases`` and all their subclasses: a node's type is looked up in this set, several times
+    faster than ``isinstance`` against the bases, on every node of every query."""
+    kinds, todo = set(), list(bases)
+    while todo:
+        kind = todo.pop()
+        if kind not in kinds:
+            kinds.add(kind)
+            todo.extend(kind.__subclasses__())
+    return frozenset(kinds)
+
+
+# Nodes that give a query more than one scope, or columns sqlglot resolves by other rules.
+_NOT_SIMPLE = _kinds(exp.Query, exp.Subquery, exp.Window, exp.Lambda, exp.Dot, exp.Pivot, exp.UDTF, exp.Lateral,
+                     *exp.Column.__subclasses__())
+
+
+def _only(node: exp.Expr, allowed: frozenset[str]) -> bool:
+    """Whether every argument ``node`` has set is one of ``allowed``."""
+    args = node.args
+    return args.keys() <= allowed or not any(args[key] for key in args.keys() - allowed)
+
+
+def _sources(select: exp.Select) -> list[exp.Table] | None:
+    """The tables of a FROM and its plain joins (no USING, NATURAL, SEMI or ANTI), else None."""
+    from_ = select.args.get("from_")
+    joins = select.args.get("joins") or []
+    if from_ is None or any(not _only(join, _SIMPLE_JOIN_ARGS) or join.kind not in ("", "INNER", "OUTER", "CROSS")
+                            for join in joins):
+        return None
+    tables = [from_.this, *(join.this for join in joins)]
+    return tables if all(isinstance(table, exp.Table) for table in tables) else None
+
+
+def _select_columns(select: exp.Select, schema: MappingSchema
+                    ) -> tuple[dict[str, exp.Table], dict[str, set[str]], set[str]] | None:
+    """The tables of a SELECT :func:`table_columns` may accept and their column names, both by
+    range variable, and the names of its SELECT aliases; None when the SELECT rules that out."""
+    distinct = select.args.get("distinct")
+    tables = _sources(select)
+    if (tables is None or (distinct and distinct.args.get("on")) or any(e.is_star for e in select.expressions)
+            or not _only(select, _SIMPLE_SELECT_ARGS)):
+        return None
+    for key in ("group", "order"):
+        clause = select.args.get(key)
+        terms = [] if clause is None else [term.this if key == "order" else term for term in clause.expressions]
+        if any(term.is_int for term in terms):
+            return None
+    columns: dict[str, set[str]] = {}
+    for table in tables:
+        alias = table.args.get("alias")
+        names = schema.column_names(table)
+        if not names or (alias is not None and alias.columns) or table.alias_or_name in columns:
+            return None
+        columns[table.alias_or_name] = set(names)
+    ranges = {table.alias_or_name: table for table in tables}
+    return ranges, columns, {e.alias for e in select.expressions if isinstance(e, exp.Alias)}
+
+
+def _resolves_one_way(column: exp.Column, columns: dict[str, set[str]], aliases: set[str]) -> bool:
+    if not isinstance(column.this, exp.Identifier) or column.args.get("db"):
+        return False
+    name = column.name
+    if column.table:
+        return name in columns.get(column.table, ())
+    return name not in aliases and sum(name in names for names in columns.values()) == 1
+
+
+def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
+                  dialect: Dialect) -> list[tuple[exp.Select, dict[str, exp.Table]]] | None:
+    """Each SELECT of a query whose columns ``qualify_columns`` can only resolve one way, with
+    its tables by range variable, innermost first; else None. The query is a SELECT whose
+    subqueries (in expressions, not in FROM) are SELECTs too, none correlated, each over plain
+    tables of known columns (run after :func:`plain_sources` and :func:`normalized`) with
+    distinct range variables, no star in its SELECT list, every column either qualified by a
+    range variable of its SELECT whose table has it or, unqualified, in exactly one table of
+    its SELECT and not named like one of its SELECT aliases (the alias could be meant), no
+    positional GROUP BY or ORDER BY, no window or CTE. Then that function does to each SELECT
+    no more than :func:`simply_qualified` does."""
+    if schema is None or not isinstance(tree, exp.Select) or dialect.PSEUDOCOLUMNS or dialect.ANNOTATE_ALL_SCOPES:
+        return None
+    selects: dict[int, tuple[exp.Select, dict[str, exp.Table], dict[str, set[str]], set[str]]] = {}
+    columns: list[exp.Column] = []
+    for node in nodes:  # each SELECT comes before its columns (an ancestor is walked first)
+        kind = type(node)
+        if kind is exp.Column:
+            columns.append(node)
+        elif kind is exp.Select:
+            found = _select_columns(node, schema)
+            if found is None:
+                return None
+            selects[id(node)] = (node, *found)
+        elif kind is exp.Subquery:
+            if type(node.this) is not exp.Select or isinstance(node.parent, (exp.From, exp.Join)):
+                return None
+        elif kind in _NOT_SIMPLE:
+            return None
+    nested = len(selects) > 1
+    for column in columns:
+        _, _, names, aliases = selects[id(column.find_ancestor(exp.Select))] if nested else selects[id(tree)]
+        if not _resolves_one_way(column, names, aliases):
+            return None
+    return [(select, ranges) for select, ranges, _, _ in reversed(selects.values())]
+
+
+def simple_selects(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
+                   dialect: Dialect) -> list[tuple[exp.Select, dict[str, exp.Table]]] | None:
+    """Each SELECT of a query :func:`table_columns` accepts, or of a UNION, INTERSECT or EXCEPT
+    (nothing else: no ORDER BY or LIMIT of its own) of such queries, with its tables; else
+    None. ``qualify_columns`` treats each operand of a set operation as a query of its own."""
+    if not isinstance(tree, exp.SetOperation):
+        return table_columns(tree, nodes, schema, dialect)
+    if any(value and key not in ("this", "expression", "distinct") for key, value in tree.args.items()):
+        return None
+    selects = []
+    for operand in (tree.this, tree.expression):
+        found = simple_selects(operand, list(operand.walk()), schema, dialect)
+        if found is None:
+            return None
+        selects.extend(found)
+    return selects
+
+
+def _in_order_by_of_output(column: exp.Column, outputs: set[str]) -> bool:
+    """A column sqlglot's scope leaves out of its columns, so qualifies only inside an
+    aggregate: in ORDER BY, named as a SELECT output (then it may mean that output)."""
+    return (isinstance(column.find_ancestor(exp.Select, exp.Order), exp.Order) and column.name in outputs
+            and not isinstance(column.find_ancestor(exp.AggFunc, exp.Order), exp.AggFunc))
+
+
+def _range_variable(table: exp.Table) -> exp.Identifier:
+    """The identifier sqlglot's resolver qualifies a column of ``table`` with: the alias's
+    own identifier (shared by every column it qualifies), else a new one of its name."""
+    alias = table.args.get("alias")
+    return exp.to_identifier(alias.this) if alias else exp.to_identifier(table.name)
+
+
+def simply_qualified(tree: exp.Select, tables: dict[str, exp.Table], schema: MappingSchema,
+                     dialect: Dialect, nested: bool = False) -> exp.Select:
+    """What ``qualify_columns`` makes of a query :func:`table_columns` accepts (``tables``, by
+    range variable), without its scopes and resolver (most of its cost): unqualified columns
+    name the one table that has them; SELECT outputs are aliased (sqlglot's
+    ``qualify_outputs``); with GROUP BY, an ORDER BY term equal to a SELECT output becomes
+    that output's name.
+
+    >>> tree = parse("SELECT a, COUNT(*) FROM t AS x GROUP BY a ORDER BY COUNT(*)", "sqlite")
+    >>> schema = MappingSchema({"t": {"a": "INT"}})
+    >>> simply_qualified(tree, {"x": tree.args["from_"].this}, schema, Dialect.get_or_raise("sqlite")).sql()
+    'SELECT x.a AS a, COUNT(*) AS _col_1 FROM t AS x GROUP BY x.a ORDER BY _col_1'
+    """
+    outputs = set(tree.named_selects)
+    owner = {name: range_variable for range_variable, table in tables.items() for name in schema.column_names(table)}
+    for column in list(tree.find_all(exp.Column)):
+        if column.table or (nested and column.find_ancestor(exp.Select) is not tree):
+            continue  # qualified, or a subquery's (qualified on its own, before)
+        if not _in_order_by_of_output(column, outputs):
+            column.set("table", _range_variable(tables[owner[column.name]]))
+    qualify_outputs(Scope(tree, sources=dict(tables)), dialect=dialect)  # the scope it reads, not built by walking
+    order = tree.args.get("order")
+    if order and tree.args.get("group"):
+        names = Counter(tree.named_selects)
+        selects = {select.this: select for select in tree.expressions if names[select.alias_or_name] == 1}
+        for ordered in order.expressions:
+            output = selects.get(ordered.this)
+            if output is not None:
+                ordered.this.replace(exp.column(output.alias_or_name))
+    return tree
+
+
 def qualified(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None, dialect: Dialect,
               catalog: Catalog | None = None, plain: bool = False) -> exp.Expr:
     """Every column names its range variable; stars are expanded (the emitter folds a full expansion back to no SELECT).
 
     These are the steps of sqlglot's ``qualify`` with the options used here (no quoting, no
     validation), except that ``qualify_tables``, a quarter of their cost, is left out when
-    ``plain`` says it has nothing to do here (:func:`plain_sources`)."""
+    ``plain`` says it has nothing to do here (:func:`plain_sources`), and ``qualify_columns``
+    when its columns resolve only one way (:func:`simply_qualified`)."""
     try:
         tree = normalized(tree, nodes, dialect)
+        selects = simple_selects(tree, nodes, schema, dialect) if plain else None
+        if selects is not None:
+            for select, tables in selects:
+                simply_qualified(select, tables, schema, dialect, nested=len(selects) > 1)
+            return tree
         if not plain:
             tree = qualify_tables(tree, dialect=dialect)
         return qualify_columns(tree, ensure_schema(schema, dialect=dialect), expand_alias_refs=True, expand_stars=True)

@@ -313,6 +313,10 @@ def _current_time_call(node: exp.Expr) -> bool:
     return isinstance(node, exp.Anonymous) and node.name.upper() in _DATE_FORMATS and not node.expressions
 
 
+# The node types _date_rule rewrites: a tree without any, rewrite_dates leaves as it is.
+_DATE_CONSTRUCTS = (exp.Sub, exp.Anonymous, exp.TimeToStr, exp.Date)
+
+
 def _date_rule(node: exp.Expr, typer, recurse) -> exp.Expr | None:
     """One SQLite date/time construct in GoogleSQL, or None when ``node`` is none (or has no
     spelling here). ``recurse`` rewrites the arguments first."""
@@ -524,7 +528,9 @@ def make_typer(column_type, column_is_date=None):
 def apply_rules(node: exp.Expr, typer) -> exp.Expr:
     """Date/time constructs first (top-down), then every rule bottom-up; subqueries arrive
     already rendered (as ``exp.Var``) and are skipped."""
-    return _apply_bottom_up(rewrite_dates(node, typer), typer)
+    if node.find(*_DATE_CONSTRUCTS) is not None:  # most expressions have none: no top-down walk then
+        node = rewrite_dates(node, typer)
+    return _apply_bottom_up(node, typer)
 
 
 def _apply_bottom_up(node: exp.Expr, typer) -> exp.Expr:

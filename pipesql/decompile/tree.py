@@ -32,14 +32,16 @@ def signature(node: exp.Expr) -> str:
 def map_children(node: exp.Expr, fn: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
     """Replace each child expression of ``node`` (single or in a list) by ``fn(child)``.
 
-    Only changed children are set again, so untouched subtrees keep their parents; returns
-    ``node`` itself.
+    Only changed children are set again (setting a list re-parents each of its children), so
+    untouched subtrees keep their parents; returns ``node`` itself.
     """
     for key, value in list(node.args.items()):
         if isinstance(value, exp.Expr):
             new = fn(value)
             if new is not value:
                 node.set(key, new)
-        elif isinstance(value, list):
-            node.set(key, [fn(v) if isinstance(v, exp.Expr) else v for v in value])
+        elif isinstance(value, list) and value:
+            mapped = [fn(v) if isinstance(v, exp.Expr) else v for v in value]
+            if any(new is not old for new, old in zip(mapped, value)):
+                node.set(key, mapped)
     return node
