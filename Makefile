@@ -19,7 +19,7 @@ TORCH_DEPS_cpu := --no-deps
 TORCH_DEPS_cuda := -c $(LOCK)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lock lock-check clean
+.PHONY: setup demo test image-test lock lock-check clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The image built and every compose job run as a container, as a user runs them (docker/image_test.py,
+# docs/containers.md "CI"): podman, a Debian bookworm base made here, the CPU torch build. A GPU
+# host: make image-test IMAGE_TEST_ARGS="--engine docker --base cuda --gpus".
+IMAGE_TEST_ARGS ?=
+image-test: setup
+	$(PY) docker/image_test.py $(IMAGE_TEST_ARGS)
 
 # Recompile the lock files after changing pyproject.toml (see locks/compile.py), or check them (CI).
 lock: setup

@@ -25,6 +25,12 @@ COMPOSE_KNOBS: dict[str, tuple[str, str]] = {
     "MODEL_RUN": ("1.5b", "Which training run merge folds and evaluate scores: 1.5b or 7b."),
     "USER_UID": ("1000", "User id of the image's user (build argument): yours (`id -u`) when using compose.bind.yaml."),
     "USER_GID": ("1000", "Group id of the image's user: yours (`id -g`) when using compose.bind.yaml."),
+    "CPU_BASE_IMAGE": ("debian:bookworm-slim", "compose.cpu.yaml (a host without a GPU): the Debian bookworm base of the "
+                       "CPU image (docker/image_test.py makes a local one where no registry is reachable)."),
+    "CPU_TORCH_LINKS": ("https://download.pytorch.org/whl/cpu/torch/", "compose.cpu.yaml: PyTorch's page of CPU torch "
+                        "wheels, or /wheels for the wheels put in docker/wheels/."),
+    "HOST_CA_BUNDLE": ("/etc/ssl/certs/ca-certificates.crt", "compose.cpu.yaml: CA bundle given to pip in the build "
+                       "(build secret hostca, never stored in the image), for an index behind a TLS proxy."),
 }
 
 HEADER = """\

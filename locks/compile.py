@@ -5,9 +5,9 @@
 
 Two sets, each pyproject.toml's core dependencies plus some extras, plus one PyTorch build:
 
-- ``cpu.txt``: extras train, fetch, dev and ``torch==2.13.0+cpu`` (what ``make setup`` installs);
+- ``cpu.txt``: extras train, fetch, cluster, dev and ``torch==2.13.0+cpu`` (what ``make setup`` installs);
   universal (any OS, Python >= 3.11), macOS taking PyPI's torch, which is the CPU build there.
-- ``cuda.txt``: extras train, gpu, fetch for the image (Linux x86-64, glibc 2.35, Python 3.11);
+- ``cuda.txt``: extras train, gpu, fetch, cluster for the image (Linux x86-64, glibc 2.35, Python 3.11);
   torch itself is ``torch-cuda.in`` (``+cu126``), installed first, from PyTorch's cu126 wheels.
 
 Packages are resolved from PyPI as it was at ``EXCLUDE_NEWER`` (uv ``--exclude-newer``), so a
@@ -56,10 +56,10 @@ class LockSet:
 
 
 LOCK_SETS = {
-    "cpu": LockSet("cpu", ("train", "fetch", "dev"), "torch-cpu.in", "https://download.pytorch.org/whl/cpu/torch/",
+    "cpu": LockSet("cpu", ("train", "fetch", "cluster", "dev"), "torch-cpu.in", "https://download.pytorch.org/whl/cpu/torch/",
                    ("--universal", "--python-version", "3.11"),
                    "make setup / make test / make demo: the CPU set (any OS, Python >= 3.11)"),
-    "cuda": LockSet("cuda", ("train", "gpu", "fetch"), "torch-cuda.in", "https://download.pytorch.org/whl/cu126/torch/",
+    "cuda": LockSet("cuda", ("train", "gpu", "fetch", "cluster"), "torch-cuda.in", "https://download.pytorch.org/whl/cu126/torch/",
                     ("--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_35"),
                     "docker/Dockerfile: the CUDA 12.6 image set (Linux x86-64, glibc 2.35, Python 3.11)"),
 }

@@ -41,12 +41,16 @@ from pipesql.config.settings import config_env_name, env_name, read_dotenv, reso
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "compose.yaml"
 BIND_OVERRIDE = REPO / "compose.bind.yaml"
+CPU_OVERRIDE = REPO / "compose.cpu.yaml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 ENV_EXAMPLE = REPO / ".env.example"
 JOBS = REPO / "jobs"
 WORKFLOW = REPO / ".github" / "workflows" / "gpu-smoke.yml"
 
-SERVICES = {"fetch", "validate", "generate", "train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke"}
+SERVICES = {"fetch", "validate", "generate", "train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke",
+            "ray-head", "ray-worker"}
+# The `cluster` profile's Ray nodes: `ray start --block` with these flags (docs/scale.md).
+CLUSTER_SERVICES = {"ray-head": "--head", "ray-worker": "--address=ray-head:6379"}
 GPU_SERVICES = {"train-1.5b", "train-7b", "merge", "train-grpo", "evaluate", "smoke"}
 TRAIN_SERVICES = {"train-1.5b", "train-7b"}
 # Where jobs find the accelerate configs (the image keeps the package at /opt/pipesql/pipesql).
@@ -153,12 +157,22 @@ def run_entrypoint(service: dict, jobs_dir: Path, tmp: Path, extra_args: list[st
     environment = {k: str(v) for k, v in (service.get("environment") or {}).items()}
     if entrypoint[0] == "pipesql":
         return Invocation(entrypoint[1:] + command, environment)
+    recorded = record_script(entrypoint, command, environment, jobs_dir, tmp)
+    job_env = {k: v for k, v in recorded["env"].items() if k.startswith("PIPESQL_") and k != "PIPESQL_RECORD"}
+    launcher, argv = split_launch(recorded["program"], recorded["argv"])
+    return Invocation(argv, job_env, launcher, recorded["env"])
+
+
+def record_script(entrypoint: list[str], command: list[str], environment: dict[str, str], jobs_dir: Path,
+                  tmp: Path) -> dict:
+    """Run a jobs/ script with stand-in `pipesql`, `accelerate` and `ray` programs; what the one it
+    exec'd was given (``program``, ``argv``, ``env``)."""
     if not entrypoint[0].startswith(IMAGE_JOBS):
         raise AssertionError(f"entrypoint {entrypoint} is neither pipesql nor a script in {IMAGE_JOBS}")
     script = jobs_dir / entrypoint[0][len(IMAGE_JOBS):]
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for program in ("pipesql", "accelerate"):
+    for program in ("pipesql", "accelerate", "ray"):
         recorder = bin_dir / program
         recorder.write_text(RECORDER.format(python=sys.executable))
         recorder.chmod(0o755)
@@ -168,11 +182,26 @@ def run_entrypoint(service: dict, jobs_dir: Path, tmp: Path, extra_args: list[st
     env = {**environment, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PIPESQL_RECORD": str(record)}
     result = subprocess.run(["sh", str(script), *entrypoint[1:], *command], env=env, capture_output=True, text=True, timeout=30)
     if result.returncode != 0 or not record.is_file():
-        raise AssertionError(f"{script.name} did not exec pipesql (exit {result.returncode}): {result.stderr}")
-    recorded = json.loads(record.read_text())
-    job_env = {k: v for k, v in recorded["env"].items() if k.startswith("PIPESQL_") and k != "PIPESQL_RECORD"}
-    launcher, argv = split_launch(recorded["program"], recorded["argv"])
-    return Invocation(argv, job_env, launcher, recorded["env"])
+        raise AssertionError(f"{script.name} did not exec a program (exit {result.returncode}): {result.stderr}")
+    return json.loads(record.read_text())
+
+
+def cluster_node_problems(name: str, service: dict, jobs_dir: Path, tmp: Path) -> list[str]:
+    """A Ray node of the `cluster` profile runs `ray start --block` as head, or joining the head."""
+    environment = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+    try:
+        recorded = record_script(list(service.get("entrypoint") or []), list(service.get("command") or []),
+                                 environment, jobs_dir, tmp)
+    except AssertionError as error:
+        return [f"{name}: {error}"]
+    argv = recorded["argv"]
+    if recorded["program"] != "ray" or argv[:1] != ["start"] or "--block" not in argv:
+        return [f"{name}: runs `{recorded['program']} {shlex.join(argv)}`, not `ray start --block`"]
+    if CLUSTER_SERVICES[name] not in argv:
+        return [f"{name}: `ray start` without {CLUSTER_SERVICES[name]}"]
+    if "cluster" not in (service.get("profiles") or []):
+        return [f"{name}: not in the cluster profile"]
+    return []
 
 
 def all_settings_env_names() -> dict[str, tuple[str, str]]:
@@ -273,6 +302,9 @@ def check_compose(compose: dict, jobs_dir: Path, tmp: Path) -> list[str]:
             problems.append(f"{name}: reserves a GPU it does not need")
         if not service.get("profiles"):
             problems.append(f"{name}: in no profile, so a bare `docker compose up` would start it")
+        if name in CLUSTER_SERVICES:
+            problems += cluster_node_problems(name, service, jobs_dir, tmp)
+            continue
         try:
             invocation = run_entrypoint(service, jobs_dir, tmp)
         except AssertionError as error:
@@ -509,7 +541,8 @@ def test_compose_file_is_valid_against_the_compose_specification_schema(compose)
 
 def test_env_example_and_compose_and_jobs_use_the_same_variables():
     documented = env_example()
-    compose_vars = interpolated_variables(COMPOSE.read_text()) | interpolated_variables(BIND_OVERRIDE.read_text())
+    compose_vars = (interpolated_variables(COMPOSE.read_text()) | interpolated_variables(BIND_OVERRIDE.read_text())
+                    | interpolated_variables(CPU_OVERRIDE.read_text()))
     job_vars: dict[str, str | None] = {}
     for script in JOBS.rglob("*.sh"):  # jobs/lib/ too
         job_vars |= interpolated_variables(script.read_text())
@@ -571,12 +604,22 @@ def test_dockerfile_base_user_entrypoint_and_layer_order():
         return next(i for i, (o, a) in enumerate(instructions) if o == op and needle in a)
 
     assert "PIPESQL_BASE_IMAGE=${BASE_IMAGE}" in env_text
+    # One file for both sets: FLAVOR picks the torch build and the lock, CUDA by default.
+    assert ("ARG", "FLAVOR=cuda") in instructions
     # A code change must not reinstall the stack: torch, then the lock, then the package; the
-    # environment keeps its lock for the manifests.
-    assert index("COPY", "locks/torch-cuda.in") < index("RUN", "-r locks/torch-cuda.in") \
-        < index("COPY", "locks/cuda.txt") < index("RUN", "pip install -r locks/cuda.txt") \
-        < index("COPY", "pipesql ./pipesql") < index("RUN", "pip install --no-deps")
-    assert 'cp locks/cuda.txt "$VIRTUAL_ENV/pipesql.lock"' in instructions[index("RUN", "pip install -r locks/cuda.txt")][1]
+    # environment keeps its lock for the manifests. The user and mount points come before the code.
+    assert index("ARG", "FLAVOR=cuda") < index("COPY", "locks/torch-${FLAVOR}.in") \
+        < index("RUN", '-r "locks/torch-${FLAVOR}.in"') \
+        < index("COPY", "locks/${FLAVOR}.txt") < index("RUN", 'pip install -r "locks/${FLAVOR}.txt"') \
+        < index("RUN", "useradd") < index("COPY", "pipesql ./pipesql") < index("RUN", "pip install --no-deps")
+    assert 'cp "locks/${FLAVOR}.txt" "$VIRTUAL_ENV/pipesql.lock"' in instructions[index("RUN", 'pip install -r "locks/${FLAVOR}.txt"')][1]
+    # Every pip install may reach the index through the host's CA bundle, a build secret (never a
+    # layer); the torch wheels folder is a bind mount of the build context, not a COPY.
+    pip_runs = [arg for op, arg in instructions if op == "RUN" and "pip install" in arg]
+    assert len(pip_runs) == 3 and all("--mount=type=secret,id=hostca" in arg for arg in pip_runs)
+    assert all("PIP_CERT=/run/secrets/hostca" in arg for arg in pip_runs)
+    assert "--mount=type=bind,source=docker/wheels,target=/wheels" in pip_runs[0]
+    assert not [arg for op, arg in instructions if op in ("COPY", "ADD") and ("wheels" in arg or "secrets" in arg)]
     assert index("COPY", "recipes ./recipes") < index("USER", "")
     assert index("COPY", "jobs ./jobs") < index("USER", "")
     workdirs = [(i, a) for i, (o, a) in enumerate(instructions) if o == "WORKDIR"]
@@ -588,8 +631,12 @@ def test_dockerignore_sends_only_what_the_image_copies():
     lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[0] == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    sources = {source.rstrip("/") for op, arg in dockerfile_instructions() if op == "COPY" for source in arg.split()[:-1]}
-    assert sources <= allowed
+    instructions = dockerfile_instructions()
+    sources = {source.rstrip("/") for op, arg in instructions if op == "COPY" for source in arg.split()[:-1]}
+    sources |= set(re.findall(r"--mount=type=bind,source=([^,\s]+)", " ".join(arg for op, arg in instructions if op == "RUN")))
+    # Both sets: ${FLAVOR} is cuda (the default) or cpu (compose.cpu.yaml).
+    assert {source.replace("${FLAVOR}", flavor) for source in sources for flavor in ("cuda", "cpu")} <= allowed
+    assert (REPO / "docker" / "wheels").is_dir()  # the bind mount's source exists in every checkout
 
 
 def test_hadolint_finds_nothing():
@@ -609,7 +656,16 @@ def test_gpu_smoke_workflow_runs_the_smoke_service_on_a_self_hosted_gpu_runner()
     job = workflow["jobs"]["smoke"]
     assert job["runs-on"] == ["self-hosted", "gpu"]
     commands = [step.get("run", "") for step in job["steps"]]
-    assert any(re.search(r"docker compose (--env-file \S+ )?run --rm smoke\s*$", c) for c in commands)
+    # CI's image test (build, the chain of jobs with smoke, failing job, kill and resume), on the
+    # CUDA base with the GPU reservations: the base and the GPU flag are the workflow's inputs.
+    image_test = " ".join(next(c for c in commands if "docker/image_test.py" in c).replace("\\\n", " ").split())
+    assert '--engine docker --base "$IMAGE_TEST_BASE" $IMAGE_TEST_GPUS' in image_test
+    assert '--project "$COMPOSE_PROJECT_NAME"' in image_test and "--keep" in image_test
+    assert job["env"]["IMAGE_TEST_BASE"] == "${{ inputs.base || 'cuda' }}"
+    assert "'--gpus'" in job["env"]["IMAGE_TEST_GPUS"]
+    triggers = workflow[True] if True in workflow else workflow["on"]
+    assert triggers["workflow_dispatch"]["inputs"]["base"]["default"] == "cuda"
+    assert triggers["workflow_dispatch"]["inputs"]["gpus"]["default"] is True
     assert any("config --quiet" in c for c in commands)
     # QLoRA: the train-7b service (4-bit base, FSDP launch) with the tiny model.
     assert any(re.search(r"run --rm -e PIPESQL_TRAIN_MODEL_NAME=tiny train-7b\b", c) for c in commands)
@@ -634,3 +690,38 @@ def test_gpu_workflow_is_safe_for_pull_requests_from_forks():
             assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), f"not pinned by SHA: {step['uses']}"
     checkout = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["persist-credentials"] is False
+
+
+# ---------------------------------------------------------------------------------------------
+# compose.cpu.yaml: the same services on a host without a GPU (CI's image test)
+
+
+@needs_compose_cli
+def test_cpu_override_builds_the_cpu_set_on_debian_and_reserves_no_gpu(compose):
+    args = [COMPOSE_CLI, "--project-directory", str(REPO), "--env-file", str(ENV_EXAMPLE), "--profile", "*",
+            "-f", str(COMPOSE), "-f", str(CPU_OVERRIDE), "config", "--format", "json"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)
+    # The override covers every job service (a service added to compose.yaml for another purpose,
+    # e.g. a cluster, is its own business).
+    overridden = yaml.safe_load(CPU_OVERRIDE.read_text().replace("!reset", ""))["services"]  # Compose's own tag
+    assert set(overridden) == {"fetch", "validate", "generate", "train-1.5b", "train-7b",
+                                                        "merge", "train-grpo", "evaluate", "smoke"}
+    documented = env_example()
+    for name in overridden:
+        service = resolved["services"][name]
+        assert "deploy" not in service and "gpus" not in service, f"{name} still reserves a GPU"
+        build = service["build"]
+        assert build["dockerfile"] == "docker/Dockerfile" and Path(build["context"]) == REPO
+        assert build["args"]["FLAVOR"] == "cpu"
+        assert build["args"]["BASE_IMAGE"] == documented["CPU_BASE_IMAGE"] == "debian:bookworm-slim"
+        assert build["args"]["TORCH_LINKS"] == documented["CPU_TORCH_LINKS"]
+        assert build["secrets"] == [{"source": "hostca"}] or build["secrets"] == ["hostca"]
+        # Everything else is compose.yaml's: one image, the same volumes and entrypoint.
+        assert service["image"] == documented["IMAGE"]
+        assert {m["target"] for m in service["volumes"]} == set(MOUNTS.values())
+        assert service["entrypoint"] == [f"{IMAGE_JOBS}{name}.sh"]
+    assert resolved["secrets"]["hostca"]["file"] == documented["HOST_CA_BUNDLE"]
+    # compose.yaml alone keeps its reservations: the override is the only difference.
+    assert all(gpu_reservation_problems(name, compose["services"][name]) == [] for name in GPU_SERVICES)

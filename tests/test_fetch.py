@@ -410,6 +410,83 @@ def test_bird_import_from_a_local_archive_accepts_a_subset(tmp_path):
     assert not verification.complete
 
 
+def make_bird_train_zip(tmp_path: Path, db_ids=("works_cycles", "movie")) -> Path:
+    """Shaped like BIRD's train.zip: train/ holding train.json, train_tables.json and a zip of the
+    databases (train_databases/<db_id>/<db_id>.sqlite)."""
+    stage = tmp_path / "bird_train_build"
+    for db_id in db_ids:
+        make_db(stage / "train_databases" / db_id / f"{db_id}.sqlite")
+    inner = tmp_path / "train_databases.zip"
+    zip_folder(stage / "train_databases", inner, prefix="train_databases")
+    questions = [{"db_id": d, "question": "q?", "evidence": "", "SQL": "SELECT count(*) FROM singer"}
+                 for d in db_ids * 4]
+    outer = tmp_path / "train.zip"
+    with zipfile.ZipFile(outer, "w") as bundle:
+        bundle.writestr("train/train.json", json.dumps(questions))
+        bundle.writestr("train/train_tables.json", "[]")
+        bundle.writestr("train/train_gold.sql", "SELECT count(*) FROM singer\tworks_cycles\n")
+        bundle.write(inner, "train/train_databases.zip")
+    return outer
+
+
+def test_bird_train_import_lands_its_layout(tmp_path):
+    root = tmp_path / "bird"
+    assert fetch("bird", "--split", "train", "--from", make_bird_train_zip(tmp_path), "--data-dir", root) == 0
+    assert sorted(p.name for p in (root / "train" / "train_databases").iterdir()) == ["movie", "works_cycles"]
+    assert datasets.verify_bird_part(root / "train", "train").counts == {"databases": 2, "questions": 8}
+    items = benchmarks.load_items("bird", root, "train")
+    assert [i.question_id for i in items][:2] == ["train-0", "train-1"] and all(i.db_path.is_file() for i in items)
+
+
+def make_synsql(folder: Path, db_ids=("sports_league", "hotel_bookings"), questions_per_db=3) -> Path:
+    """Shaped like the seeklhy/SynSQL-2.5M repository: data.json (one array), tables.json and
+    databases.zip (databases/<db_id>/<db_id>.sqlite)."""
+    stage = folder.parent / f"{folder.name}_build"
+    for db_id in db_ids:
+        make_db(stage / "databases" / db_id / f"{db_id}.sqlite")
+    folder.mkdir(parents=True)
+    zip_folder(stage / "databases", folder / "databases.zip", prefix="databases")
+    entries = [{"db_id": d, "sql_complexity": "Simple", "question_style": "Formal", "question": f"q{i}?",
+                "external_knowledge": "", "cot": "...", "sql": "SELECT count(*) FROM singer"}
+               for i, d in enumerate(db_ids * questions_per_db)]
+    (folder / "data.json").write_text(json.dumps(entries))
+    (folder / "tables.json").write_text(json.dumps([{"db_id": d, "table_names": ["singer"]} for d in db_ids]))
+    return folder
+
+
+def test_synsql_import_unpacks_the_databases_and_loads(tmp_path):
+    root = tmp_path / "data" / "synsql"
+    assert fetch("synsql", "--from", make_synsql(tmp_path / "copy"), "--data-dir", root) == 0
+    assert sorted(p.name for p in (root / "databases").iterdir()) == ["hotel_bookings", "sports_league"]
+    assert not (root / "databases.zip").exists()
+    verification = datasets.verify_synsql(root)
+    assert verification.counts == {"databases": 2, "questions": 6} and not verification.complete  # a subset
+    items = benchmarks.load_items("synsql", root, "train")
+    assert len(items) == 6 and all(i.db_path.is_file() and i.difficulty == "Simple" for i in items)
+    assert verify_manifest(root).ok
+
+
+def test_synsql_download_takes_the_three_files_from_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    copy = make_synsql(tmp_path / "hub")
+    calls = []
+
+    def fake_hf_hub_download(repo_id, filename, repo_type=None, local_dir=None, **kwargs):
+        calls.append((repo_id, filename, repo_type))
+        Path(local_dir).mkdir(parents=True, exist_ok=True)
+        (Path(local_dir) / filename).write_bytes((copy / filename).read_bytes())
+        return str(Path(local_dir) / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hf_hub_download)
+    monkeypatch.setattr(datasets, "SYNSQL_OFFICIAL", {"databases": 2, "questions": 6})
+    root = tmp_path / "data" / "synsql"
+    assert fetch("synsql", "--data-dir", root) == 0
+    assert calls == [("seeklhy/SynSQL-2.5M", name, "dataset") for name in ("data.json", "tables.json", "databases.zip")]
+    assert datasets.verify_synsql(root).complete
+    assert not (tmp_path / "data" / ".downloads" / "synsql").exists()  # nothing kept but the dataset
+
+
 # ---------------------------------------------------------------------------------------------
 # models
 
@@ -447,7 +524,7 @@ def test_registry_model_is_built_by_pipesql_models(tmp_path, capsys):
 
 def test_fetch_without_a_target_says_what_to_fetch(capsys):
     assert fetch() == 2
-    assert "spider, bird, model" in capsys.readouterr().err
+    assert "spider, bird, synsql, model" in capsys.readouterr().err
 
 
 def test_failed_download_points_at_importing_a_local_copy(tmp_path, monkeypatch, capsys):

@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"sql"},
     {"corpora", "decompile"},
     {"agent"},
-    {"models"},
+    {"models", "scale"},
     {"fetch", "validate", "generate", "train"},
     {"merge", "evaluate", "serve"},
     {"rl"},  # GRPO: the train stage's machinery, rewarded by evaluate's scoring

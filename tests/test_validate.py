@@ -370,3 +370,27 @@ def test_variants_are_built_and_run_inside_the_sandbox(tmp_path, gold):
     assert time.monotonic() - start < 8.0, record["validation"]  # about 1 s; before: 1 min each
     assert rss_mb("VmHWM") - rss_before < 100
     assert record["validation"]["class"] == MATCH, record["validation"]
+
+
+def test_the_second_plan_copies_a_database_inside_the_sandbox(tmp_path):
+    """The second-plan check copies the tables a gold reads by re-running the file's DDL: under
+    the sandbox's limits too (before, the costly CHECK ran on every copied row: 200 rows of
+    100 MB strings)."""
+    import time
+
+    from pipesql.sql.compare import compare_results
+    from pipesql.sql.execute import connect_readonly, execute
+    from pipesql.validate.plans import second_plan
+    from sandbox_attacks import reset_peak_rss, rss_mb
+
+    db = _costly_db(tmp_path / "costly.sqlite")
+    source_of.cache_clear()
+    conn = connect_readonly(db)
+    gold = "SELECT b FROM t"
+    rows = execute(conn, gold).rows
+    reset_peak_rss()
+    rss_before = rss_mb("VmRSS")
+    start = time.monotonic()
+    second_plan(conn, db, gold, rows, compare_results, timeout_s=2.0, row_cap=1000)
+    assert time.monotonic() - start < 8.0
+    assert rss_mb("VmHWM") - rss_before < 100

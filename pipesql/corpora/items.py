@@ -6,19 +6,26 @@ Expected layouts (what ``pipesql fetch`` produces):
   ``DIR/database/<db_id>/<db_id>.sqlite``
 - bird: ``DIR/dev/dev.json`` + ``DIR/dev/dev_databases/<db_id>/<db_id>.sqlite`` and
   ``DIR/train/train.json`` + ``DIR/train/train_databases/<db_id>/<db_id>.sqlite``
+- synsql (SynSQL-2.5M, one split, ``train``): ``DIR/data.json``, ``DIR/tables.json``,
+  ``DIR/databases/<db_id>/<db_id>.sqlite``
 - demo: the Spider layout, built on demand by :mod:`pipesql.corpora.demo` (no download)
+
+Benchmark files are read as a stream of entries (:func:`iter_items`): SynSQL-2.5M's ``data.json``
+is one JSON array of 2.5M objects, never held as one list.
 """
 
 from __future__ import annotations
 
-import json
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+import ijson
 
 from pipesql.storage.files import lone_surrogate, writable
 
-BENCHMARKS = ("spider", "bird", "demo")
+BENCHMARKS = ("spider", "bird", "synsql", "demo")
 SPLITS = ("dev", "train", "all")
 
 
@@ -45,12 +52,19 @@ def _spider_files(split: str) -> list[tuple[str, str]]:
     return files["dev"] + files["train"] if split == "all" else files[split]
 
 
-def _load_json(path: Path) -> list[dict]:
+# ijson's pure-Python parser: its C one (yajl) reads a lone surrogate escape ("\ud800") as "?",
+# hiding the malformed text that json.loads keeps and validate classifies as a bad item.
+_JSON_STREAM = ijson.get_backend("python")
+
+
+def iter_json_array(path: Path) -> Iterator[object]:
+    """The entries of a file holding one JSON array, one at a time (ijson: constant memory)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:
+            yield from _JSON_STREAM.items(handle, "item", use_float=True)
     except FileNotFoundError:
         raise BenchmarkError(f"benchmark file not found: {path}") from None
-    except ValueError as error:
+    except ijson.JSONError as error:
         raise BenchmarkError(f"{path}: not valid JSON: {error}") from None
 
 
@@ -91,7 +105,7 @@ def _text(raw: object, key: str) -> str | None:
 
 
 def _item(question_id: str, raw: object, sql_key: str, database: Callable[[str], Path],
-          difficulty: Callable[[str], str | None]) -> Item:
+          difficulty: Callable[[str], str | None], evidence_key: str = "evidence") -> Item:
     """One benchmark entry as an :class:`Item`; a malformed entry becomes an item that says why."""
     problem = entry_problem(raw, sql_key) or _text_problem(raw)
     if problem is not None:
@@ -101,50 +115,72 @@ def _item(question_id: str, raw: object, sql_key: str, database: Callable[[str],
                     database(db_id if usable_db_id(db_id) else "_"), problem=f"{question_id}: {problem}")
     return Item(question_id=question_id, db_id=raw["db_id"], question=_text(raw, "question"), gold_sql=raw[sql_key],
                 db_path=database(raw["db_id"]), difficulty=difficulty(raw[sql_key]),
-                evidence=_text(raw, "evidence") or None)
+                evidence=_text(raw, evidence_key) or None)
 
 
-def load_spider(data_dir: Path, split: str) -> list[Item]:
+def iter_spider(data_dir: Path, split: str) -> Iterator[Item]:
     from pipesql.corpora.difficulty import spider_hardness
 
-    items = []
     for prefix, filename in _spider_files(split):
         path = data_dir / filename
         if prefix == "train_others" and not path.exists():
             continue
-        for index, raw in enumerate(_load_json(path)):
-            items.append(_item(f"{prefix}-{index:05d}", raw, "query",
-                               lambda db_id: data_dir / "database" / db_id / f"{db_id}.sqlite",
-                               lambda sql: _text(raw, "difficulty") or spider_hardness(sql)))
-    return items
+        for index, raw in enumerate(iter_json_array(path)):
+            yield _item(f"{prefix}-{index:05d}", raw, "query",
+                        lambda db_id: data_dir / "database" / db_id / f"{db_id}.sqlite",
+                        lambda sql: _text(raw, "difficulty") or spider_hardness(sql))
 
 
-def load_bird(data_dir: Path, split: str) -> list[Item]:
-    items = []
+def iter_bird(data_dir: Path, split: str) -> Iterator[Item]:
     for part in (("dev", "train") if split == "all" else (split,)):
         root = data_dir / part
-        for index, raw in enumerate(_load_json(root / f"{part}.json")):
+        for index, raw in enumerate(iter_json_array(root / f"{part}.json")):
             number = raw.get("question_id", index) if isinstance(raw, dict) else index
-            items.append(_item(f"{part}-{number}", raw, "SQL",
-                               lambda db_id: root / f"{part}_databases" / db_id / f"{db_id}.sqlite",
-                               lambda sql: _text(raw, "difficulty")))
-    return items
+            yield _item(f"{part}-{number}", raw, "SQL",
+                        lambda db_id: root / f"{part}_databases" / db_id / f"{db_id}.sqlite",
+                        lambda sql: _text(raw, "difficulty"))
 
 
-def load_items(benchmark: str, data_dir: str | Path | None, split: str, limit: int | None = None) -> list[Item]:
+def iter_synsql(data_dir: Path, split: str) -> Iterator[Item]:
+    """SynSQL-2.5M: ``sql`` is the gold, ``external_knowledge`` the hint (as BIRD's evidence),
+    ``sql_complexity`` the difficulty (Simple / Moderate / Complex / Highly Complex)."""
+    if split == "dev":
+        raise BenchmarkError("SynSQL-2.5M has one split, train (or all)")
+    for index, raw in enumerate(iter_json_array(data_dir / "data.json")):
+        yield _item(f"synsql-{index:07d}", raw, "sql",
+                    lambda db_id: data_dir / "databases" / db_id / f"{db_id}.sqlite",
+                    lambda sql: _text(raw, "sql_complexity"), evidence_key="external_knowledge")
+
+
+def iter_items(benchmark: str, data_dir: str | Path | None, split: str, limit: int | None = None) -> Iterator[Item]:
+    """A benchmark's items, read as a stream (see the module docstring)."""
     if split not in SPLITS:
         raise BenchmarkError(f"unknown split {split!r}; choose from {SPLITS}")
     if benchmark == "demo":
         from pipesql.corpora.demo import ensure_corpus
 
-        items = load_spider(ensure_corpus(data_dir), split)
-    elif benchmark == "spider":
-        items = load_spider(Path(data_dir), split)
-    elif benchmark == "bird":
-        items = load_bird(Path(data_dir), split)
+        items = iter_spider(ensure_corpus(data_dir), split)
+    elif benchmark in READERS:
+        items = READERS[benchmark](Path(data_dir), split)
     else:
         raise BenchmarkError(f"unknown benchmark {benchmark!r}; choose from {BENCHMARKS}")
-    return items[:limit] if limit else items
+    return itertools.islice(items, limit or None)
+
+
+READERS: dict[str, Callable[[Path, str], Iterator[Item]]] = {"spider": iter_spider, "bird": iter_bird,
+                                                             "synsql": iter_synsql}
+
+
+def load_spider(data_dir: Path, split: str) -> list[Item]:
+    return list(iter_spider(data_dir, split))
+
+
+def load_bird(data_dir: Path, split: str) -> list[Item]:
+    return list(iter_bird(data_dir, split))
+
+
+def load_items(benchmark: str, data_dir: str | Path | None, split: str, limit: int | None = None) -> list[Item]:
+    return list(iter_items(benchmark, data_dir, split, limit))
 
 
 def database_dirs(benchmark: str, data_dir: str | Path | None) -> list[Path]:
@@ -156,6 +192,8 @@ def database_dirs(benchmark: str, data_dir: str | Path | None) -> list[Path]:
     root = Path(data_dir)
     if benchmark == "spider":
         return [root / "database"]
+    if benchmark == "synsql":
+        return [root / "databases"]
     return [root / "dev" / "dev_databases", root / "train" / "train_databases"]
 
 

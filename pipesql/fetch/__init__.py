@@ -5,6 +5,8 @@
     pipesql fetch spider                         # official archive from Google Drive (gdown)
     pipesql fetch spider --from ../shared/data/spider --data-dir data/spider
     pipesql fetch bird --split dev               # BIRD dev archive over HTTP, resumable
+    pipesql fetch synsql                         # SynSQL-2.5M from the Hugging Face hub
+    pipesql fetch synsql --from ../SynSQL-2.5M   # or a local copy (folder, .zip or .tar)
     pipesql fetch model smollm2-135m             # registry model, built into the cache
     pipesql fetch model Qwen/Qwen2.5-Coder-1.5B-Instruct   # into the Hugging Face cache
 
@@ -15,6 +17,7 @@ intact does nothing. Layouts are those :mod:`pipesql.corpora.items` reads.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +25,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from pipesql.fetch.archive import ArchiveError, copy_tree, find_root, is_archive
-from pipesql.fetch.datasets import Verification, unpack_into, unpack_nested_databases, verify_bird_part, verify_spider
+from pipesql.fetch.datasets import (Verification, unpack_into, unpack_nested_databases, verify_bird_part, verify_spider,
+                                    verify_synsql)
 from pipesql.fetch.download import DownloadError, gdrive_download, http_download
 from pipesql.fetch.landing import LandingError, read_landed_manifest, staged
 from pipesql.storage.manifest import write_manifest
@@ -34,7 +38,10 @@ BIRD_URLS = {
     "dev": "https://bird-bench.oss-cn-beijing.aliyuncs.com/dev.zip",
     "train": "https://bird-bench.oss-cn-beijing.aliyuncs.com/train.zip",
 }
-TARGETS = ("spider", "bird", "model")
+SYNSQL_REPO = "seeklhy/SynSQL-2.5M"
+# The dataset repository's files: the questions (one JSON array), the schemas, the databases.
+SYNSQL_FILES = ("data.json", "tables.json", "databases.zip")
+TARGETS = ("spider", "bird", "synsql", "model")
 
 
 class FetchError(Exception):
@@ -46,7 +53,7 @@ class Settings:
     stage: ClassVar[str] = "fetch"
     # No argparse choices: with an optional positional, argparse would check its absent default
     # against them; run() names the targets instead.
-    target: str | None = option(None, "What to fetch: spider, bird or model.", positional=True)
+    target: str | None = option(None, "What to fetch: spider, bird, synsql or model.", positional=True)
     name: str | None = option(None, "The model to fetch (target 'model'): a registry name or a hub id.",
                               positional=True)
     data_root: Path = option(Path("data"), "Each dataset lands in DATA_ROOT/<target> unless --data-dir is given.")
@@ -60,6 +67,7 @@ class Settings:
     spider_gdrive_id: str = option(SPIDER_GDRIVE_ID, "Google Drive file id of the Spider archive.")
     bird_dev_url: str = option(BIRD_URLS["dev"], "URL of BIRD's dev archive.")
     bird_train_url: str = option(BIRD_URLS["train"], "URL of BIRD's train archive.")
+    synsql_repo: str = option(SYNSQL_REPO, "Hugging Face dataset repository of SynSQL-2.5M.")
     revision: str | None = option(None, "Model revision (branch, tag or commit) for hub models.")
 
 
@@ -117,6 +125,14 @@ def _fill_from(source: Path, marker: str):
     return fill
 
 
+def _source(settings: Settings, download) -> tuple[Path, bool]:
+    """``(source, strict)``: the local copy given with --from (a documented subset is accepted),
+    else what ``download()`` fetched (it must be complete)."""
+    if settings.from_path:
+        return Path(settings.from_path), False
+    return download(), True
+
+
 def _archive_dir(settings: Settings, dest: Path) -> Path:
     return Path(settings.download_dir) if settings.download_dir else dest.parent / ".downloads"
 
@@ -125,10 +141,8 @@ def fetch_spider(settings: Settings) -> int:
     dest = dataset_dir(settings)
     if _already_landed(dest, settings):
         return 0
-    if settings.from_path:
-        source, strict = Path(settings.from_path), False
-    else:
-        source, strict = gdrive_download(settings.spider_gdrive_id, _archive_dir(settings, dest) / "spider_data.zip"), True
+    source, strict = _source(settings, lambda: gdrive_download(settings.spider_gdrive_id,
+                                                               _archive_dir(settings, dest) / "spider_data.zip"))
     _land(dest, settings, source, _fill_from(source, "dev.json"), verify_spider, strict=strict)
     if not settings.from_path and not settings.keep_archives:
         source.unlink(missing_ok=True)
@@ -144,15 +158,13 @@ def fetch_bird(settings: Settings) -> int:
         dest = root / part
         if _already_landed(dest, settings):
             continue
-        if settings.from_path:
-            source, strict = Path(settings.from_path), False
-        else:
-            source, strict = http_download(urls[part], _archive_dir(settings, root) / f"bird_{part}.zip"), True
+        source, strict = _source(settings, lambda part=part: http_download(
+            urls[part], _archive_dir(settings, root) / f"bird_{part}.zip"))
         fill = _fill_from(source, f"{part}.json")
 
         def fill_part(staging: Path, fill=fill, part=part) -> None:
             fill(staging)
-            unpack_nested_databases(staging, part)
+            unpack_nested_databases(staging, f"{part}_databases")
 
         try:
             _land(dest, settings, source, fill_part, lambda staging, part=part: verify_bird_part(staging, part), strict=strict)
@@ -163,6 +175,33 @@ def fetch_bird(settings: Settings) -> int:
         if not settings.from_path and not settings.keep_archives:
             source.unlink(missing_ok=True)
     return 1 if failed else 0
+
+
+def fetch_synsql(settings: Settings) -> int:
+    """SynSQL-2.5M (about 2.5M questions over 16K databases): its three files from the hub, or a
+    local copy; ``databases.zip`` is unpacked to ``databases/``."""
+    dest = dataset_dir(settings)
+    if _already_landed(dest, settings):
+        return 0
+    source, strict = _source(settings, lambda: _synsql_download(settings, _archive_dir(settings, dest) / "synsql"))
+    fill = _fill_from(source, "data.json")
+
+    def fill_and_unpack(staging: Path) -> None:
+        fill(staging)
+        unpack_nested_databases(staging, "databases")
+
+    _land(dest, settings, source, fill_and_unpack, verify_synsql, strict=strict)
+    if not settings.from_path and not settings.keep_archives:
+        shutil.rmtree(source, ignore_errors=True)
+    return 0
+
+
+def _synsql_download(settings: Settings, folder: Path) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    for filename in SYNSQL_FILES:  # resumable, like the hub's own downloads
+        hf_hub_download(settings.synsql_repo, filename, repo_type="dataset", local_dir=folder)
+    return folder
 
 
 def fetch_model(settings: Settings) -> int:
@@ -196,7 +235,7 @@ def fetch_model(settings: Settings) -> int:
 
 
 def run(settings: Settings) -> int:
-    handlers = {"spider": fetch_spider, "bird": fetch_bird, "model": fetch_model}
+    handlers = {"spider": fetch_spider, "bird": fetch_bird, "synsql": fetch_synsql, "model": fetch_model}
     if settings.target not in handlers:
         _say(f"pipesql fetch: say what to fetch: one of {', '.join(TARGETS)}")
         return 2

@@ -1,12 +1,12 @@
-"""What a fetched Spider or BIRD folder must hold, how an unpacked archive is put into that
+"""What a fetched Spider, BIRD or SynSQL-2.5M folder must hold, how an unpacked archive is put into that
 layout (see :mod:`pipesql.corpora.items`), and the verification that counts what is there against
 the official release."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,9 @@ BIRD_OFFICIAL = {
     "dev": {"databases": 11, "questions": 1534},
     "train": {"databases": 69, "questions": 9428},
 }
+# SynSQL-2.5M as its paper counts it ("2.5 million samples spanning over 16,000 synthetic
+# databases", arXiv 2503.02240): round figures, so a lower bound of a complete copy.
+SYNSQL_OFFICIAL = {"databases": 16_000, "questions": 2_500_000}
 SPIDER_QUESTION_FILES = {"dev": "dev.json", "train_spider": "train_spider.json", "train_others": "train_others.json"}
 
 
@@ -55,19 +58,20 @@ class Verification:
         return out
 
 
-def _read_json_list(path: Path, errors: list[str]) -> list[dict]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+def _databases_asked(path: Path, errors: list[str]) -> Counter:
+    """``{db_id: questions}`` of a benchmark file, read as a stream (SynSQL's holds 2.5M)."""
+    from pipesql.corpora.items import BenchmarkError, iter_json_array
+
+    asked: Counter = Counter()
+    if not path.is_file():
         errors.append(f"{path.name} missing")
-        return []
-    except ValueError as error:
-        errors.append(f"{path}: not valid JSON: {error}")
-        return []
-    if not isinstance(data, list):
-        errors.append(f"{path}: expected a JSON list of questions")
-        return []
-    return data
+        return asked
+    try:
+        for entry in iter_json_array(path):
+            asked[entry.get("db_id") if isinstance(entry, dict) else None] += 1
+    except BenchmarkError as error:
+        errors.append(str(error))
+    return asked
 
 
 def database_ids(folder: Path) -> set[str]:
@@ -77,43 +81,58 @@ def database_ids(folder: Path) -> set[str]:
     return {d.name for d in folder.iterdir() if (d / f"{d.name}.sqlite").is_file()}
 
 
-def _missing(verification: Verification, questions: list[dict], present: set[str], known: set[str] = frozenset()) -> None:
-    referenced = {q.get("db_id") for q in questions if q.get("db_id")} | set(known)
+def _missing(verification: Verification, asked: Counter, present: set[str], known: set[str] = frozenset()) -> None:
+    referenced = {db_id for db_id in asked if db_id} | set(known)
     missing = referenced - present
     verification.missing_databases = sorted(missing)
-    verification.unrunnable_questions = sum(1 for q in questions if q.get("db_id") in missing)
+    verification.unrunnable_questions = sum(asked[db_id] for db_id in missing)
 
 
 def verify_spider(root: str | Path) -> Verification:
     root = Path(root)
     verification = Verification("spider", official=dict(SPIDER_OFFICIAL))
-    questions: list[dict] = []
+    asked: Counter = Counter()
     for key, filename in SPIDER_QUESTION_FILES.items():
         if key == "train_others" and not (root / filename).exists():
             verification.counts[key] = 0  # an older release had no train_others: incomplete, not broken
             continue
-        items = _read_json_list(root / filename, verification.errors)
-        verification.counts[key] = len(items)
-        questions.extend(items)
+        in_file = _databases_asked(root / filename, verification.errors)
+        verification.counts[key] = sum(in_file.values())
+        asked += in_file
     present = database_ids(root / "database")
     verification.counts["databases"] = len(present)
     if not present:
         verification.errors.append("database/ holds no <db_id>/<db_id>.sqlite")
     tables = root / "tables.json"
-    known = {t["db_id"] for t in _read_json_list(tables, []) if "db_id" in t} if tables.exists() else set()
-    _missing(verification, questions, present, known)
+    known = set(_databases_asked(tables, [])) - {None} if tables.exists() else set()
+    _missing(verification, asked, present, known)
     return verification
 
 
 def verify_bird_part(root: str | Path, part: str) -> Verification:
     root = Path(root)
     verification = Verification(f"bird {part}", official=dict(BIRD_OFFICIAL[part]))
-    questions = _read_json_list(root / f"{part}.json", verification.errors)
+    asked = _databases_asked(root / f"{part}.json", verification.errors)
     present = database_ids(root / f"{part}_databases")
-    verification.counts = {"databases": len(present), "questions": len(questions)}
+    verification.counts = {"databases": len(present), "questions": sum(asked.values())}
     if not present:
         verification.errors.append(f"{part}_databases/ holds no <db_id>/<db_id>.sqlite")
-    _missing(verification, questions, present)
+    _missing(verification, asked, present)
+    return verification
+
+
+def verify_synsql(root: str | Path) -> Verification:
+    """``data.json`` (streamed), ``tables.json`` and ``databases/<db_id>/<db_id>.sqlite``."""
+    root = Path(root)
+    verification = Verification("synsql", official=dict(SYNSQL_OFFICIAL))
+    asked = _databases_asked(root / "data.json", verification.errors)
+    present = database_ids(root / "databases")
+    verification.counts = {"databases": len(present), "questions": sum(asked.values())}
+    if not present:
+        verification.errors.append("databases/ holds no <db_id>/<db_id>.sqlite")
+    if not (root / "tables.json").is_file():
+        verification.errors.append("tables.json missing")
+    _missing(verification, asked, present)
     return verification
 
 
@@ -132,10 +151,10 @@ def unpack_into(archive: Path, staging: Path, marker: str) -> None:
     remove_junk(staging)
 
 
-def unpack_nested_databases(staging: Path, part: str) -> None:
-    """BIRD ships its databases as a zip inside the zip (``dev_databases.zip``): unpack it to
-    ``<part>_databases/`` and drop the inner archive."""
-    folder, inner = staging / f"{part}_databases", staging / f"{part}_databases.zip"
+def unpack_nested_databases(staging: Path, name: str) -> None:
+    """BIRD and SynSQL ship their databases as a zip inside the download (``dev_databases.zip``,
+    ``databases.zip``): unpack it to ``<name>/`` and drop the inner archive."""
+    folder, inner = staging / name, staging / f"{name}.zip"
     if folder.is_dir() or not inner.is_file():
         return
     unpacked = staging / ".unpacked-databases"

@@ -19,6 +19,7 @@ from pipesql.generate.worker import DatabaseResult, DatabaseWork, WorkOptions, r
 from pipesql.storage.manifest import require_inputs, write_manifest
 from pipesql.config.machine import usable_cores
 from pipesql.config.settings import option
+from pipesql.scale import ENGINES
 
 # How many problems of one reason are printed; all of them are in skipped.jsonl.
 _PRINTED_PER_REASON = 10
@@ -43,7 +44,12 @@ class Settings:
                                          "offline only. Without it, lengths are in characters.")
     cut_off_tokens: int = option(4096, "The training --max-seq-length to draw on stats.png (the Qwen2.5-Coder "
                                        "recipes use 4096).")
-    workers: int = option(0, "Processes (one database at a time each); 0 = one per CPU core.")
+    workers: int = option(0, "Processes, or Ray actors (one database at a time each); 0 = one per CPU core "
+                             "(of the cluster, for ray).")
+    engine: str = option("local", "local: processes on this machine; ray: a Ray Data pipeline on the cluster at "
+                                  "RAY_ADDRESS, else on a local one (docs/scale.md).", choices=ENGINES)
+    shard_pairs: int = option(512, "Ray engine: about this many pairs per shard, whole databases (the unit a "
+                                   "rerun skips once done).")
     timeout_s: float = option(10.0, "Time limit for each prefix execution, seconds.")
     values_per_column: int = option(3, "Example values per column in the prompt schema.")
     schema_max_chars: int = option(8000, "Budget of the prompt schema text; example values shrink to fit.")
@@ -238,8 +244,13 @@ def run(settings: Settings) -> int:
     problems += missing
     options = WorkOptions(str(golden), settings.tool_calling, settings.tool_ratio, settings.seed, settings.timeout_s,
                           settings.values_per_column, settings.schema_max_chars, settings.trim_schema_to_query)
-    workers = settings.workers or usable_cores()
-    results = run_work(work, options, workers, sum(len(w.pairs) for w in work), settings.progress)
+    if settings.engine == "ray":
+        from pipesql.generate.ray_engine import run_work_on_ray
+
+        results, workers = run_work_on_ray(work, options, out, settings.workers, settings.shard_pairs, settings.progress)
+    else:
+        workers = settings.workers or usable_cores()
+        results = run_work(work, options, workers, sum(len(w.pairs) for w in work), settings.progress)
     generated_at = time.monotonic()
 
     samples_by_line, problems, notes = gather(results, problems)

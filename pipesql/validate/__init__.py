@@ -20,11 +20,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
 from pipesql.config.machine import usable_cores
-from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, load_items
+from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, iter_items, load_items
 from pipesql.config.settings import option
+from pipesql.scale import ENGINES
 from pipesql.validate.check import CLASSES, CheckOptions, check_item
 from pipesql.validate.runner import validate_items
 
@@ -44,45 +45,69 @@ class Settings(CheckOptions):
     split: str = option("all", "Which split.", choices=SPLITS)
     limit: int | None = option(None, "Validate only the first N items.")
     out: Path = option(Path("out/validate"), "Output folder.")
-    workers: int = option(0, "Worker processes (0: all cores).")
+    workers: int = option(0, "Worker processes, or Ray actors (0: all cores, or all the cluster's CPUs).")
+    engine: str = option("local", "local: processes on this machine; ray: a Ray Data pipeline on the cluster at "
+                                  "RAY_ADDRESS, else on a local one (docs/scale.md).", choices=ENGINES)
+    shard_items: int = option(512, "Ray engine: about this many items per shard, whole databases (the unit "
+                                   "a rerun skips once done).")
     progress: bool = option(True, "Show a progress bar on stderr.")
 
 
 def run(settings: Settings) -> int:
     from pipesql.storage.files import staged_folder
     from pipesql.storage.manifest import write_manifest
-    from pipesql.validate.report import WITNESSES, moved_witnesses, summarize, write_outputs
+    from pipesql.validate.report import WITNESSES, summarize, write_outputs
 
     if settings.data_dir is None and settings.benchmark != "demo":
         print(f"pipesql validate: --data-dir is required for {settings.benchmark}", file=sys.stderr)
         return 2
     from pipesql.corpora.demo import DemoCorpusError
 
+    out = Path(settings.out)
     try:
-        items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
+        with staged_folder(out, Settings.stage) as staging:  # the outputs appear together or not at all
+            start = time.monotonic()
+            records, workers = _records(settings, staging, out)
+            seconds = time.monotonic() - start
+            summary = summarize(records, seconds, workers)
+            summary.update(benchmark=settings.benchmark, split=settings.split, variants=settings.variants)
+            title = f"{settings.benchmark} {settings.split}" + (f" (first {settings.limit})" if settings.limit else "")
+            outputs = write_outputs(staging, records, summary, title)
+            outputs += sorted((staging / WITNESSES).glob("*.sqlite"))
+            inputs = [settings.data_dir] if settings.data_dir else []
+            if settings.benchmark == "demo":
+                from pipesql.corpora.demo import ensure_corpus
+
+                inputs = [ensure_corpus(settings.data_dir)]
+            write_manifest(staging, Settings.stage, settings, inputs=inputs, outputs=outputs, metrics=summary)
     except (BenchmarkError, DemoCorpusError) as error:
         print(f"pipesql validate: {error}", file=sys.stderr)
         return 2
-    workers = settings.workers or usable_cores()
-    out = Path(settings.out)
-    with staged_folder(out, Settings.stage) as staging:  # the outputs appear together or not at all
-        start = time.monotonic()
-        records = validate_items(items, workers=workers, options=settings, progress=settings.progress,
-                                 witness_dir=staging / WITNESSES)
-        seconds = time.monotonic() - start
-        moved_witnesses(records, staging, out)
-        summary = summarize(records, seconds, workers)
-        summary.update(benchmark=settings.benchmark, split=settings.split, variants=settings.variants)
-        title = f"{settings.benchmark} {settings.split}" + (f" (first {settings.limit})" if settings.limit else "")
-        outputs = write_outputs(staging, records, summary, title)
-        outputs += sorted((staging / WITNESSES).glob("*.sqlite"))
-        inputs = [settings.data_dir] if settings.data_dir else []
-        if settings.benchmark == "demo":
-            from pipesql.corpora.demo import ensure_corpus
-
-            inputs = [ensure_corpus(settings.data_dir)]
-        write_manifest(staging, Settings.stage, settings, inputs=inputs, outputs=outputs, metrics=summary)
     classes = ", ".join(f"{k} {v}" for k, v in summary["classes"].items())
     print(f"validated {summary['items']} items in {seconds:.1f} s: {classes}; match rate "
           f"{summary['match_rate']}; googlesql ok rate {summary['googlesql_ok_rate']} -> {out}")
+    if settings.engine == "ray":
+        records.store.discard()  # the outputs hold every record now
     return 0
+
+
+def _records(settings: Settings, staging: Path, out: Path) -> tuple[Iterable[dict], int]:
+    """``(records, workers)`` from the chosen engine: a list (local), or streamed from shards (ray),
+    their witnesses in ``staging`` and the records pointing at them under ``out``."""
+    from pipesql.validate.report import WITNESSES, moved_witnesses
+
+    if settings.engine == "ray":
+        from pipesql.validate.ray_engine import validate_on_ray
+
+        def items():
+            return iter_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
+
+        return validate_on_ray(items, settings, out, staging / WITNESSES, workers=settings.workers,
+                               shard_items=settings.shard_items, progress=settings.progress,
+                               job_key=(settings.benchmark, settings.data_dir, settings.split, settings.limit))
+    items = load_items(settings.benchmark, settings.data_dir, settings.split, settings.limit)
+    workers = settings.workers or usable_cores()
+    records = validate_items(items, workers=workers, options=settings, progress=settings.progress,
+                             witness_dir=staging / WITNESSES)
+    moved_witnesses(records, staging, out)
+    return records, workers

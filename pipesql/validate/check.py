@@ -452,3 +452,9 @@ def googlesql_check(pipe_sql: str, item: Item, database: OpenDatabase, gold: Que
         outcome["mismatch"] = verdict.subclass
         outcome["detail"] = verdict.detail
     return outcome
+
+
+def crash_record(item: Item, detail: str) -> dict[str, Any]:
+    """The record of an item whose check kept killing the worker process (the ray engine's
+    shards): kept and classified like any other bug, so the batch goes on."""
+    return _verdict(_base_record(item), INTERNAL_ERROR, stage="worker", detail=detail)

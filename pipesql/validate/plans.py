@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import sqlglot
 from sqlglot import exp
 
-from pipesql.sql.execute import QueryError, execute
+from pipesql.sql.execute import QueryError, connect_scratch, deadline, execute, seal
 from pipesql.sql.identifiers import sqlite_identifier
 from pipesql.validate.variants import query_hints, source_of
 
@@ -59,15 +59,15 @@ def _copy(conn: sqlite3.Connection, db_path: str, sql: str, *, reverse: bool, ti
     """An in-memory copy of the tables ``sql`` reads (None: one of them is over ``row_cap`` rows)."""
     source = source_of(db_path)
     tables = query_hints(sql, source).tables
-    copy = sqlite3.connect(":memory:", check_same_thread=False)
-    copy.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
+    copy = connect_scratch()  # the file's DDL (CHECK constraints, defaults) is input: under the sandbox's limits
     for kind, table, statement in source.ddl:
         if tables is not None and table not in tables:
             continue
-        try:
-            copy.execute(statement)
-        except sqlite3.Error:
-            continue
+        with deadline(copy, timeout_s):
+            try:
+                copy.execute(statement)
+            except sqlite3.Error:
+                continue
         if kind != "table":
             continue
         result = execute(conn, f"SELECT * FROM {sqlite_identifier(table)}", timeout_s=timeout_s, row_cap=row_cap)
@@ -76,8 +76,9 @@ def _copy(conn: sqlite3.Connection, db_path: str, sql: str, *, reverse: bool, ti
             return None
         rows = reversed(result.rows) if reverse else result.rows
         marks = ", ".join("?" for _ in result.columns)
-        copy.executemany(f"INSERT INTO {sqlite_identifier(table)} VALUES ({marks})", rows)
-    copy.commit()
+        with deadline(copy, timeout_s):
+            copy.executemany(f"INSERT INTO {sqlite_identifier(table)} VALUES ({marks})", rows)
+    seal(copy)
     return copy
 
 

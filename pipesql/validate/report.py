@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 from pipesql.storage.files import atomic_open, write_json, write_jsonl
 from pipesql.validate.check import (BAD_ITEM, CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, GOLD_NONDETERMINISTIC,
@@ -39,45 +40,68 @@ def _reason_family(record: dict) -> str:
     return detail.split(":", 1)[0] if detail.startswith(("internal_error", "parse_error")) else detail.split(" ", 1)[0]
 
 
-def moved_witnesses(records: Sequence[dict], staging: Path, out: Path) -> None:
+def moved_witnesses(records: Iterable[dict], staging: Path, out: Path) -> None:
     """Point each record's saved witness at where it will be once ``staging`` becomes ``out``."""
     for record in records:
-        variant = (record.get("validation") or {}).get("variant") or {}
-        if variant.get("witness"):
-            variant["witness"] = str(out / Path(variant["witness"]).relative_to(staging))
+        moved_witness(record, staging, out)
 
 
-def summarize(records: Sequence[dict], seconds: float, workers: int) -> dict[str, Any]:
-    classes = Counter(label_of(r) for r in records)
-    subclasses = Counter(r["validation"].get("subclass") for r in records if label_of(r) == MISMATCH)
-    variant_subclasses = Counter(r["validation"].get("subclass") for r in records if label_of(r) == VARIANT_MISMATCH)
-    executed = [r for r in records if gold_executed(r)]
-    golden = [r for r in records if label_of(r) == MATCH]
-    checked = [r for r in golden if r.get("googlesql")]
-    analyzed = [r for r in checked if r["googlesql"]["analyzed"]]
-    ran = [r for r in checked if r["googlesql"]["executed"]]
-    agreed = [r for r in ran if r["googlesql"]["match"]]
-    decompile_reasons = Counter(_reason_family(r) for r in records if label_of(r) == "DECOMPILE_FAIL")
+def moved_witness(record: dict, old: Path, new: Path) -> dict:
+    """``record`` with its saved witness (if any) under ``new`` instead of ``old``."""
+    variant = (record.get("validation") or {}).get("variant") or {}
+    if variant.get("witness"):
+        variant["witness"] = str(new / Path(variant["witness"]).relative_to(old))
+    return record
+
+
+def summarize(records: Iterable[dict], seconds: float, workers: int) -> dict[str, Any]:
+    """The run's figures, in one pass over ``records`` (any iterable: the ray engine streams them
+    from its shards, so the summary costs no memory per item)."""
+    classes, subclasses, variant_subclasses, decompile_reasons, difficulty = (Counter() for _ in range(5))
+    items = executed = golden = tie_aware = checked = analyzed = ran = agreed = 0
+    stage_totals: dict[str, float] = {}
+    for record in records:
+        label = label_of(record)
+        items += 1
+        classes[label] += 1
+        difficulty[record.get("difficulty") or "unknown"] += 1
+        executed += gold_executed(record)
+        _add_stage_seconds(stage_totals, record)
+        if label == MISMATCH:
+            subclasses[record["validation"].get("subclass")] += 1
+        elif label == VARIANT_MISMATCH:
+            variant_subclasses[record["validation"].get("subclass")] += 1
+        elif label == "DECOMPILE_FAIL":
+            decompile_reasons[_reason_family(record)] += 1
+        elif label == MATCH:
+            golden += 1
+            tie_aware += bool(record["validation"].get("tie_aware"))
+            googlesql = record.get("googlesql")
+            if googlesql:
+                checked += 1
+                analyzed += bool(googlesql["analyzed"])
+                ran += bool(googlesql["executed"])
+                agreed += bool(googlesql["executed"] and googlesql["match"])
     return {
-        "items": len(records),
+        "items": items,
         "classes": {name: classes.get(name, 0) for name in CLASSES if classes.get(name)},
         "mismatch_subclasses": dict(subclasses.most_common()),
         "variant_only_quarantined": classes.get(VARIANT_MISMATCH, 0),
         "variant_mismatch_subclasses": dict(variant_subclasses.most_common()),
         "decompile_fail_reasons": dict(decompile_reasons.most_common()),
-        "gold_executed": len(executed),
-        "golden_pairs": len(golden),
-        "match_rate": round(len(golden) / len(executed), 6) if executed else None,
-        "tie_aware_matches": sum(bool(r["validation"].get("tie_aware")) for r in golden),
-        "googlesql_checked": len(checked),
-        "googlesql_ok_rate": round(len(analyzed) / len(golden), 6) if golden and checked else None,
-        "googlesql_executed": len(ran),
-        "googlesql_execution_match_rate": round(len(agreed) / len(ran), 6) if ran else None,
-        "difficulty": dict(Counter(r.get("difficulty") or "unknown" for r in records).most_common()),
+        "gold_executed": executed,
+        "golden_pairs": golden,
+        "match_rate": round(golden / executed, 6) if executed else None,
+        "tie_aware_matches": tie_aware,
+        "googlesql_checked": checked,
+        "googlesql_ok_rate": round(analyzed / golden, 6) if golden and checked else None,
+        "googlesql_executed": ran,
+        "googlesql_execution_match_rate": round(agreed / ran, 6) if ran else None,
+        "difficulty": dict(difficulty.most_common()),
         "seconds": round(seconds, 2),
-        "items_per_second": round(len(records) / seconds, 2) if seconds > 0 else None,
+        "items_per_second": round(items / seconds, 2) if seconds > 0 else None,
         "workers": workers,
-        "stage_seconds": stage_seconds(records),
+        "stage_seconds": _rounded(stage_totals),
     }
 
 
@@ -91,13 +115,21 @@ def golden_pair(record: dict) -> dict:
     return pair
 
 
-def stage_seconds(records: Sequence[dict]) -> dict[str, float]:
+def stage_seconds(records: Iterable[dict]) -> dict[str, float]:
     """Seconds spent in each step of the check, summed over items (the per-item figures stay in
     quarantine.jsonl)."""
     totals: dict[str, float] = {}
     for record in records:
-        for step, seconds in ((record.get("validation") or {}).get("seconds") or {}).items():
-            totals[step] = totals.get(step, 0.0) + seconds
+        _add_stage_seconds(totals, record)
+    return _rounded(totals)
+
+
+def _add_stage_seconds(totals: dict[str, float], record: dict) -> None:
+    for step, seconds in ((record.get("validation") or {}).get("seconds") or {}).items():
+        totals[step] = totals.get(step, 0.0) + seconds
+
+
+def _rounded(totals: dict[str, float]) -> dict[str, float]:
     return {step: round(total, 2) for step, total in sorted(totals.items())}
 
 
@@ -138,7 +170,8 @@ def _code(text: str | None) -> str:
     return "```sql\n" + (text or "").strip() + "\n```"
 
 
-def render_report(summary: dict, records: Sequence[dict], title: str) -> str:
+def render_report(summary: dict, records: Iterable[dict], title: str) -> str:
+    """``report.md``; reads ``records`` once."""
     lines = [f"# Validation: {title}", ""]
     lines += [
         f"- items: {summary['items']} (gold SQL executed: {summary['gold_executed']})",
@@ -168,12 +201,13 @@ def render_report(summary: dict, records: Sequence[dict], title: str) -> str:
         lines += ["", "| decompile failure reason | items |", "|---|---:|"]
         lines += [f"| {name} | {count} |" for name, count in summary["decompile_fail_reasons"].items()]
     lines += ["", f"![classes]({CHART})", ""]
+    examples = _collect_examples(records)
     failures = [name for name in summary["classes"] if name != MATCH]
     if failures:
         lines += ["## Examples", ""]
     for name in failures:
         lines += [f"### {name}", ""]
-        for record in _examples([r for r in records if label_of(r) == name]):
+        for record in examples.by_class[name].records:
             validation = record["validation"]
             lines += [f"**{record['question_id']}** ({record['db_id']}), stage `{validation.get('stage')}`"
                       + (f", {validation['subclass']}" if validation.get("subclass") else "")
@@ -184,42 +218,66 @@ def render_report(summary: dict, records: Sequence[dict], title: str) -> str:
             if record.get("pipe_sql"):
                 lines += ["", _code(record["pipe_sql"])]
             lines.append("")
-    rejected = [r for r in records if label_of(r) == MATCH and r.get("googlesql") and not r["googlesql"]["analyzed"]]
-    if rejected:
+    if examples.rejected_errors:
         lines += ["## Golden pairs GoogleSQL rejects", ""]
-        errors = Counter(str(r["googlesql"]["error"]).split(" [at ")[0][:120] for r in rejected)
+        errors = examples.rejected_errors
         lines += ["| error | pairs |", "|---|---:|"] + [f"| {e.replace('|', '/')} | {n} |" for e, n in errors.most_common(15)]
         lines.append("")
-        for record in _examples(rejected):
+        for record in examples.rejected.records:
             lines += [f"**{record['question_id']}** ({record['db_id']}): {record['googlesql']['error']}", "",
                       _code(record["pipe_sql"]), ""]
-    disagree = [r for r in records if label_of(r) == MATCH and r.get("googlesql") and r["googlesql"]["executed"]
-                and not r["googlesql"]["match"]]
-    if disagree:
+    if examples.disagree.records:
         lines += ["## Golden pairs whose ZetaSQL result differs from SQLite's", ""]
-        for record in _examples(disagree):
+        for record in examples.disagree.records:
             outcome = record["googlesql"]
             lines += [f"**{record['question_id']}** ({record['db_id']}): {outcome.get('mismatch')}: "
                       f"{outcome.get('detail', '')}", "", _code(record["gold_sql"]), "", _code(record["pipe_sql"]), ""]
     return "\n".join(lines) + "\n"
 
 
-def _examples(records: Sequence[dict]) -> list[dict]:
-    """Up to EXAMPLES_PER_CLASS records with different gold SQL (Spider repeats a query per paraphrase)."""
-    seen, chosen = set(), []
+class _Picked:
+    """Up to EXAMPLES_PER_CLASS records with different gold SQL, the first offered (Spider repeats
+    a query per paraphrase)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+        self._seen: set[str] = set()
+
+    def offer(self, record: dict) -> None:
+        if len(self.records) < EXAMPLES_PER_CLASS and record["gold_sql"] not in self._seen:
+            self._seen.add(record["gold_sql"])
+            self.records.append(record)
+
+
+@dataclass
+class _ReportExamples:
+    by_class: defaultdict[str, _Picked] = field(default_factory=lambda: defaultdict(_Picked))
+    rejected: _Picked = field(default_factory=_Picked)  # golden pairs GoogleSQL does not accept
+    rejected_errors: Counter = field(default_factory=Counter)
+    disagree: _Picked = field(default_factory=_Picked)  # golden pairs ZetaSQL computes differently
+
+
+def _collect_examples(records: Iterable[dict]) -> _ReportExamples:
+    """The report's examples in one pass over ``records``, keeping a bounded number of them."""
+    examples = _ReportExamples()
     for record in records:
-        if record["gold_sql"] not in seen:
-            seen.add(record["gold_sql"])
-            chosen.append(record)
-        if len(chosen) == EXAMPLES_PER_CLASS:
-            break
-    return chosen
+        label, googlesql = label_of(record), record.get("googlesql")
+        if label != MATCH:
+            examples.by_class[label].offer(record)
+        elif googlesql and not googlesql["analyzed"]:
+            examples.rejected.offer(record)
+            examples.rejected_errors[str(googlesql["error"]).split(" [at ")[0][:120]] += 1
+        elif googlesql and googlesql["executed"] and not googlesql["match"]:
+            examples.disagree.offer(record)
+    return examples
 
 
-def write_outputs(out_dir: Path, records: Sequence[dict], summary: dict, title: str) -> list[Path]:
+def write_outputs(out_dir: Path, records: Iterable[dict], summary: dict, title: str) -> list[Path]:
+    """Each file in one pass over ``records``, which must be iterable again for each (a list, or
+    the ray engine's records streamed from its shards)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    golden = [golden_pair(r) for r in records if label_of(r) == MATCH]
-    quarantine = [r for r in records if label_of(r) != MATCH]
+    golden = (golden_pair(r) for r in records if label_of(r) == MATCH)
+    quarantine = (r for r in records if label_of(r) != MATCH)
     paths = [out_dir / GOLDEN_PAIRS, out_dir / QUARANTINE, out_dir / SUMMARY, out_dir / REPORT, out_dir / CHART]
     write_jsonl(paths[0], golden)
     write_jsonl(paths[1], quarantine)

@@ -65,7 +65,7 @@ def validate_items(items: Iterable[Item], *, workers: int | None = None, options
     workers = max(1, min(workers or usable_cores(), len(items) or 1))
     records: list[dict[str, Any] | None] = [None] * len(items)
     if options.googlesql:
-        _prepare_googlesql()
+        prepare_googlesql()
     chunks = chunks_by_database(items)
     with _progress(len(items), progress) as bar:
         if workers == 1:
@@ -84,7 +84,7 @@ def validate_items(items: Iterable[Item], *, workers: int | None = None, options
     return [r for r in records if r is not None]
 
 
-def _prepare_googlesql() -> None:
+def prepare_googlesql() -> None:
     # Compile (or find) the cached ZetaSQL module once here, so workers never compile it side by side.
     try:
         from pipesql.sql import googlesql
