@@ -7,7 +7,7 @@ import json
 import os
 
 from pipesql import pipeline
-from pipesql.models.loading import MERGE_RECORD_NAME, describe_model
+from pipesql.models.loading import MERGE_RECORD_NAME, describe_model, model_id
 from pipesql.storage.files import share_file_modes
 from pipesql.train.report import model_card, reported_loss, summarize_history, trailing_mean
 
@@ -46,10 +46,14 @@ def test_model_card_names_a_local_base_model(tmp_path):
 def test_a_merged_model_is_described_by_its_base_model(tmp_path):
     merged = tmp_path / "merged"
     merged.mkdir()
-    assert describe_model(merged) == str(merged)
+    assert describe_model(merged) == str(merged) and model_id(merged) == "merged"
     (merged / MERGE_RECORD_NAME).write_text(json.dumps({"base_model": "smollm2-135m", "adapter": "final"}))
     assert describe_model(merged) == "smollm2-135m fine-tuned (LoRA, merged)"
     assert describe_model("smollm2-135m") == "smollm2-135m"
+    # The id it is served and scored under names it too, not its folder.
+    assert model_id(merged) == "smollm2-135m-pipesql-lora" and model_id("smollm2-135m") == "smollm2-135m"
+    (merged / MERGE_RECORD_NAME).write_text(json.dumps({"base_model": "Qwen/Qwen2.5-Coder-1.5B-Instruct"}))
+    assert model_id(merged) == "Qwen2.5-Coder-1.5B-Instruct-pipesql-lora"
 
 
 def test_saved_files_get_the_usual_mode(tmp_path):

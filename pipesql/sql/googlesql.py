@@ -55,6 +55,7 @@ import math
 import os
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -205,6 +206,9 @@ def _load_module(engine):
         if path.is_file():  # another process compiled it while we waited
             with contextlib.suppress(WasmtimeError, OSError):
                 return Module.deserialize_file(engine, str(path))
+        # Printed, not logged: the first validate otherwise sits silent for a minute.
+        print(f"googlesql: compiling the ZetaSQL WebAssembly module into {path} (about a minute); "
+              "once per machine", file=sys.stderr, flush=True)
         module = Module.from_file(engine, str(_wasm_path()))
         with atomic_open(path, "wb") as handle:
             handle.write(module.serialize())

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipesql.progress import on_terminal
 from pipesql.storage.files import write_json
 from pipesql.storage.manifest import write_manifest
 from pipesql.config.settings import as_dict
@@ -127,7 +128,7 @@ def training_arguments(settings, runtime: Runtime, learning_rate: float) -> dict
         data_seed=settings.seed,
         dataloader_num_workers=0,
         logging_nan_inf_filter=False,  # the guard, not the logger, decides what a NaN means
-        disable_tqdm=False,
+        disable_tqdm=not on_terminal(),  # a log file gets the trainer's log lines, not a redrawn bar
     )
 
 

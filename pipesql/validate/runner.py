@@ -15,6 +15,7 @@ import sys
 from typing import Any, Iterable, Sequence
 
 from pipesql.corpora.items import Item
+from pipesql.progress import progress_bar
 from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item
 
 CHUNK_SIZE = 24
@@ -50,13 +51,6 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="validate", unit="item", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, mininterval=0.5)
-
-
 def validate_items(items: Iterable[Item], *, workers: int | None = None, options: CheckOptions = CheckOptions(),
                    progress: bool = True) -> list[dict[str, Any]]:
     """The validation record of every item, in the items' order (see
@@ -67,7 +61,7 @@ def validate_items(items: Iterable[Item], *, workers: int | None = None, options
     if options.googlesql:
         _prepare_googlesql()
     chunks = chunks_by_database(items)
-    with _progress(len(items), progress) as bar:
+    with progress_bar(len(items), "validate", "item", disable=not progress) as bar:
         if workers == 1:
             _init_worker(options)
             for chunk in chunks:
