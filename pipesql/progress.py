@@ -59,9 +59,13 @@ def progress_bar(total: int | None, description: str, unit: str, **options: Any)
     return _line_progress_class()(total=total, desc=description, unit=unit, file=sys.stderr, **options)
 
 
-def quiet_library_bars() -> None:
-    """Away from a terminal, turn off the bars of libraries imported after this call (a switch
-    that a user set stays as set)."""
-    if not on_terminal():
-        for name in LIBRARY_SWITCHES:
-            os.environ.setdefault(name, "1")
+def prepare_output() -> None:
+    """Away from a terminal: turn off the bars of libraries imported after this call (a switch
+    that a user set stays as set), and write stdout a line at a time, so that the trainer's log
+    lines reach a log file as they happen instead of when a buffer fills."""
+    if on_terminal():
+        return
+    for name in LIBRARY_SWITCHES:
+        os.environ.setdefault(name, "1")
+    if hasattr(sys.stdout, "reconfigure"):  # a text stream; a replaced stdout may not be one
+        sys.stdout.reconfigure(line_buffering=True)
