@@ -18,6 +18,7 @@ A stage whose module is not installed is skipped with a note, and so is what dep
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -294,6 +295,7 @@ def run_pipeline(settings: Settings) -> list[StageResult]:
             results[name] = StageResult(name, "skipped", note=f"module {COMMANDS[name][0]} is not installed")
             continue
         results[name] = run_stage(name, module, make_values(settings, layout), out_of(layout))
+        gc.collect()  # a stage's models and trainer, often in reference cycles, go before the next loads its own
         if results[name].status == "failed":
             break
     return [results.get(name) or StageResult(name, "skipped", note="not reached") for name, *_ in STAGES]

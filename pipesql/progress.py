@@ -17,8 +17,9 @@ from typing import Any
 LINE_INTERVAL_S = 30.0
 LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%) in {elapsed}, {rate_fmt}"
 OPEN_LINE_FORMAT = "{desc}: {n_fmt} {unit} in {elapsed}, {rate_fmt}"  # no total known
-# Read by datasets and huggingface_hub (which transformers asks) when they are first imported.
-LIBRARY_SWITCHES = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
+# Read by datasets and huggingface_hub (which transformers asks) when they are first imported;
+# TQDM_DISABLE is every tqdm's default (transformers' GGUF conversion calls tqdm directly).
+LIBRARY_SWITCHES = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")
 
 
 def on_terminal() -> bool:
@@ -55,7 +56,8 @@ def progress_bar(total: int | None, description: str, unit: str, **options: Any)
 
     if on_terminal():
         return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True, **options)
-    options = {"mininterval": LINE_INTERVAL_S, "bar_format": LINE_FORMAT if total else OPEN_LINE_FORMAT, **options}
+    options = {"mininterval": LINE_INTERVAL_S, "bar_format": LINE_FORMAT if total else OPEN_LINE_FORMAT,
+               "disable": False, **options}  # explicit, over TQDM_DISABLE
     return _line_progress_class()(total=total, desc=description, unit=unit, file=sys.stderr, **options)
 
 
