@@ -10,7 +10,7 @@ tokens/s counts real (non-pad) tokens over training time only. Variants:
 * packed: rows of up to max-seq-length tokens filled with several conversations;
 * budget-1024: padding-free-4 with conversations up to 1024 tokens (the long tool chats skipped);
 * now: the main job's settings now: two conversations a step, padding-free, up to 1024 tokens,
-  torch on the cores idle when the variant starts (:func:`pipesql.pipeline.idle_cores`).
+  torch on the cores idle when the variant starts (:func:`pipesql.pipeline.cpu.idle_cores`).
 
 By default only "before" and "now" run (``--variants`` picks others): on a shared 2-core
 machine one SmolLM2 conversation takes minutes.
@@ -63,7 +63,7 @@ def measure(name: str, values: dict, model: str, train_data: Path, steps: int, w
     values = dict(values)
     threads = values.pop("threads", None)
     if threads == "idle":
-        from pipesql.pipeline import idle_cores
+        from pipesql.pipeline.cpu import idle_cores
 
         threads = idle_cores()
     before = torch.get_num_threads()

@@ -21,7 +21,8 @@ import time
 
 from pipesql.corpora.items import load_items
 from pipesql.evaluate.predict import GenerationOptions, oneshot_chat, predict_agent
-from pipesql.models.backends import SamplingParams, TransformersBackend, resolve_model
+from pipesql.models.backends import SamplingParams, TransformersBackend
+from pipesql.models.registry import resolve_model
 from pipesql.models.prefix_cache import PrefixCache
 from pipesql.agent.schema_text import schema_text
 

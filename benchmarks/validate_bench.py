@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from pipesql.corpora.items import load_items
 from pipesql.validate import CheckOptions, validate_items
-from pipesql.validate.runner import default_workers
+from pipesql.config.machine import usable_cores
 
 
 def measure(items, workers: int, options: CheckOptions) -> tuple[float, int]:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--split", default="all")
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--workers", type=int, default=usable_cores())
     args = parser.parse_args(argv)
 
     items = [i for i in load_items(args.benchmark, args.data_dir, args.split, None) if i.db_path.is_file()]

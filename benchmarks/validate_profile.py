@@ -37,7 +37,7 @@ def _timed(name_of, function):
 
 
 def _instrument() -> None:
-    googlesql._Instance.call = _timed(lambda args: args[1], googlesql._Instance.call)
+    googlesql.Instance.call = _timed(lambda args: args[1], googlesql.Instance.call)
     googlesql.load_database = _timed(lambda args: "load_database", googlesql.load_database)
     googlesql.GoogleSQL._new_client = _timed(lambda args: "new instance", googlesql.GoogleSQL._new_client)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+import sqlglot
+from sqlglot import exp
 
 from pipesql.sql.compare import (DUPLICATE_DIFF, EXTRA_ROWS, MISSING_ROWS, NULL_DIFF, REORDER, TYPE_DIFF, WRONG_VALUES,
-                             TieProbe, compare, compare_results, orders_output, tie_probe, tie_window)
+                             TieProbe, compare, compare_results, cut_splits_tie, order_key_probe, orders_output,
+                             tie_probe, tie_window)
 
 
 @pytest.mark.parametrize("gold, pred, ordered", [
@@ -71,6 +74,16 @@ def test_tie_probe_reuses_projected_keys_aliases_and_positions():
     assert tie_probe("SELECT name, count(*) AS n FROM t GROUP BY name ORDER BY n DESC LIMIT 1").key_columns == (1,)
     assert tie_probe("SELECT name, age FROM t ORDER BY 2 LIMIT 1").key_columns == (1,)
     assert tie_probe("SELECT name, count(*) FROM t GROUP BY name ORDER BY count(*) LIMIT 1").key_columns == (1,)
+
+
+def test_a_subquerys_probe_reads_one_row_past_its_cut_and_sees_a_split_tie():
+    inner = sqlglot.parse_one("SELECT a FROM t WHERE b = (SELECT b FROM u GROUP BY b ORDER BY count(*) DESC LIMIT 1 OFFSET 1)")
+    [select] = [s for s in inner.find_all(exp.Select) if s is not inner]
+    probe = order_key_probe(select, past_cut=True)
+    assert (probe.offset, probe.limit, probe.extra_columns) == (1, 1, 1) and "LIMIT 3" in probe.sql
+    assert cut_splits_tie(probe, [("x", 5), ("y", 3), ("z", 3)])       # the cut falls inside the tie on 3
+    assert not cut_splits_tie(probe, [("x", 5), ("y", 3), ("z", 2)])
+    assert not cut_splits_tie(probe, [("x", 5), ("y", 3)])             # nothing past the cut
 
 
 def test_tie_probe_declines_what_it_cannot_rewrite_safely():

@@ -21,33 +21,28 @@ def _digest_tree(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return ensure_corpus(tmp_path_factory.mktemp("demo") / "corpus")
-
-
-def test_builds_the_same_bytes_twice(corpus, tmp_path):
+def test_builds_the_same_bytes_twice(demo_corpus, tmp_path):
     again = ensure_corpus(tmp_path / "again")
-    assert _digest_tree(again) == _digest_tree(corpus)
+    assert _digest_tree(again) == _digest_tree(demo_corpus)
 
 
-def test_spider_layout(corpus):
-    assert (corpus / "dev.json").is_file() and (corpus / "train_spider.json").is_file()
-    assert (corpus / "tables.json").is_file()
-    db_ids = sorted(p.name for p in (corpus / "database").iterdir())
+def test_spider_layout(demo_corpus):
+    assert (demo_corpus / "dev.json").is_file() and (demo_corpus / "train_spider.json").is_file()
+    assert (demo_corpus / "tables.json").is_file()
+    db_ids = sorted(p.name for p in (demo_corpus / "database").iterdir())
     assert len(db_ids) >= 6
     for db_id in db_ids:
-        assert (corpus / "database" / db_id / f"{db_id}.sqlite").is_file()
+        assert (demo_corpus / "database" / db_id / f"{db_id}.sqlite").is_file()
     for name in ("dev.json", "train_spider.json"):
-        for raw in json.loads((corpus / name).read_text()):
+        for raw in json.loads((demo_corpus / name).read_text()):
             assert set(raw) == {"db_id", "question", "query", "difficulty"}
             assert raw["difficulty"] in ("easy", "medium", "hard", "extra")
             assert raw["question"].strip().endswith(("?", "."))
 
 
-def test_enough_items_over_enough_schemas(corpus):
-    dev = load_items("demo", corpus, "dev")
-    train = load_items("demo", corpus, "train")
+def test_enough_items_over_enough_schemas(demo_corpus):
+    dev = load_items("demo", demo_corpus, "dev")
+    train = load_items("demo", demo_corpus, "train")
     assert len(dev) + len(train) >= 150
     assert len({i.db_id for i in dev + train}) >= 6
     # like Spider, no database has questions in both splits
@@ -56,8 +51,8 @@ def test_enough_items_over_enough_schemas(corpus):
     assert len({i.question for i in dev + train}) == len(dev) + len(train)
 
 
-def test_every_gold_query_executes_and_returns_rows(corpus):
-    for item in load_items("demo", corpus, "all"):
+def test_every_gold_query_executes_and_returns_rows(demo_corpus):
+    for item in load_items("demo", demo_corpus, "all"):
         conn = connect_readonly(item.db_path)
         try:
             result = execute(conn, item.gold_sql, timeout_s=10)
@@ -67,10 +62,10 @@ def test_every_gold_query_executes_and_returns_rows(corpus):
         assert not result.truncated
 
 
-def test_tables_json_matches_the_databases(corpus):
-    described = read_spider_tables(corpus / "tables.json")
+def test_tables_json_matches_the_databases(demo_corpus):
+    described = read_spider_tables(demo_corpus / "tables.json")
     for db_id, schema in described.items():
-        actual = read_sqlite_schema(corpus / "database" / db_id / f"{db_id}.sqlite")
+        actual = read_sqlite_schema(demo_corpus / "database" / db_id / f"{db_id}.sqlite")
         assert [t.name for t in schema.tables] == [t.name for t in actual.tables]
         for spider_table, table in zip(schema.tables, actual.tables):
             assert [c.name for c in spider_table.columns] == [c.name for c in table.columns]
@@ -137,10 +132,10 @@ def test_order_by_a_column_not_selected():
     assert any(re.fullmatch(r"SELECT title FROM books ORDER BY pages DESC LIMIT 5", q) for q in queries)
 
 
-def test_ensure_corpus_reuses_a_current_build(corpus):
-    marker = corpus / MARKER
+def test_ensure_corpus_reuses_a_current_build(demo_corpus):
+    marker = demo_corpus / MARKER
     before = marker.stat().st_mtime_ns
-    assert ensure_corpus(corpus) == corpus
+    assert ensure_corpus(demo_corpus) == demo_corpus
     assert marker.stat().st_mtime_ns == before
     assert marker.read_text().strip() == corpus_version()
 

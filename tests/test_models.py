@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from pipesql.models import loading as models  # noqa: E402
+from pipesql.models import registry, tiny  # noqa: E402
 from pipesql.models.chat_template import CHAT_TEMPLATE, TRAINING_CHAT_TEMPLATE  # noqa: E402
 
 TOOLS = [{"type": "function", "function": {
@@ -29,8 +30,8 @@ def _tool_conversation(arguments):
 
 
 def test_tiny_build_is_deterministic(tmp_path):
-    first = models.build_tiny_model(tmp_path / "a")
-    second = models.build_tiny_model(tmp_path / "b")
+    first = tiny.build_tiny_model(tmp_path / "a")
+    second = tiny.build_tiny_model(tmp_path / "b")
     for name in ("model.safetensors", "tokenizer.json", "config.json"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     config = json.loads((first / "config.json").read_text())
@@ -39,21 +40,21 @@ def test_tiny_build_is_deterministic(tmp_path):
 
 def test_tiny_resolves_to_one_cached_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPESQL_CACHE", str(tmp_path))
-    path = models.resolve_model("tiny")
+    path = registry.resolve_model("tiny")
     stamp = (tmp_path / "models").stat().st_mtime_ns, sorted(p.name for p in (tmp_path / "models").iterdir())
-    assert models.resolve_model("tiny") == path
+    assert registry.resolve_model("tiny") == path
     assert ((tmp_path / "models").stat().st_mtime_ns, sorted(p.name for p in (tmp_path / "models").iterdir())) == stamp
-    assert stamp[1] == [f"tiny-v{models.TINY_VERSION}"]  # no temporary build directory left behind
+    assert stamp[1] == [f"tiny-v{tiny.TINY_VERSION}"]  # no temporary build directory left behind
 
 
 def test_other_names_pass_through_unchanged():
-    assert models.resolve_model("Qwen/Qwen2.5-Coder-7B-Instruct") == "Qwen/Qwen2.5-Coder-7B-Instruct"
-    assert models.resolve_model("/some/dir") == "/some/dir"
+    assert registry.resolve_model("Qwen/Qwen2.5-Coder-7B-Instruct") == "Qwen/Qwen2.5-Coder-7B-Instruct"
+    assert registry.resolve_model("/some/dir") == "/some/dir"
 
 
 def test_tiny_loads_runs_and_generates():
     model, tokenizer = models.load_model_and_tokenizer("tiny", device="cpu")
-    assert model.dtype == torch.float32 and tokenizer.eos_token == models.IM_END
+    assert model.dtype == torch.float32 and tokenizer.eos_token == tiny.IM_END
     text = "FROM singer\n|> WHERE age > 20\n|> SELECT name -- done é"
     ids = tokenizer(text)["input_ids"]
     assert tokenizer.decode(ids) == text  # byte-level: any text round-trips

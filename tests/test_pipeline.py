@@ -13,6 +13,7 @@ from typing import ClassVar
 import pytest
 
 from pipesql import pipeline
+from pipesql.pipeline import cpu, report as pipeline_report, stages as pipeline_stages
 from pipesql.storage.manifest import verify_manifest, write_manifest
 from pipesql.config.settings import option
 
@@ -32,7 +33,7 @@ def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
     errors = log.read_text()
     assert result.returncode == 0, result.stdout + errors[-4000:]
     out = tmp_path / "smoke"
-    summary = json.loads((out / pipeline.SUMMARY_NAME).read_text())
+    summary = json.loads((out / pipeline_report.SUMMARY_NAME).read_text())
     stages = {stage["name"]: stage for stage in summary["stages"]}
     assert list(stages) == ["validate", "generate", "train", "merge", "evaluate"]
     assert all(stage["status"] == "ok" for stage in stages.values()), stages
@@ -56,7 +57,7 @@ def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
 
     # Every artifact is where the report says, each stage with its manifest, the whole run verifiable.
     assert (out / "train" / "merged" / "config.json").is_file()
-    assert (out / pipeline.PLOT_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / pipeline_report.PLOT_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for stage in stages.values():
         assert (Path(stage["out"]) / "manifest.json").is_file(), stage["name"]
         assert stage["seconds"] > 0
@@ -65,7 +66,7 @@ def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
     report = result.stdout
     for name in stages:
         assert f"\n{name} " in report
-    assert "execution accuracy" in report and str(out / pipeline.SUMMARY_NAME) in report
+    assert "execution accuracy" in report and str(out / pipeline_report.SUMMARY_NAME) in report
     # Every plot and the per-question results are named in the report, and exist.
     plots = sorted(out.rglob("*.png"))
     assert len(plots) == 5 and all(str(plot) in report for plot in plots)
@@ -109,9 +110,9 @@ def stand_ins(monkeypatch, tmp_path):
     """Every stage replaced; its values are reduced to its output folder."""
     calls, modules = [], {}
     stages = [(name, needs, lambda s, layout, out_of=out_of: {"out": out_of(layout)}, out_of)
-              for name, needs, _, out_of in pipeline.STAGES]
-    monkeypatch.setattr(pipeline, "STAGES", stages)
-    monkeypatch.setattr(pipeline, "_load_stage", lambda name: modules.get(name))
+              for name, needs, _, out_of in pipeline_stages.STAGES]
+    monkeypatch.setattr(pipeline_stages, "STAGES", stages)
+    monkeypatch.setattr(pipeline_stages, "_load_stage", lambda name: modules.get(name))
     for name, *_ in stages:
         modules[name] = stand_in(name, calls)
     return calls, modules
@@ -122,7 +123,7 @@ def test_absent_stage_is_skipped_with_a_note_and_so_is_what_needs_it(stand_ins, 
     del modules["merge"]
     assert pipeline.run(pipeline.Settings(out=tmp_path)) == 0
     assert calls == ["validate", "generate", "train"]
-    summary = json.loads((tmp_path / pipeline.SUMMARY_NAME).read_text())
+    summary = json.loads((tmp_path / pipeline_report.SUMMARY_NAME).read_text())
     notes = {s["name"]: (s["status"], s["note"]) for s in summary["stages"]}
     assert notes["merge"] == ("skipped", "module pipesql.merge is not installed")
     assert notes["evaluate"] == ("skipped", "needs merge")
@@ -134,7 +135,7 @@ def test_a_failing_stage_stops_the_pipeline_and_fails_it(stand_ins, tmp_path):
     modules["generate"] = stand_in("generate", calls, fail=True)
     assert pipeline.run(pipeline.Settings(out=tmp_path)) == 1
     assert calls == ["validate", "generate"]
-    summary = json.loads((tmp_path / pipeline.SUMMARY_NAME).read_text())
+    summary = json.loads((tmp_path / pipeline_report.SUMMARY_NAME).read_text())
     assert summary["ok"] is False
     assert [s["status"] for s in summary["stages"]] == ["ok", "failed", "skipped", "skipped", "skipped"]
 
@@ -143,19 +144,20 @@ def test_skip_train_evaluates_the_base_model(stand_ins, tmp_path):
     calls, _ = stand_ins
     assert pipeline.run(pipeline.Settings(out=tmp_path, skip_train=True)) == 0
     assert calls == ["validate", "generate", "evaluate"]
-    assert pipeline._evaluate(pipeline.Settings(model="tiny", skip_train=True), pipeline.Layout(tmp_path))["model"] == "tiny"
+    assert pipeline_stages._evaluate(pipeline.Settings(model="tiny", skip_train=True), pipeline_stages.Layout(tmp_path))["model"] == "tiny"
 
 
 def test_stage_settings_wire_each_output_to_the_next_input(tmp_path):
     """The real stages' Settings accept what the pipeline gives them, and paths chain."""
     settings = pipeline.Settings(out=tmp_path, model="tiny", max_steps=7)
-    layout = pipeline.Layout(tmp_path)
-    built = {name: pipeline._stage_settings(pipeline._load_stage(name), make(settings, layout))
-             for name, _, make, _ in pipeline.STAGES}
+    layout = pipeline_stages.Layout(tmp_path)
+    built = {name: pipeline_stages._stage_settings(pipeline_stages._load_stage(name), make(settings, layout))
+             for name, _, make, _ in pipeline_stages.STAGES}
     assert built["validate"].split == "train" and built["evaluate"].split == "dev"  # no dev question in training
     assert built["generate"].golden_pairs == built["validate"].out / "golden_pairs.jsonl"
     assert built["train"].train_data == built["generate"].output_dir / "train.jsonl"
     assert (built["train"].model_name, built["train"].max_steps) == ("tiny", 7)
+    assert (built["train"].batching, built["train"].limit) == ("padding-free", None)  # from its recipe
     assert built["merge"].output_dir == built["train"].output_dir
     assert Path(built["evaluate"].model) == built["merge"].merged_dir
     assert built["evaluate"].mode == "agent"  # the step-by-step format generate trains
@@ -169,7 +171,7 @@ def test_a_rerun_replaces_its_own_stage_folders_but_not_foreign_ones(stand_ins, 
     assert pipeline.run(pipeline.Settings(out=run_root)) == 0
     assert calls[:10] == ["validate", "generate", "train", "merge", "evaluate"] * 2
     assert not (run_root / "train" / "checkpoint-30").exists()
-    (run_root / pipeline.MARKER_NAME).unlink()  # a finished run's manifest says whose it is too
+    (run_root / pipeline_stages.MARKER_NAME).unlink()  # a finished run's manifest says whose it is too
     assert pipeline.run(pipeline.Settings(out=run_root)) == 0
 
     foreign = tmp_path / "mine"
@@ -185,13 +187,13 @@ def test_torch_gets_the_idle_cores_at_least_one(monkeypatch, idle, threads):
     # A thread per core on a busy machine makes every operation wait for a descheduled thread.
     samples = iter([(0, 0), (int(200 * idle), 200)])  # (idle, total) jiffies of 2 cores over 1 s
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
-    monkeypatch.setattr(pipeline, "_cpu_times", lambda: next(samples))
-    assert pipeline.idle_cores(sample_s=0) == threads
+    monkeypatch.setattr(cpu, "_cpu_times", lambda: next(samples))
+    assert cpu.idle_cores(sample_s=0) == threads
 
 
 @pytest.mark.parametrize("load, threads", [(0.0, 2), (0.6, 1), (5.0, 1)])
 def test_without_proc_stat_the_load_average_decides(monkeypatch, load, threads):
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
-    monkeypatch.setattr(pipeline, "_cpu_times", lambda: None)
+    monkeypatch.setattr(cpu, "_cpu_times", lambda: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
-    assert pipeline.idle_cores() == threads
+    assert cpu.idle_cores() == threads

@@ -9,6 +9,7 @@ and the GRPO steps move the weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipesql.config.settings import resolve  # noqa: E402
 from pipesql.rl import Settings  # noqa: E402
 from pipesql.rl.runner import run_grpo  # noqa: E402
 from pipesql.train.checkpoints import complete_checkpoints  # noqa: E402
+from pipesql.train.settings import TrainingRun  # noqa: E402
 from pipesql.train.trainer import SimulatedKill  # noqa: E402
 
 PAIRS = 3
@@ -226,7 +228,9 @@ def test_presets_and_flags_resolve_like_the_train_stage():
                        environ=environ or {}, dotenv={})
 
     default, large = parse(), parse("--preset", "7b")
-    assert (default.num_generations, default.beta, default.learning_rate, default.load_in_4bit) == (8, 0.001, 5e-6, False)
+    assert default == dataclasses.replace(Settings(), **Settings.PRESETS["1.5b"])
+    # GRPO's own learning rate, not the SFT default it restates
+    assert default.learning_rate != TrainingRun().learning_rate
     assert large.load_in_4bit is True and parse("--preset", "7b", "--no-4bit").load_in_4bit is False
     assert parse(environ={"PIPESQL_RL_BETA": "0.04"}).beta == 0.04
     assert parse("--beta", "0", environ={"PIPESQL_RL_BETA": "0.04"}).beta == 0.0

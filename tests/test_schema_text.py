@@ -12,6 +12,7 @@ import pytest
 from pipesql.agent import schema_text as st
 from pipesql.sql.schema import read_sqlite_schema
 from pipesql.sql.execute import DatabaseError
+from pipesql.sql.identifiers import googlesql_identifier
 
 SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
 
@@ -112,7 +113,7 @@ def test_format_value_literals() -> None:
     assert st.format_value("plain") == "'plain'"
     assert st.format_value(3) == "3" and st.format_value(2.5) == "2.5" and st.format_value(None) == "NULL"
     assert st.format_value("a\nb") == "'a b'"
-    assert st.quote_identifier("home town") == "`home town`" and st.quote_identifier("age") == "age"
+    assert googlesql_identifier("home town") == "`home town`" and googlesql_identifier("age") == "age"
 
 
 def test_render_table_matches_schema(db: Path) -> None:

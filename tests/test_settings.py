@@ -4,7 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,7 +13,7 @@ import yaml
 
 from pipesql import cli
 from pipesql.config.recipes import read_recipe, recipe_text
-from pipesql.config.settings import add_arguments, as_dict, env_name, option, read_dotenv, resolve
+from pipesql.config.settings import add_arguments, as_dict, env_name, option, read_dotenv, resolve, restate
 
 
 @dataclass
@@ -225,26 +225,64 @@ def test_every_stage_round_trips_through_its_written_recipe(tmp_path):
         assert resolve(settings_cls, {"config": recipe}, environ={}, dotenv={}) == settings, name
 
 
-def test_shipped_recipes_are_valid_and_carry_the_tuned_settings():
+def test_shipped_recipes_are_valid_and_name_the_presets():
     recipes = sorted((REPO / "recipes").rglob("*.yaml"))
     assert recipes
     for path in recipes:
         stage = yaml.safe_load(path.read_text())["stage"]
         assert read_recipe(path, cli.load_command(stage).Settings), path
-    train = cli.load_command("train").Settings
 
-    def resolved(name):
-        return resolve(train, {"config": REPO / "recipes" / name}, environ={}, dotenv={})
+    def resolved(stage, values):
+        return resolve(cli.load_command(stage).Settings, values, environ={}, dotenv={})
 
-    for name in ("qwen2.5-coder-1.5b-lora.yaml", "replaced/qwen2.5-coder-1.5b-lora.yaml"):
-        s = resolved(name)
-        assert (s.num_epochs, s.per_device_train_batch_size, s.gradient_accumulation_steps, s.load_in_4bit) == \
-            (2.0, 4, 8, False), name
-    for name in ("qwen2.5-coder-7b-qlora.yaml", "replaced/qwen2.5-coder-7b-qlora.yaml"):
-        s = resolved(name)
-        assert (s.learning_rate, s.per_device_train_batch_size, s.gradient_accumulation_steps, s.max_grad_norm,
-                s.load_in_4bit) == (5e-5, 1, 32, 0.5, True), name
-    assert resolved("replaced/qwen2.5-coder-1.5b-lora.yaml").precision == "fp16"
+    def recipe(name):
+        return {"config": REPO / "recipes" / name}
+
+    # A recipe names its preset; the numbers live in the preset (or the defaults) alone.
+    assert resolved("train", recipe("qwen2.5-coder-1.5b-lora.yaml")) == resolved("train", {})
+    assert resolved("train", recipe("qwen2.5-coder-7b-qlora.yaml")) == resolved("train", {"preset": "7b"})
+    assert resolved("rl", recipe("grpo-1.5b.yaml")) == resolved("rl", {})
+    # The replaced system trained the same schedules, only slower: these fields alone differ.
+    how_it_ran = {"precision", "batching", "liger", "attn_implementation"}
+    for name, preset in (("qwen2.5-coder-1.5b-lora.yaml", "1.5b"), ("qwen2.5-coder-7b-qlora.yaml", "7b")):
+        replaced, ours = (as_dict(resolved("train", recipe(f"replaced/{name}"))),
+                          as_dict(resolved("train", {"preset": preset})))
+        assert {k for k in ours if ours[k] != replaced[k]} == how_it_ran, name
+    assert resolved("train", recipe("replaced/qwen2.5-coder-1.5b-lora.yaml")).precision == "fp16"
+
+
+def test_shipped_recipes_state_only_what_differs_from_their_preset():
+    for path in [*sorted((REPO / "recipes").rglob("*.yaml")), REPO / "pipesql" / "pipeline" / "train.yaml"]:
+        recipe = yaml.safe_load(path.read_text())
+        settings_cls = cli.load_command(recipe["stage"]).Settings
+        preset = {"preset": recipe["preset"]} if "preset" in recipe else {}
+        base = as_dict(resolve(settings_cls, preset, environ={}, dotenv={}))
+        restated = {k for k, v in recipe.items() if k in base and k != "preset"
+                    and as_dict(replace(settings_cls(), **{k: v}))[k] == base[k]}
+        assert not restated, f"{path.name} restates {sorted(restated)}"
+
+
+def test_presets_state_only_what_differs_from_the_defaults():
+    for name in cli.COMMANDS:
+        settings_cls = cli.load_command(name).Settings
+        defaults = as_dict(settings_cls())
+        for preset, values in getattr(settings_cls, "PRESETS", {}).items():
+            restated = {k for k, v in values.items() if as_dict(replace(settings_cls(), **{k: v}))[k] == defaults[k]}
+            assert not restated, f"{name} preset {preset} restates defaults: {sorted(restated)}"
+
+
+def test_a_subclass_restates_a_default_and_keeps_the_flag():
+    @dataclass
+    class Child(Settings):
+        learning_rate: float = restate(Settings, "learning_rate", 5e-6)
+        limit: int | None = restate(Settings, "limit", 3, "how many")
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Child)
+    text = " ".join(parser.format_help().split())
+    assert "--learning-rate LEARNING_RATE peak learning rate [env PIPESQL_DEMO_LEARNING_RATE; default 5e-06]" in text
+    assert "how many [env PIPESQL_DEMO_LIMIT; default 3]" in text
+    assert Child().learning_rate == 5e-6 and Settings().learning_rate == 2e-4
 
 
 def test_a_run_writes_its_recipe_and_rerunning_it_resolves_the_same_settings(tmp_path, monkeypatch):

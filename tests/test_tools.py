@@ -82,6 +82,23 @@ def test_sample_data_rows_and_limit_bounds(toolbox: Toolbox, db: Path) -> None:
     assert "n" * 300 not in wide and "…" in wide
 
 
+def test_a_table_whose_name_needs_quoting_is_listed_described_and_sampled(tmp_path: Path) -> None:
+    """SQLite runs the catalog tools' queries, so names are quoted for SQLite there (GoogleSQL's
+    backtick escape is no SQLite identifier); the description the model reads is GoogleSQL."""
+    path = tmp_path / "odd.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE "odd`name" ("a""b" INTEGER PRIMARY KEY, "c d" TEXT)')
+    conn.executemany('INSERT INTO "odd`name" VALUES (?, ?)', [(1, "x"), (2, "y")])
+    conn.commit()
+    conn.close()
+    with Toolbox(path) as box:
+        assert box.call("list_tables") == "odd`name (2 columns, 2 rows)"
+        described = box.call("describe_table", {"table": "odd`name"})
+        assert described.startswith("CREATE TABLE `odd\\`name` (") and "'x'" in described, described
+        assert box.call("sample_data", {"table": "odd`name", "limit": 5}).splitlines() == [
+            'a"b | c d', "1 | 'x'", "2 | 'y'", "(2 rows)"]
+
+
 def test_execute_pipe_sql_returns_the_real_result(toolbox: Toolbox, db: Path) -> None:
     sql = "FROM employee\n|> WHERE dept_id = 2\n|> AGGREGATE COUNT(*) AS n, MAX(salary) AS top"
     conn = connect_readonly(db)
@@ -227,3 +244,14 @@ def test_googlesql_note_none_means_ok(db: Path, monkeypatch) -> None:
     assert text.splitlines()[-1] == "GoogleSQL analysis: OK." and "None" not in text
     monkeypatch.setattr(googlesql, "analyze", lambda sql, schema: "Unrecognized name: x [at 1:8]")
     assert _googlesql_note("FROM employee |> SELECT x", schema) == "GoogleSQL analysis: rejected: Unrecognized name: x [at 1:8]"
+
+
+def test_the_tools_use_the_session_and_only_the_package_knows_the_dispatcher() -> None:
+    """No import circle: the tool functions sit on the session; the dispatcher sits above them."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "pipesql" / "agent" / "tools"
+    importers = {path.name for path in folder.glob("*.py")
+                 for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.ImportFrom) and node.module == "pipesql.agent.tools.toolbox"}
+    assert importers == {"__init__.py"}

@@ -16,9 +16,11 @@ pytest.importorskip("trl")
 from train_fixture import adapter_tensors, as_flags, tiny_run_values, write_fixture  # noqa: E402
 
 from pipesql.models import loading as models  # noqa: E402
+from pipesql.models.tiny import IM_END  # noqa: E402
 from pipesql.cli import command_parser  # noqa: E402
 from pipesql.config.settings import as_dict, resolve  # noqa: E402
 from pipesql.train import Settings  # noqa: E402
+from pipesql.train.settings import QWEN_7B  # noqa: E402
 from pipesql.models.chat_template import CHAT_TEMPLATE  # noqa: E402
 from pipesql.train.checkpoints import STAGING, complete_checkpoints  # noqa: E402
 from pipesql.train.data import load_tokenized, normalize_conversation, tokenize_conversation  # noqa: E402
@@ -78,7 +80,7 @@ def expected_assistant_spans(row: dict) -> list[str]:
             function = call["function"]
             parts.append('<tool_call>\n{"name": "%s", "arguments": %s}\n</tool_call>'
                          % (function["name"], json.dumps(function["arguments"])))
-        spans.append("\n".join(parts) + models.IM_END)
+        spans.append("\n".join(parts) + IM_END)
     return spans
 
 
@@ -255,15 +257,11 @@ def parse(*argv: str, environ=None) -> Settings:
                    environ=environ or {}, dotenv={})
 
 
-def test_presets_are_the_recommended_recipes():
-    small, large = parse(), parse("--preset", "7b")
-    assert (small.model_name, small.per_device_train_batch_size, small.gradient_accumulation_steps,
-            small.num_epochs, small.learning_rate, small.load_in_4bit) == (
-        "Qwen/Qwen2.5-Coder-1.5B-Instruct", 4, 8, 2.0, 2e-4, False)
-    assert (large.model_name, large.per_device_train_batch_size, large.gradient_accumulation_steps,
-            large.learning_rate, large.max_grad_norm, large.load_in_4bit) == (
-        "Qwen/Qwen2.5-Coder-7B-Instruct", 1, 32, 5e-5, 0.5, True)
-    assert (large.lora_r, large.lora_alpha) == (16, 32)
+def test_the_defaults_are_the_1_5b_recipe_and_7b_is_qlora_on_the_7b_model():
+    assert parse() == Settings()
+    large = parse("--preset", "7b")
+    assert large == dataclasses.replace(Settings(), preset="7b", **Settings.PRESETS["7b"])
+    assert (large.model_name, large.load_in_4bit) == (QWEN_7B, True)
 
 
 def test_flag_beats_environment_beats_preset():

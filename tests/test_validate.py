@@ -14,7 +14,6 @@ import pytest
 import pipesql.decompile
 from pipesql.corpora.items import Item, load_items
 from pipesql.decompile import DecompileResult
-from pipesql.corpora.demo import ensure_corpus
 from pipesql.storage.files import read_jsonl
 from pipesql.validate import CheckOptions, Settings, run, validate_items
 from pipesql.validate.check import (DB_CORRUPT, DB_MISSING, DECOMPILE_FAIL, GOLD_ERROR, GOLD_UNDEFINED, MATCH, MISMATCH,
@@ -28,23 +27,13 @@ SPIDER_DIR = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve
 NO_GOOGLESQL = CheckOptions(googlesql=False)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return ensure_corpus(tmp_path_factory.mktemp("demo") / "corpus")
-
-
-@pytest.fixture(scope="module")
-def library_db(corpus) -> Path:
-    return corpus / "database" / "library" / "library.sqlite"
-
-
 def _item(question_id: str, sql: str, db_path: Path) -> Item:
     return Item(question_id=question_id, db_id=db_path.parent.name, question=f"question {question_id}",
                 gold_sql=sql, db_path=db_path)
 
 
-def test_demo_corpus_validates_completely(corpus):
-    items = load_items("demo", corpus, "all")
+def test_demo_corpus_validates_completely(demo_corpus):
+    items = load_items("demo", demo_corpus, "all")
     records = validate_items(items, workers=2, options=NO_GOOGLESQL, progress=False)
     assert [r["question_id"] for r in records] == [i.question_id for i in items]
     failures = {r["question_id"]: (r["validation"]["class"], r["validation"]["detail"])
@@ -53,7 +42,7 @@ def test_demo_corpus_validates_completely(corpus):
     assert all(r["pipe_sql"] and r["round_tripped_sql"] for r in records)
 
 
-def test_bad_input_is_classified_and_the_batch_completes(corpus, library_db, tmp_path):
+def test_bad_input_is_classified_and_the_batch_completes(demo_corpus, library_db, tmp_path):
     corrupt = tmp_path / "corrupt" / "corrupt.sqlite"
     corrupt.parent.mkdir()
     corrupt.write_bytes(b"this is not a SQLite database at all" * 100)
@@ -148,9 +137,9 @@ def test_chunks_keep_one_database_each():
     assert max(len(c) for c in chunks) <= 8
 
 
-def test_job_writes_every_output(corpus, tmp_path):
+def test_job_writes_every_output(demo_corpus, tmp_path):
     out = tmp_path / "out"
-    settings = Settings(benchmark="demo", data_dir=corpus, split="dev", limit=10, out=out, workers=1,
+    settings = Settings(benchmark="demo", data_dir=demo_corpus, split="dev", limit=10, out=out, workers=1,
                         googlesql=True, progress=False)
     assert run(settings) == 0
     for name in ("golden_pairs.jsonl", "quarantine.jsonl", "summary.json", "report.md", "classes.png", "manifest.json"):
@@ -191,12 +180,12 @@ def test_spider_dev_subset():
     assert summary["googlesql_ok_rate"] >= 0.95
 
 
-def test_malformed_entries_become_bad_item_records_and_the_batch_completes(corpus, tmp_path):
+def test_malformed_entries_become_bad_item_records_and_the_batch_completes(demo_corpus, tmp_path):
     """A dev.json entry with no `query`, `query: 42`, no db_id or not an object is classified
     BAD_ITEM, named, kept out of the match rate's denominator; the good entries validate."""
     spider = tmp_path / "spider"
     (spider / "database").mkdir(parents=True)
-    (spider / "database" / "library").symlink_to(corpus / "database" / "library")
+    (spider / "database" / "library").symlink_to(demo_corpus / "database" / "library")
     entries = [
         {"db_id": "library", "query": "SELECT count(*) FROM books", "question": "How many books?"},
         {"db_id": "library", "question": "no query at all"},
@@ -309,9 +298,9 @@ def test_a_pair_only_variants_refute_is_quarantined_with_its_witness(monkeypatch
     n = _absent_page_count(library_db)
     monkeypatch.setattr(pipesql.decompile, "decompile",
                         _fake_decompile(f"FROM books |> WHERE pages >= {n} |> SELECT title"))
-    options = replace(NO_GOOGLESQL, witness_dir=str(tmp_path / "witnesses"))
+    options = NO_GOOGLESQL
     [record] = validate_items([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
-                              workers=1, options=options, progress=False)
+                              workers=1, options=options, progress=False, witness_dir=tmp_path / "witnesses")
     validation = record["validation"]
     assert validation["class"] == VARIANT_MISMATCH and validation["stage"] == "variant"
     witness = Path(validation["variant"]["witness"])
@@ -333,9 +322,8 @@ def test_each_item_a_variant_refutes_gets_its_own_witness(monkeypatch, library_d
     n = _absent_page_count(library_db)
     monkeypatch.setattr(pipesql.decompile, "decompile",
                         _fake_decompile(f"FROM books |> WHERE pages >= {n} |> SELECT title"))
-    options = replace(NO_GOOGLESQL, witness_dir=str(tmp_path / "witnesses"))
     items = [_item(name, f"SELECT title FROM books WHERE pages > {n}", library_db) for name in ("a", "b")]
-    records = validate_items(items, workers=1, options=options, progress=False)
+    records = validate_items(items, workers=1, options=NO_GOOGLESQL, progress=False, witness_dir=tmp_path / "witnesses")
     witnesses = [Path(r["validation"]["variant"]["witness"]) for r in records]
     assert [w.name.split(".")[0] for w in witnesses] == ["a", "b"]
     assert all(w.is_file() for w in witnesses)

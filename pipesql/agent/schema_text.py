@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import stat
 import sqlite3
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Mapping, Sequence
 
 from pipesql.sql.schema import DatabaseSchema, Table, schema_from_connection
 from pipesql.sql.execute import DatabaseError, QueryError, connect_readonly, execute
-from pipesql.sql.execute import quote_identifier as sqlite_identifier
+from pipesql.sql.identifiers import googlesql_identifier, sqlite_identifier
 
 DEFAULT_VALUES_PER_COLUMN = 3
 DEFAULT_VALUE_CHARS = 40
@@ -42,16 +41,6 @@ DEFAULT_MAX_CHARS = 8_000
 # Example values are looked for among this many rows, so a scan is bounded on any table size.
 SCAN_ROWS = 1_000
 _SAMPLE_TIMEOUT_S = 10.0
-
-_PLAIN_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def quote_identifier(name: str) -> str:
-    """GoogleSQL quoting (backticks) for names that need it, so the model copies a usable form."""
-    if _PLAIN_IDENTIFIER.match(name):
-        return name
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
 
 def _string_literal(text: str) -> str:
     # GoogleSQL has no '' escape: prefer double quotes when the text holds a single quote.
@@ -109,8 +98,8 @@ def sample_column_values(conn: sqlite3.Connection, table: Table, limit: int = DE
 def _foreign_key_targets(table: Table) -> dict[str, str]:
     targets: dict[str, str] = {}
     for key in table.foreign_keys:
-        ref = quote_identifier(key.ref_table)
-        targets.setdefault(key.column.lower(), f"{ref}({quote_identifier(key.ref_column)})" if key.ref_column else ref)
+        ref = googlesql_identifier(key.ref_table)
+        targets.setdefault(key.column.lower(), f"{ref}({googlesql_identifier(key.ref_column)})" if key.ref_column else ref)
     return targets
 
 
@@ -124,7 +113,7 @@ def render_table(table: Table, values: Mapping[str, tuple] | None = None, *, val
     targets = _foreign_key_targets(table)
     lines = []
     for index, column in enumerate(shown):
-        parts = [quote_identifier(column.name)]
+        parts = [googlesql_identifier(column.name)]
         if column.type:
             parts.append(column.type)
         if column.primary_key and inline_primary:
@@ -139,8 +128,8 @@ def render_table(table: Table, values: Mapping[str, tuple] | None = None, *, val
             line += " -- " + ", ".join(format_value(v, value_chars) for v in examples)
         lines.append(line)
     if len(primary) > 1:
-        lines.append("  PRIMARY KEY (" + ", ".join(quote_identifier(c.name) for c in primary) + ")")
-    return f"CREATE TABLE {quote_identifier(table.name)} (\n" + "\n".join(lines) + "\n);"
+        lines.append("  PRIMARY KEY (" + ", ".join(googlesql_identifier(c.name) for c in primary) + ")")
+    return f"CREATE TABLE {googlesql_identifier(table.name)} (\n" + "\n".join(lines) + "\n);"
 
 
 def render_schema(schema: DatabaseSchema, values: Mapping[str, ColumnValues] | None = None, *,

@@ -56,6 +56,19 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def restate(base: type, name: str, default: Any, help: str | None = None) -> Any:
+    """A subclass's own default for a field that ``base`` declares: the flag, choices and aliases
+    stay the base's, and so does the help unless ``help`` is given (TRL's ``SFTConfig`` restates
+    ``learning_rate`` of ``TrainingArguments`` the same way)::
+
+        learning_rate: float = restate(TrainingRun, "learning_rate", 5e-6)
+    """
+    metadata = dict(base.__dataclass_fields__[name].metadata)
+    if help is not None:
+        metadata["help"] = help
+    return option(default, **metadata)
+
+
 def flag_name(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.names import AUTO_ALIAS_PREFIX, NameSpace, column, derive_alias
-from pipesql.decompile.scope import Catalog, Env
+from pipesql.decompile.scope import Env
 from pipesql.decompile.tree import map_children, signature
-
 
 
 @dataclass
@@ -28,7 +28,6 @@ class AggregatePlan:
     projections: list[exp.Expr]  # SELECT list, rewritten to post-AGGREGATE names
     having: exp.Expr | None
     order_terms: list[exp.Expr]  # ORDER BY keys, rewritten likewise
-    rewrite: Callable[[exp.Expr], exp.Expr]
 
 
 def collect_aggregates(node: exp.Expr, out: list[exp.Expr]) -> list[exp.Expr]:
@@ -62,48 +61,80 @@ def _map(node: exp.Expr, fn: Callable[[exp.Expr], exp.Expr | None]) -> exp.Expr:
     return map_children(node, lambda child: _map(child, fn))
 
 
-def plan(select: exp.Select, env: Env, names: NameSpace, catalog: Catalog) -> AggregatePlan | None:
-    group = select.args.get("group")
-    having = select.args.get("having")
-    order = select.args.get("order")
+def plan(select: exp.Select, env: Env, names: NameSpace) -> AggregatePlan | None:
+    """The AGGREGATE a SELECT needs, or None when it has no GROUP BY and no aggregate."""
+    group, having, order = select.args.get("group"), select.args.get("having"), select.args.get("order")
+    found = _aggregates_of(select)
+    if group is None and not found:
+        if having is not None:
+            raise Unsupported("unsupported:having_without_aggregate")
+        return None
+    if group is not None and any(group.args.get(arg) for arg in ("rollup", "cube", "grouping_sets")):
+        raise Unsupported("unsupported:grouping_sets")
+    _reserve_source_names(env, names)
+    user_alias = _user_aliases(select)
+    key_names = NameSpace()  # every name the AGGREGATE outputs
+    keys = _group_keys(group.expressions if group is not None else [], env, names, key_names, user_alias)
+    named = _aggregate_names(found, names, key_names, user_alias)
+    aggregates = list(named.values())  # bare columns join them as the rewrite meets them
+    replace = _post_aggregate_names(keys, named, aggregates, env, names, key_names)
+
+    def rewrite(node: exp.Expr) -> exp.Expr:
+        return _map(node.copy(), replace)
+
+    return AggregatePlan(
+        list(keys.values()),
+        aggregates,
+        [rewrite(projection) for projection in select.expressions],
+        rewrite(having.this) if having is not None else None,
+        [rewrite(ordered.this) for ordered in order.expressions] if order is not None else [],
+    )
+
+
+def _aggregates_of(select: exp.Select) -> list[exp.Expr]:
+    """The aggregate calls of SELECT, HAVING and ORDER BY, in that order."""
     found: list[exp.Expr] = []
     for projection in select.expressions:
         collect_aggregates(projection, found)
+    having, order = select.args.get("having"), select.args.get("order")
     if having is not None:
         collect_aggregates(having.this, found)
-    if order is not None:
-        for ordered in order.expressions:
-            collect_aggregates(ordered, found)
-    if group is None and not found:
-        if having is not None:
-            raise_unsupported("having_without_aggregate")
-        return None
-    if group is not None and (group.args.get("rollup") or group.args.get("cube") or group.args.get("grouping_sets")):
-        raise_unsupported("grouping_sets")
+    for ordered in order.expressions if order is not None else []:
+        collect_aggregates(ordered, found)
+    return found
 
+
+def _reserve_source_names(env: Env, names: NameSpace) -> None:
+    """Invented names avoid every range variable and column of this level: an alias equal to
+    one could change what a later reference means."""
     for source in env.sources.values():
         for col in source.columns.values():
             names.reserve(col.name)
         names.reserve(source.alias)
 
-    # Names the user gave, so invented ones avoid them.
-    user_alias = {}
+
+def _user_aliases(select: exp.Select) -> dict[str, str]:
+    """Signature of an aliased projection → the alias the user gave it (qualify's invented
+    ``_col_N`` and a column aliased by its own name are no user's choice)."""
+    aliases = {}
     for projection in select.expressions:
         if isinstance(projection, exp.Alias) and not projection.alias.startswith(AUTO_ALIAS_PREFIX):
             inner = projection.this
             if isinstance(inner, exp.Column) and inner.name.lower() == projection.alias.lower():
                 continue
-            user_alias[signature(inner)] = projection.alias
+            aliases[signature(inner)] = projection.alias
+    return aliases
 
-    keys: list[tuple[str, exp.Expr]] = []
-    key_by_sql: dict[str, str] = {}
-    key_names = NameSpace()  # every name the AGGREGATE outputs
-    for key in group.expressions if group is not None else []:
+
+def _group_keys(group_by: list[exp.Expr], env: Env, names: NameSpace, key_names: NameSpace,
+                user_alias: dict[str, str]) -> dict[str, tuple[str, exp.Expr]]:
+    """Signature → (output name, key) of each distinct GROUP BY key. A column keeps its name as
+    the table spells it (``t1.name`` → ``Name``), prefixed by its table when another key has it."""
+    keys: dict[str, tuple[str, exp.Expr]] = {}
+    for key in group_by:
         text = signature(key)
-        if text in key_by_sql:
+        if text in keys or isinstance(key, exp.Literal):  # GROUP BY <constant> groups nothing
             continue
-        if isinstance(key, exp.Literal):
-            continue  # GROUP BY <constant> groups nothing
         if isinstance(key, exp.Column):
             source, _ = env.find_source(key.table) if key.table else (None, False)
             natural = source.columns[key.name.lower()].name if source and key.name.lower() in source.columns else key.name
@@ -113,14 +144,18 @@ def plan(select: exp.Select, env: Env, names: NameSpace, catalog: Catalog) -> Ag
             name = user_alias.get(text) or derive_alias(key)
         name = key_names.take(name)
         names.reserve(name)
-        keys.append((name, key))
-        key_by_sql[text] = name
+        keys[text] = (name, key)
+    return keys
 
-    aggregates: list[tuple[str, exp.Expr]] = []
-    agg_by_sql: dict[str, str] = {}
+
+def _aggregate_names(found: list[exp.Expr], names: NameSpace, key_names: NameSpace,
+                     user_alias: dict[str, str]) -> dict[str, tuple[str, exp.Expr]]:
+    """Signature → (alias, call) of each distinct aggregate: the user's alias unless a key has
+    it, else one derived from the call (``COUNT(*)`` → ``count_star``)."""
+    aggregates: dict[str, tuple[str, exp.Expr]] = {}
     for node in found:
         text = signature(node)
-        if text in agg_by_sql:
+        if text in aggregates:
             continue
         wanted = user_alias.get(text)
         if wanted is None or wanted in key_names:
@@ -129,14 +164,22 @@ def plan(select: exp.Select, env: Env, names: NameSpace, catalog: Catalog) -> Ag
             name = wanted
             names.reserve(name)
         key_names.reserve(name)
-        aggregates.append((name, node))
-        agg_by_sql[text] = name
+        aggregates[text] = (name, node)
+    return aggregates
 
-    extremes = {signature(a) for _, a in aggregates if isinstance(a, (exp.Max, exp.Min))}
-    extreme = next((a for _, a in aggregates if isinstance(a, (exp.Max, exp.Min))), None) if len(extremes) == 1 else None
+
+def _post_aggregate_names(keys: dict[str, tuple[str, exp.Expr]], named: dict[str, tuple[str, exp.Expr]],
+                          aggregates: list[tuple[str, exp.Expr]], env: Env, names: NameSpace,
+                          key_names: NameSpace) -> Callable[[exp.Expr], exp.Expr | None]:
+    """The replacement a node gets after AGGREGATE: a key or aggregate becomes its output name;
+    a bare column of this level becomes a new ``ANY_VALUE`` output (appended to ``aggregates``),
+    ``ANY_VALUE(x HAVING MAX y)`` when the query has exactly one distinct MAX/MIN."""
+    key_by_sql = {text: name for text, (name, _) in keys.items()}
+    agg_by_sql = {text: name for text, (name, _) in named.items()}
+    extremes = [call for _, call in named.values() if isinstance(call, (exp.Max, exp.Min))]
+    extreme = extremes[0] if len({signature(call) for call in extremes}) == 1 else None
+    key_kinds = {type(key) for _, key in keys.values()}
     bare: dict[str, str] = {}
-
-    key_kinds = {type(k) for _, k in keys}
 
     def replace(node: exp.Expr) -> exp.Expr | None:
         keyed = type(node) in key_kinds or isinstance(node, exp.Column)
@@ -166,18 +209,4 @@ def plan(select: exp.Select, env: Env, names: NameSpace, catalog: Catalog) -> Ag
                 return column(name)
         return None
 
-    def rewrite(node: exp.Expr) -> exp.Expr:
-        return _map(node.copy(), replace)
-
-    projections = []
-    for projection in select.expressions:
-        projections.append(rewrite(projection))
-    having_rewritten = rewrite(having.this) if having is not None else None
-    order_terms = [rewrite(o.this) for o in order.expressions] if order is not None else []
-    return AggregatePlan(keys, aggregates, projections, having_rewritten, order_terms, rewrite)
-
-
-def raise_unsupported(what: str):
-    from pipesql.decompile.errors import Unsupported
-
-    raise Unsupported(f"unsupported:{what}")
+    return replace

@@ -1,7 +1,8 @@
 """Qualified standard-SQL AST → pipe operators.
 
 A SELECT becomes its operators in the canonical order, each step one function of
-``SELECT_STEPS``: FROM → JOIN → WHERE → AGGREGATE → WHERE (HAVING) → SELECT → ORDER BY → LIMIT.
+``SELECT_STEPS``: FROM → JOIN → WHERE → AGGREGATE → WHERE (HAVING) → SELECT → ORDER BY → LIMIT,
+except that ORDER BY and LIMIT come before SELECT when they read a column SELECT drops.
 Set operations append ``|> UNION ALL (...)``-style operators to their left operand; CTEs go on a
 ``WITH`` line of their own. Subqueries anywhere are emitted the same way and written inline.
 """
@@ -102,7 +103,7 @@ def emit_set_operation(node: exp.SetOperation, catalog: Catalog, outer: Env | No
         operators.append(f"|> AS {_ident('_set_left')}")
     operators.append(f"|> {keyword} {quantifier} ({right.inline()})")
     outputs = left.outputs
-    env = Env({}, outer, post_aggregate={c.name.lower(): c.type for c in outputs})
+    env = Env.after(outputs, outer)
     names = [c.name for c in outputs]
     order = node.args.get("order")
     if order is not None:
@@ -139,10 +140,18 @@ class SelectState:
     # Final projection: (output name, expression as it reads at SELECT time, explicit alias?)
     projections: list[tuple[str, exp.Expr, bool]] = field(default_factory=list)
     outputs: list[OutputColumn] = field(default_factory=list)
-    order_before_select: bool = False
     select_needed: bool = True
     # qualify's invented aliases (_col_0) → the readable names used instead
     renamed: dict[str, str] = field(default_factory=dict)
+    # ORDER BY reads a column SELECT drops, so ORDER BY and LIMIT run before SELECT
+    order_before_select: bool = False
+    # ORDER BY after SELECT: its terms, written with output names
+    late_order_terms: list[str] = field(default_factory=list)
+    # SELECT DISTINCT ordered before SELECT: the rows are grouped already, SELECT only picks names
+    grouped_for_order: bool = False
+
+    def render(self, node: exp.Expr) -> str:
+        return render(node, self.env, self.catalog)
 
 
 def emit_select(select: exp.Select, catalog: Catalog, outer: Env | None) -> PipeQuery:
@@ -172,7 +181,7 @@ def _emit_select_without_from(select: exp.Select, catalog: Catalog, outer: Env |
         raise Unsupported("unsupported:select_without_from")
     state = SelectState(select, catalog, Env({}, outer), NameSpace())
     projection_plan(state)
-    _emit_select(state)
+    select_operator(state)
     state.operators[0] = state.operators[0].removeprefix("|> ")
     return PipeQuery(state.operators, state.outputs)
 
@@ -199,7 +208,7 @@ def joins(state: SelectState) -> None:
         words = " ".join(w for w in (side, "OUTER" if kind == "OUTER" and side else "") if w)
         words = f"{words} JOIN" if words else "JOIN"
         if on is not None:
-            state.operators.append(f"|> {words} {text} ON {render(on, state.env, state.catalog)}")
+            state.operators.append(f"|> {words} {text} ON {state.render(on)}")
         elif using:
             cols = ", ".join(_ident(c.name) for c in using)
             state.operators.append(f"|> {words} {text} USING ({cols})")
@@ -210,7 +219,7 @@ def joins(state: SelectState) -> None:
 def where(state: SelectState) -> None:
     condition = state.select.args.get("where")
     if condition is not None:
-        state.operators.append(f"|> WHERE {render(condition.this, state.env, state.catalog)}")
+        state.operators.append(f"|> WHERE {state.render(condition.this)}")
 
 
 def aggregate_step(state: SelectState) -> None:
@@ -219,15 +228,15 @@ def aggregate_step(state: SelectState) -> None:
     After it only the group keys and aggregate aliases exist, so SELECT, HAVING and ORDER BY
     are rewritten to name them (see :mod:`pipesql.decompile.aggregate`).
     """
-    plan = aggregate.plan(state.select, state.env, state.names, state.catalog)
+    plan = aggregate.plan(state.select, state.env, state.names)
     if plan is None:
         return
     state.plan = plan
     typer = make_typer(state.env.column_type)
-    agg_items = [f"{render(e, state.env, state.catalog)} AS {_ident(n)}" for n, e in plan.aggregates]
+    agg_items = [f"{state.render(e)} AS {_ident(n)}" for n, e in plan.aggregates]
     key_items = []
     for name, key in plan.keys:
-        text = render(key, state.env, state.catalog)
+        text = state.render(key)
         key_items.append(text if _natural_name(key, state.env) == name else f"{text} AS {_ident(name)}")
     post = {}
     for name, key in plan.keys:
@@ -243,15 +252,13 @@ def aggregate_step(state: SelectState) -> None:
     # Range variables are gone after AGGREGATE; only the output names remain.
     state.env = Env({}, state.env.parent, post_aggregate=post)
     if plan.having is not None:
-        state.operators.append(f"|> WHERE {render(plan.having, state.env, state.catalog)}")
+        state.operators.append(f"|> WHERE {state.render(plan.having)}")
 
 
 def projection_plan(state: SelectState) -> None:
-    """Decide the final column list and whether ORDER BY must run before SELECT.
-
-    ORDER BY goes after SELECT when every key is an output column; a key the SELECT drops
-    (``ORDER BY age`` with only ``name`` selected) forces ORDER BY and LIMIT before it.
-    """
+    """The output columns: (name, expression, explicit alias?) per projection, stars expanded,
+    and whether a SELECT is needed at all (not for ``SELECT *`` of the whole FROM, nor when the
+    AGGREGATE already outputs exactly the projection)."""
     select = state.select
     expressions = state.plan.projections if state.plan else select.expressions
     local_aliases = [src for src in state.env.sources.values()]
@@ -302,43 +309,76 @@ def projection_plan(state: SelectState) -> None:
         state.select_needed = False
 
 
-def order_and_limit(state: SelectState) -> None:
-    """ORDER BY keys resolved to output names where possible, LIMIT/OFFSET last."""
-    select = state.select
-    order = select.args.get("order")
-    distinct = bool(select.args.get("distinct"))
-    post_terms: list[str] | None = [] if order is not None else None
-    if order is not None:
-        names = [n.lower() for n, _, _ in state.projections] if state.select_needed else [
-            c.name.lower() for c in state.outputs]
-        for index, ordered in enumerate(order.expressions):
-            term = state.plan.order_terms[index] if state.plan else ordered.this
-            name = _output_name_for(term, state, names)
-            if name is None:
-                post_terms = None
-                break
-            post_terms.append(_ordered_sql(ordered, _ident(name)))
-    if order is not None and post_terms is None:
-        if distinct and not state.plan:
-            _distinct_ordered_by_unselected(state)
-            return
-        if distinct:
-            raise Unsupported("unsupported:distinct_with_order_by_unselected")
-        # ORDER BY and LIMIT run before SELECT, where every column is still visible.
-        terms = []
-        for index, ordered in enumerate(order.expressions):
-            term = state.plan.order_terms[index] if state.plan else ordered.this
-            term = _expand_output_alias(term, state)
-            terms.append(_ordered_sql(ordered, render(term, state.env, state.catalog)))
-        state.operators.append("|> ORDER BY " + ", ".join(terms))
-        state.operators.extend(_limit_operators(select, state.env, state.catalog))
-        _emit_select(state)
+def order_plan(state: SelectState) -> None:
+    """Whether ORDER BY can follow SELECT: it can when every key is an output column (then its
+    terms name them); a key SELECT drops (``ORDER BY age`` with only ``name`` selected) puts
+    ORDER BY and LIMIT before SELECT."""
+    order = state.select.args.get("order")
+    if order is None:
         return
-    _emit_select(state)
-    output_env = Env({}, state.env.parent, post_aggregate={c.name.lower(): c.type for c in state.outputs})
-    if post_terms:
-        state.operators.append("|> ORDER BY " + ", ".join(post_terms))
-    state.operators.extend(_limit_operators(select, output_env, state.catalog))
+    names = [n.lower() for n, _, _ in state.projections] if state.select_needed else [
+        c.name.lower() for c in state.outputs]
+    for index, ordered in enumerate(order.expressions):
+        term = state.plan.order_terms[index] if state.plan else ordered.this
+        name = _output_name_for(term, state, names)
+        if name is None:
+            if state.plan and state.select.args.get("distinct"):
+                raise Unsupported("unsupported:distinct_with_order_by_unselected")
+            state.order_before_select = True
+            return
+        state.late_order_terms.append(_ordered_sql(ordered, _ident(name)))
+
+
+def early_order_and_limit(state: SelectState) -> None:
+    """ORDER BY and LIMIT before SELECT, where every column is still visible."""
+    if not state.order_before_select:
+        return
+    select = state.select
+    if select.args.get("distinct"):
+        _distinct_ordered_by_unselected(state)
+        return
+    terms = []
+    for index, ordered in enumerate(select.args["order"].expressions):
+        term = state.plan.order_terms[index] if state.plan else ordered.this
+        terms.append(_ordered_sql(ordered, state.render(_expand_output_alias(term, state))))
+    state.operators.append("|> ORDER BY " + ", ".join(terms))
+    state.operators.extend(_limit_operators(select, state.env, state.catalog))
+
+
+def select_operator(state: SelectState) -> None:
+    """``|> SELECT`` the output columns (none when the rows are already what SELECT would give);
+    DISTINCT becomes a keys-only ``|> AGGREGATE GROUP BY``."""
+    if state.grouped_for_order:
+        state.operators.append("|> SELECT " + ", ".join(_ident(n) for n, _, _ in state.projections))
+        return
+    distinct = bool(state.select.args.get("distinct"))
+    if not state.select_needed:
+        if distinct:
+            names = ", ".join(_ident(c.name) for c in state.outputs)
+            state.operators.append(f"|> AGGREGATE GROUP BY {names}")
+        return
+    items = [f"{state.render(expression)} AS {_ident(name)}" if explicit else state.render(expression)
+             for name, expression, explicit in state.projections]
+    if distinct and not state.plan:
+        # SELECT DISTINCT is dropped by sqlglot's pipe parser and standalone DISTINCT is
+        # missing in Spark; a keys-only AGGREGATE means the same everywhere.
+        if any(e.find(exp.Window) for _, e, _ in state.projections):
+            raise Unsupported("unsupported:distinct_window")
+        state.operators.append("|> AGGREGATE GROUP BY " + ", ".join(items))
+        return
+    state.operators.append("|> SELECT " + ", ".join(items))
+    if distinct:
+        names = ", ".join(_ident(n) for n, _, _ in state.projections)
+        state.operators.append(f"|> AGGREGATE GROUP BY {names}")
+
+
+def late_order_and_limit(state: SelectState) -> None:
+    """ORDER BY output names and LIMIT/OFFSET after SELECT."""
+    if state.order_before_select:
+        return
+    if state.late_order_terms:
+        state.operators.append("|> ORDER BY " + ", ".join(state.late_order_terms))
+    state.operators.extend(_limit_operators(state.select, Env.after(state.outputs, state.env.parent), state.catalog))
 
 
 def _column_equalities(select: exp.Select) -> list[tuple[tuple[str, str], tuple[str, str]]]:
@@ -392,7 +432,7 @@ def _distinct_ordered_by_unselected(state: SelectState) -> None:
     keys = []
     names = [n for n, _, _ in state.projections]
     for name, expression, explicit in state.projections:
-        text = render(expression, state.env, state.catalog)
+        text = state.render(expression)
         keys.append(f"{text} AS {_ident(name)}" if explicit else text)
     helpers, terms = [], []
     signatures = [signature(e) for _, e, _ in state.projections]
@@ -407,40 +447,17 @@ def _distinct_ordered_by_unselected(state: SelectState) -> None:
                 raise Unsupported("unsupported:distinct_order_by_scan_order")
             call = (exp.Max if ordered.args.get("desc") else exp.Min)(this=term.copy())
             name = state.names.take(derive_alias(call))
-            helpers.append(f"{render(call, state.env, state.catalog)} AS {_ident(name)}")
+            helpers.append(f"{state.render(call)} AS {_ident(name)}")
         terms.append(_ordered_sql(ordered, _ident(name)))
     state.operators.append(f"|> AGGREGATE {', '.join(helpers)} GROUP BY {', '.join(keys)}")
-    state.env = Env({}, state.env.parent, post_aggregate={c.name.lower(): c.type for c in state.outputs})
+    state.env = Env.after(state.outputs, state.env.parent)
     state.operators.append("|> ORDER BY " + ", ".join(terms))
     state.operators.extend(_limit_operators(select, state.env, state.catalog))
-    state.operators.append("|> SELECT " + ", ".join(_ident(n) for n in names))
+    state.grouped_for_order = True
 
 
-def _emit_select(state: SelectState) -> None:
-    distinct = bool(state.select.args.get("distinct"))
-    if not state.select_needed:
-        if distinct:
-            names = ", ".join(_ident(c.name) for c in state.outputs)
-            state.operators.append(f"|> AGGREGATE GROUP BY {names}")
-        return
-    items = []
-    for name, expression, explicit in state.projections:
-        text = render(expression, state.env, state.catalog)
-        items.append(f"{text} AS {_ident(name)}" if explicit else text)
-    if distinct and not state.plan:
-        # SELECT DISTINCT is dropped by sqlglot's pipe parser and standalone DISTINCT is
-        # missing in Spark; a keys-only AGGREGATE means the same everywhere.
-        if any(e.find(exp.Window) for _, e, _ in state.projections):
-            raise Unsupported("unsupported:distinct_window")
-        state.operators.append("|> AGGREGATE GROUP BY " + ", ".join(items))
-        return
-    state.operators.append("|> SELECT " + ", ".join(items))
-    if distinct:
-        names = ", ".join(_ident(n) for n, _, _ in state.projections)
-        state.operators.append(f"|> AGGREGATE GROUP BY {names}")
-
-
-SELECT_STEPS = (from_clause, joins, where, aggregate_step, projection_plan, order_and_limit)
+SELECT_STEPS = (from_clause, joins, where, aggregate_step, projection_plan, order_plan, early_order_and_limit,
+                select_operator, late_order_and_limit)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -50,7 +50,7 @@ def derive_alias(node: exp.Expr) -> str:
         return node.alias
     if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Select) and len(node.this.expressions) == 1:
         only = node.this.expressions[0]
-        if isinstance(only, exp.Alias) and not only.alias.startswith("_col_"):
+        if isinstance(only, exp.Alias) and not only.alias.startswith(AUTO_ALIAS_PREFIX):
             return only.alias
         return derive_alias(only.this if isinstance(only, exp.Alias) else only)
     if isinstance(node, exp.Column):

@@ -47,6 +47,12 @@ class Env:
     # Names visible after AGGREGATE (lower-cased name → type); set once aggregation happens.
     post_aggregate: dict[str, str | None] | None = None
 
+    @classmethod
+    def after(cls, outputs: list[OutputColumn], parent: Env | None) -> Env:
+        """What an operator sees after one that keeps only ``outputs`` (SELECT, AGGREGATE, a set
+        operation): those names, no range variables."""
+        return cls({}, parent, post_aggregate={c.name.lower(): c.type for c in outputs})
+
     def find_source(self, alias: str) -> tuple[Source | None, bool]:
         """The source named ``alias`` and whether it belongs to this level (not an outer one)."""
         env, local = self, True

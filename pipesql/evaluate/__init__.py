@@ -25,12 +25,12 @@ from typing import Any, ClassVar, Sequence
 
 from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, Item, load_items
 from pipesql.evaluate.next_operator import next_operator_accuracy, step_samples
-from pipesql.evaluate.predict import CHECK_TOOLS, GenerationOptions, Prediction, predict_agent, predict_oneshot
+from pipesql.evaluate.predict import GenerationOptions, Prediction, predict_agent, predict_oneshot
 from pipesql.evaluate.report import plot_summary, summarize
 from pipesql.evaluate.scoring import GOLD_ERROR, STATUSES, Limits, Score, score
 from pipesql.storage.files import write_json, write_jsonl
 from pipesql.models.backends import Backend, BackendSettings, load_backend
-from pipesql.models.loading import describe_model
+from pipesql.models.registry import describe_model
 from pipesql.progress import progress_bar
 from pipesql.config.settings import option
 
@@ -45,7 +45,11 @@ __all__ = ["Settings", "run", "evaluate_items", "MODES", "STATUSES"]
 
 
 @dataclass
-class Settings(BackendSettings):
+class Settings(BackendSettings, GenerationOptions):
+    """What to evaluate and where the outputs go. How answers are generated is
+    :class:`~pipesql.evaluate.predict.GenerationOptions` and how the model runs
+    :class:`~pipesql.models.backends.BackendSettings`, both inherited with their defaults."""
+
     stage: ClassVar[str] = "evaluate"
 
     model: str = option("", "Model directory (a merged fine-tune) or registry name (tiny, smollm2-135m).")
@@ -56,31 +60,10 @@ class Settings(BackendSettings):
                                   "checked with the agent tools.", choices=MODES)
     limit: int | None = option(None, "Evaluate only the first N questions.")
     out: Path = option(Path("out/evaluate"), "Output folder.")
-    batch_size: int = option(16, "Questions per generate call (transformers: per forward pass).")
-    max_new_tokens: int = option(384, "Longest one-shot answer, in tokens.")
-    step_max_new_tokens: int = option(128, "Longest agent step answer, in tokens.")
-    temperature: float = option(0.0, "Sampling temperature; 0 is greedy decoding.")
-    max_steps: int = option(12, "Agent: most operators per query.")
-    max_retries: int = option(2, "Agent: new candidates sampled for a step the tools rejected.")
-    retry_temperature: float = option(0.7, "Agent: sampling temperature of those retries.")
-    check_tool: str = option("execute_pipe_sql", "Agent: the tool that checks each new prefix.", choices=CHECK_TOOLS)
-    seed: int = option(0, "Seed for sampled generations.")
-    timeout_s: float = option(30.0, "Time limit of one SQL query, in seconds.")
     row_cap: int = option(100_000, "Most rows read from one query result.")
-    gpu_memory_utilization: float = option(0.9, "vLLM: share of GPU memory to use.")
     trajectories: Path | None = option(None, "Also score next-operator accuracy on the step samples of this "
                                        "training-data file (dev.jsonl of pipesql generate).")
     trajectory_limit: int | None = option(None, "Score only the first N of those step samples.")
-
-
-def _options(settings: Settings) -> GenerationOptions:
-    return GenerationOptions(
-        batch_size=max(1, settings.batch_size), max_new_tokens=settings.max_new_tokens,
-        step_max_new_tokens=settings.step_max_new_tokens, temperature=settings.temperature,
-        retry_temperature=settings.retry_temperature, max_steps=settings.max_steps,
-        max_retries=settings.max_retries, seed=settings.seed, check_tool=settings.check_tool,
-        tool_timeout_s=settings.timeout_s,
-    )
 
 
 def _progress(total: int, description: str, **options: Any):
@@ -92,10 +75,9 @@ def _predict_with_progress(items: Sequence[Item], schemas: Sequence[str], backen
     """One-shot: the bar counts answers as they finish. Agent: questions finish together in the
     last rounds, so the bar counts finished questions without an ETA (it would extrapolate
     from the first early finisher) and shows the model answers so far, which move each step."""
-    options = _options(settings)
     if settings.mode != "agent":
         with _progress(len(items), "oneshot generation") as bar:
-            return predict_oneshot(items, schemas, backend, options, bar.update)
+            return predict_oneshot(items, schemas, backend, settings, bar.update)
     answers = 0
     with _progress(len(items), "agent generation",
                    bar_format="{desc}: {n_fmt}/{total_fmt} questions finished [{elapsed}{postfix}]") as bar:
@@ -105,7 +87,7 @@ def _predict_with_progress(items: Sequence[Item], schemas: Sequence[str], backen
             bar.set_postfix_str(f"{answers} model answers", refresh=False)
             bar.update(0)  # redraws when mininterval allows
 
-        return predict_agent(items, schemas, backend, options, bar.update, on_answer)
+        return predict_agent(items, schemas, backend, settings, bar.update, on_answer)
 
 
 def _schemas(items: Sequence[Item]) -> tuple[list[str | None], dict[str, str]]:

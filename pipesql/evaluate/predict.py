@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pipesql.agent import prompts
+from pipesql.config.settings import option
 from pipesql.corpora.items import Item
 from pipesql.evaluate.answers import extract_query, parse_step
 from pipesql.models.backends import Backend, Chat, Completion, SamplingParams
@@ -42,18 +43,22 @@ FINISH_STEP_LIMIT = "step_limit"
 FINISH_RETRIES = "retries_exhausted"
 
 
-@dataclass(frozen=True)
+@dataclass
 class GenerationOptions:
-    batch_size: int = 16
-    max_new_tokens: int = 384
-    step_max_new_tokens: int = 128
-    temperature: float = 0.0
-    retry_temperature: float = 0.7
-    max_steps: int = 12
-    max_retries: int = 2
-    seed: int = 0
-    check_tool: str = "execute_pipe_sql"
-    tool_timeout_s: float = 10.0
+    """How answers are generated and, for the agent, checked. ``pipesql evaluate``'s settings
+    extend it, so the stage hands its settings to :func:`predict_oneshot` / :func:`predict_agent`
+    as they are."""
+
+    batch_size: int = option(16, "Questions per generate call (transformers: per forward pass).")
+    max_new_tokens: int = option(384, "Longest one-shot answer, in tokens.")
+    step_max_new_tokens: int = option(128, "Longest agent step answer, in tokens.")
+    temperature: float = option(0.0, "Sampling temperature; 0 is greedy decoding.")
+    max_steps: int = option(12, "Agent: most operators per query.")
+    max_retries: int = option(2, "Agent: new candidates sampled for a step the tools rejected.")
+    retry_temperature: float = option(0.7, "Agent: sampling temperature of those retries.")
+    check_tool: str = option("execute_pipe_sql", "Agent: the tool that checks each new prefix.", choices=CHECK_TOOLS)
+    seed: int = option(0, "Seed for sampled generations.")
+    timeout_s: float = option(30.0, "Time limit of one SQL query (the agent's tools, and scoring), in seconds.")
 
 
 @dataclass
@@ -80,6 +85,7 @@ def complete_in_batches(backend: Backend, chats: Sequence[Chat], params: Samplin
     its batch's wall time. ``progress`` is told of each answer as the backend finishes it."""
     completions: list[Completion] = []
     shares: list[float] = []
+    batch_size = max(1, batch_size)
     for start in range(0, len(chats), batch_size):
         batch = chats[start:start + batch_size]
         began = time.monotonic()
@@ -196,7 +202,7 @@ def predict_agent(items: Sequence[Item], schemas: Sequence[str], backend: Backen
     states = []
     for item, schema in zip(items, schemas):
         if item.db_path not in toolboxes:
-            toolboxes[item.db_path] = Toolbox(item.db_path, timeout_s=options.tool_timeout_s)
+            toolboxes[item.db_path] = Toolbox(item.db_path, timeout_s=options.timeout_s)
         states.append(_AgentState(item, schema, toolboxes[item.db_path]))
     greedy = SamplingParams(max_new_tokens=options.step_max_new_tokens, temperature=options.temperature,
                             stop=STEP_STOP, seed=options.seed if options.temperature > 0 else None)

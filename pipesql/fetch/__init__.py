@@ -180,14 +180,14 @@ def fetch_bird(settings: Settings) -> int:
 
 def fetch_model(settings: Settings) -> int:
     """A registry model (``tiny``, ``smollm2-135m``) is built into the pipesql cache by
-    :mod:`pipesql.models.loading`; anything else is a hub id downloaded into the Hugging Face cache
+    :mod:`pipesql.models.registry`; anything else is a hub id downloaded into the Hugging Face cache
     (``$HF_HOME``), which resumes interrupted files by itself."""
-    from pipesql.models import loading as models
+    from pipesql.models.registry import resolve_model
 
     if not settings.name:
         raise FetchError("pipesql fetch model NAME: say which model")
     started = time.monotonic()
-    resolved = models.resolve_model(settings.name)
+    resolved = resolve_model(settings.name)
     if Path(resolved).is_dir():
         path, revision = Path(resolved), None
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pipesql.generate.stats import char_lengths, sample_stats, samples_per_pair,
 from pipesql.generate.worker import DatabaseResult, DatabaseWork, WorkOptions, run_task
 from pipesql.progress import progress_bar
 from pipesql.storage.manifest import write_manifest
+from pipesql.config.machine import usable_cores
 from pipesql.config.settings import option
 
 # How many problems of one reason are printed; all of them are in skipped.jsonl.
@@ -130,7 +130,7 @@ def load_length_measure(name: str | None):
 
     path = name
     try:
-        from pipesql.models.loading import resolve_model
+        from pipesql.models.registry import resolve_model
 
         path = resolve_model(name)
     except ImportError:
@@ -235,7 +235,7 @@ def run(settings: Settings) -> int:
     problems += missing
     options = WorkOptions(str(golden), settings.tool_calling, settings.tool_ratio, settings.seed, settings.timeout_s,
                           settings.values_per_column, settings.schema_max_chars, settings.trim_schema_to_query)
-    workers = settings.workers or os.cpu_count() or 1
+    workers = settings.workers or usable_cores()
     results = run_work(work, options, workers, sum(len(w.pairs) for w in work), settings.progress)
     generated_at = time.monotonic()
 

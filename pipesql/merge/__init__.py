@@ -23,7 +23,7 @@ from typing import ClassVar
 from pipesql.storage.files import share_file_modes, write_json
 from pipesql.storage.manifest import write_manifest
 from pipesql.config.settings import option
-from pipesql.models.loading import MERGE_RECORD_NAME
+from pipesql.models.registry import MERGE_RECORD_NAME
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from pipesql.config import machine
 from pipesql.config.settings import option
 
 BACKENDS = ("auto", "transformers", "vllm")
@@ -40,6 +41,7 @@ class BackendSettings:
                                "so a prompt that starts like one of them (an agent's next step) computes "
                                "only the rest; prompts then go one at a time. -1: 16 on CPU, where the "
                                "prompt is most of the time; 0 (batched) on GPU.")
+    gpu_memory_utilization: float = option(0.9, "vLLM: share of GPU memory to use.")
 
 
 @dataclass(frozen=True)
@@ -154,14 +156,6 @@ def render_prompt(tokenizer: Any, chat: Chat) -> str:
     return text
 
 
-def pick_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class TransformersBackend:
     """Batched generation with Hugging Face transformers.
 
@@ -178,7 +172,7 @@ class TransformersBackend:
 
         self.model_dir = Path(model_dir)
         self.name = name or self.model_dir.name
-        self.device = pick_device(device)
+        self.device = machine.pick_device(device)
         self.batch_size = max(1, batch_size)
         self.model, self.tokenizer = load_model_and_tokenizer(self.model_dir, dtype=dtype, device=self.device)
         self.tokenizer.padding_side = "left"
@@ -386,24 +380,7 @@ class ScriptedBackend:
 
 
 def vllm_available() -> bool:
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def resolve_model(model: str | Path) -> Path:
-    """A model directory, or a registry name (``tiny``, ``smollm2-135m``) that
-    :mod:`pipesql.models.loading` materialises into one."""
-    path = Path(model)
-    if path.is_dir():
-        return path
-    from pipesql.models.loading import resolve_model as resolve_registry_name
-
-    # Anything else (a hub id) goes to from_pretrained unchanged; offline, loading fails fast
-    # (loading.require_loadable) with what to use instead.
-    return Path(resolve_registry_name(str(model)))
+    return importlib.util.find_spec("vllm") is not None and machine.cuda_available()
 
 
 def load_backend(model: str | Path, backend: str = "auto", *, device: str = "auto", dtype: str = "auto",
@@ -413,9 +390,10 @@ def load_backend(model: str | Path, backend: str = "auto", *, device: str = "aut
     GPU is visible, transformers otherwise."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-    from pipesql.models.loading import model_id
+    from pipesql.models.registry import model_id, resolve_model
 
-    model_dir = resolve_model(model)
+    # A hub id goes to from_pretrained unchanged; offline, loading fails fast (require_loadable).
+    model_dir = Path(resolve_model(model))
     name = model_id(model)
     if backend == "vllm" or (backend == "auto" and vllm_available()):
         return VllmBackend(model_dir, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,

@@ -136,7 +136,7 @@ def run_grpo(settings: Settings) -> int:
     tokenizer = _tokenizer(settings, base_model)
     prompts, data_stats = load_prompts(settings)
     if runtime.is_main:
-        from pipesql.models.loading import resolve_model
+        from pipesql.models.registry import resolve_model
 
         write_json(out / RUN_CONFIG_NAME, {
             "model_name": base_model, "base_model_path": resolve_model(base_model),

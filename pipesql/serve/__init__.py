@@ -78,7 +78,6 @@ class Settings(BackendSettings):
     request_timeout_s: float = option(600.0, "Longest a request waits for its completion.")
     tool_timeout_s: float = option(10.0, "Time limit of one tool query, in seconds.")
     tool_row_cap: int = option(20, "Most rows a tool shows.")
-    gpu_memory_utilization: float = option(0.9, "vLLM: share of GPU memory to use.")
 
 
 def make_server(settings: Settings, *, backend: Backend | None = None) -> Server:

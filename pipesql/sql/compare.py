@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import sqlglot
@@ -205,8 +205,8 @@ class TieWindow:
 
 @dataclass(frozen=True)
 class TieProbe:
-    """A rewrite of an ordered gold query that lists every row (no LIMIT/OFFSET) with its order
-    key values: columns ``key_columns`` of each probe row hold the key (negative: counted from
+    """A rewrite of an ordered query that lists its rows (no LIMIT/OFFSET, or up to one row past
+    the cut, :func:`order_key_probe`) with their order key values: columns ``key_columns`` of each probe row hold the key (negative: counted from
     the end), and all but the last ``extra_columns`` columns are the gold's own output."""
 
     sql: str
@@ -237,7 +237,7 @@ def tie_window(probe: TieProbe, probe_rows: Sequence[Row]) -> TieWindow:
     groups: list[list[tuple]] = []
     last_key: object = object()
     for row in rows:
-        key = tuple(_bucket_key(row[i]) for i in probe.key_columns)
+        key = _order_key(probe, row)
         if not groups or key != last_key:
             groups.append([])
             last_key = key
@@ -407,12 +407,20 @@ def _expand_aliases(key: exp.Expression, projections: list[exp.Expression]) -> e
 
 def tie_probe(sql: str, dialect: str = "sqlite") -> TieProbe | None:
     """The query that reveals which of an ordered gold query's rows tie on its order key, or
-    None when the gold is not ordered or cannot be rewritten safely (a DISTINCT ordered by a
-    column it does not output, a non-literal LIMIT, a position after ``*``)."""
+    None when the gold is not ordered or cannot be rewritten safely (see :func:`order_key_probe`)."""
     tree = _parse(sql, dialect)
     if tree is None:
         return None
-    query = _top_query(tree).copy()
+    return order_key_probe(_top_query(tree), dialect)
+
+
+def order_key_probe(query: exp.Expression, dialect: str = "sqlite", *, past_cut: bool = False) -> TieProbe | None:
+    """``query`` (a whole query or one of its subqueries) rewritten to list its rows with their
+    order key values: without its LIMIT/OFFSET, or with ``past_cut`` only up to one row past the
+    LIMIT's cut (enough to see whether the cut splits a tie, :func:`cut_splits_tie`). None when
+    the query is not ordered or cannot be rewritten safely (a DISTINCT ordered by a column it
+    does not output, a non-literal LIMIT, a position after ``*``)."""
+    query = query.copy()
     order = query.args.get("order")
     if order is None:
         return None
@@ -448,11 +456,28 @@ def tie_probe(sql: str, dialect: str = "sqlite") -> TieProbe | None:
         else:
             key_columns.append(appended - len(extra))
             appended += 1
-    query.set("limit", None)
+    rows = offset + limit + 1 if past_cut and limit is not None else None
+    query.set("limit", None if rows is None else exp.Limit(expression=exp.Literal.number(rows)))
     query.set("offset", None)
     if extra:
         query.set("expressions", projections + [exp.alias_(k, f"{_TIE_KEY_PREFIX}{i}") for i, k in enumerate(extra)])
     return TieProbe(query.sql(dialect=dialect), len(extra), tuple(key_columns), offset, limit)
+
+
+def _order_key(probe: TieProbe, row: tuple) -> tuple:
+    return tuple(_bucket_key(row[i]) for i in probe.key_columns)
+
+
+def cut_splits_tie(probe: TieProbe, probe_rows: Sequence[Row]) -> bool:
+    """Whether the last row the query's LIMIT keeps ties on the order key with the first row it
+    cuts: then the query may return either, and its result is not defined by SQL."""
+    if probe.limit is None:
+        return False
+    cut = probe.offset + probe.limit
+    if not 0 < cut < len(probe_rows):
+        return False
+    before, after = _normalize_rows(probe_rows[cut - 1 : cut + 1])
+    return _order_key(probe, before) == _order_key(probe, after)
 
 
 def compare_results(gold_sql: str, gold_rows: Sequence[Row], pred_rows: Sequence[Row],

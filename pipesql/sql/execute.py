@@ -73,11 +73,6 @@ class QueryResult:
     seconds: float
 
 
-def quote_identifier(name: str) -> str:
-    """A SQLite identifier, always double-quoted: table and column names come from files."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _decode_text(raw: bytes) -> str:
     # Some Spider databases hold latin-1 bytes in TEXT columns.
     return raw.decode("utf-8", errors="replace")

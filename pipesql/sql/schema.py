@@ -12,7 +12,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipesql.sql.execute import DatabaseError, connect_readonly, quote_identifier
+from pipesql.sql.execute import DatabaseError, connect_readonly
+from pipesql.sql.identifiers import sqlite_identifier
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,11 @@ def schema_from_connection(conn: sqlite3.Connection) -> DatabaseSchema:
     for name in names:
         columns = tuple(
             Column(name=row[1], type=(row[2] or "").upper(), primary_key=bool(row[5]))
-            for row in conn.execute(f"PRAGMA table_info({quote_identifier(name)})")
+            for row in conn.execute(f"PRAGMA table_info({sqlite_identifier(name)})")
         )
         foreign_keys = tuple(
             ForeignKey(column=row[3], ref_table=row[2], ref_column=row[4] or "")
-            for row in conn.execute(f"PRAGMA foreign_key_list({quote_identifier(name)})")
+            for row in conn.execute(f"PRAGMA foreign_key_list({sqlite_identifier(name)})")
         )
         tables.append(Table(name, columns, foreign_keys))
     return DatabaseSchema(tuple(tables))

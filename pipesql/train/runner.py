@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipesql.config import machine
 from pipesql.progress import on_terminal
 from pipesql.storage.files import write_json
 from pipesql.storage.manifest import write_manifest
 from pipesql.config.settings import as_dict
 from pipesql.train.checkpoints import STAGING, complete_checkpoints, latest_checkpoint, publish, remove_incomplete
-from pipesql.train.settings import Settings
+from pipesql.train.settings import Settings, TrainingRun
 from pipesql.train.stability import (
     StabilityGuard, append_event, learning_rate_after, read_events, rollbacks_done,
 )
@@ -70,18 +70,11 @@ def _importable(module: str) -> bool:
 
 
 def resolve_runtime(settings: Settings) -> Runtime:
-    import torch
-
-    cuda = torch.cuda.is_available() and settings.device != "cpu"
-    if settings.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda was asked for but no CUDA GPU is visible")
+    device = machine.pick_device(settings.device)
+    cuda = device.startswith("cuda")
     if settings.load_in_4bit and not _importable("bitsandbytes"):
         raise SystemExit("--load-in-4bit (QLoRA) needs the bitsandbytes package (pip install 'pipesql[train]')")
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = f"cuda:{local_rank}" if cuda else "cpu"
-    precision = settings.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    precision = machine.precision_of(settings.precision, device)
     if precision == "fp16" and not cuda:
         raise SystemExit("--precision fp16 needs a CUDA GPU; CPU training runs in fp32 (or bf16)")
     if settings.load_in_4bit and precision == "fp16":
@@ -96,11 +89,11 @@ def resolve_runtime(settings: Settings) -> Runtime:
         attn = "flash_attention_2" if cuda and _importable("flash_attn") else "sdpa"
     optim = settings.optim if settings.optim != "auto" else ("adamw_torch_fused" if cuda else "adamw_torch")
     return Runtime(device=device, precision=precision, batching=batching, liger=bool(liger),
-                   attn_implementation=attn, optim=optim, rank=int(os.environ.get("RANK", 0)),
-                   world_size=int(os.environ.get("WORLD_SIZE", 1)))
+                   attn_implementation=attn, optim=optim, rank=machine.rank(),
+                   world_size=machine.world_size())
 
 
-def training_arguments(settings, runtime: Runtime, learning_rate: float) -> dict[str, Any]:
+def training_arguments(settings: TrainingRun, runtime: Runtime, learning_rate: float) -> dict[str, Any]:
     """The ``TrainingArguments`` every fine-tuning stage sets the same way (SFT here, GRPO in
     :mod:`pipesql.rl`): batch, optimizer, precision, checkpoints, logging, seeds."""
     return dict(
@@ -160,7 +153,7 @@ def sft_config(settings: Settings, runtime: Runtime, learning_rate: float, has_d
     )
 
 
-def lora_config(settings: Settings):
+def lora_config(settings: TrainingRun):
     from peft import LoraConfig
 
     return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
@@ -168,19 +161,16 @@ def lora_config(settings: Settings):
 
 
 def _load_model(settings: Settings, runtime: Runtime):
-    import torch
-
     from pipesql.models.loading import load_model_and_tokenizer
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[runtime.precision]
     # The frozen base may be half precision; PEFT keeps the trainable adapter in fp32, which the
     # fp16 grad scaler needs (it cannot unscale fp16 gradients).
-    return load_model_and_tokenizer(settings.model_name, dtype=dtype, device=runtime.device,
+    return load_model_and_tokenizer(settings.model_name, dtype=runtime.precision, device=runtime.device,
                                     load_in_4bit=settings.load_in_4bit,
                                     attn_implementation=runtime.attn_implementation)
 
 
-def _prepare_run_dir(settings: Settings, runtime: Runtime) -> Path | None:
+def _prepare_run_dir(settings: TrainingRun, runtime: Runtime) -> Path | None:
     """Remove half-written checkpoints; return the checkpoint to resume from, if any."""
     out = Path(settings.output_dir)
     if runtime.is_main:
@@ -201,7 +191,8 @@ def _run_config(settings: Settings, base_path: str, runtime: Runtime, stats: dic
 
 
 def run_training(settings: Settings) -> int:
-    from pipesql.models.loading import load_tokenizer, resolve_model
+    from pipesql.models.loading import load_tokenizer
+    from pipesql.models.registry import resolve_model
     from pipesql.models.chat_template import template_to_save
 
     started = time.time()
@@ -245,7 +236,7 @@ def _load_data(settings: Settings, tokenizer):
     return train_set, dev_set, {"train": train_stats.as_dict(), "dev": dev_stats.as_dict() if dev_stats else None}
 
 
-def guard_arguments(settings, learning_rate: float, events: list[dict[str, Any]]) -> dict[str, Any]:
+def guard_arguments(settings: TrainingRun, learning_rate: float, events: list[dict[str, Any]]) -> dict[str, Any]:
     """The :class:`~pipesql.train.trainer.GuardMixin` keyword arguments of one (re)start."""
     injected_already = any(e.get("injected") for e in events)
     return {"guard": StabilityGuard(settings.spike_factor, settings.spike_window, settings.spike_warmup),
@@ -272,7 +263,7 @@ def _train_with_rollbacks(settings: Settings, runtime: Runtime, tokenizer, train
     return train_with_rollbacks(settings, runtime, make_trainer, resume_from)
 
 
-def train_with_rollbacks(settings, runtime: Runtime, make_trainer, resume_from: Path | None):
+def train_with_rollbacks(settings: TrainingRun, runtime: Runtime, make_trainer, resume_from: Path | None):
     """Train to the end, rolling back to the last good checkpoint at a lower learning rate each
     time the guard trips. ``make_trainer(learning_rate, resume_from, events)`` builds a fresh
     guarded trainer (model included) for each (re)start. Returns ``(trainer, tokens seen on this
@@ -355,7 +346,7 @@ def _write_outputs(settings: Settings, runtime: Runtime, trainer, final: Path, s
 
 
 def _write_model_card(settings: Settings, out: Path, summary: dict[str, Any]) -> Path:
-    from pipesql.models.loading import resolve_model
+    from pipesql.models.registry import resolve_model
     from pipesql.storage.files import atomic_open
     from pipesql.train.report import MODEL_CARD_NAME, model_card
 

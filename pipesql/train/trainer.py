@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -229,7 +228,3 @@ class GuardMixin:
 
 class GuardedSFTTrainer(GuardMixin, SFTTrainer):
     """TRL's SFTTrainer under the guard."""
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", 0))

@@ -23,19 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from pipesql.config.machine import usable_cores
 from pipesql.corpora.items import BENCHMARKS, SPLITS, BenchmarkError, load_items
 from pipesql.config.settings import option
-from pipesql.sql.execute import DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S
-from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.validate.check import CLASSES, CheckOptions, check_item
-from pipesql.validate.runner import default_workers, validate_items
-from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS
+from pipesql.validate.runner import validate_items
 
 __all__ = ["CLASSES", "CheckOptions", "Settings", "check_item", "run", "validate_items"]
 
 
 @dataclass
-class Settings:
+class Settings(CheckOptions):
+    """What to validate and where the outputs go; how each item is proven is
+    :class:`~pipesql.validate.check.CheckOptions`, inherited, its defaults unchanged."""
+
     stage: ClassVar[str] = "validate"
 
     benchmark: str = option("demo", "Benchmark to validate.", choices=BENCHMARKS)
@@ -45,17 +46,6 @@ class Settings:
     limit: int | None = option(None, "Validate only the first N items.")
     out: Path = option(Path("out/validate"), "Output folder.")
     workers: int = option(0, "Worker processes (0: all cores).")
-    timeout_s: float = option(DEFAULT_TIMEOUT_S, "Time limit per SQL execution, seconds.")
-    row_cap: int = option(DEFAULT_ROW_CAP, "Most rows read from one result.")
-    googlesql: bool = option(True, "Check every pipe query with GoogleSQL (ZetaSQL) too.")
-    googlesql_execute_rows: int = option(5_000, "Execute on ZetaSQL too when the database has at most this many "
-                                                "rows (its reference engine is slow; 0: never).")
-    googlesql_timeout_s: float = option(2.0, "Time limit per ZetaSQL execution, seconds.")
-    googlesql_max_work: int = option(DEFAULT_MAX_WORK, "Analyze only (do not execute on ZetaSQL) a query predicted to "
-                                                       "visit more rows than this (0: no bound).")
-    variants: int = option(DEFAULT_VARIANTS, "Also prove each match on this many generated variants of its database "
-                                             "(0: only on the database itself).")
-    variant_rows: int = option(DEFAULT_ROWS, "Most rows per table in a variant.")
     progress: bool = option(True, "Show a progress bar on stderr.")
 
 
@@ -73,16 +63,12 @@ def run(settings: Settings) -> int:
     except (BenchmarkError, DemoCorpusError) as error:
         print(f"pipesql validate: {error}", file=sys.stderr)
         return 2
-    workers = settings.workers or default_workers()
+    workers = settings.workers or usable_cores()
     out = Path(settings.out)
-    options = CheckOptions(timeout_s=settings.timeout_s, row_cap=settings.row_cap, googlesql=settings.googlesql,
-                           googlesql_execute_rows=settings.googlesql_execute_rows,
-                           googlesql_timeout_s=settings.googlesql_timeout_s,
-                           googlesql_max_work=settings.googlesql_max_work, variants=settings.variants,
-                           variant_rows=settings.variant_rows, witness_dir=str(out / WITNESSES))
     shutil.rmtree(out / WITNESSES, ignore_errors=True)  # witnesses of an earlier run in the same folder
     start = time.monotonic()
-    records = validate_items(items, workers=workers, options=options, progress=settings.progress)
+    records = validate_items(items, workers=workers, options=settings, progress=settings.progress,
+                             witness_dir=out / WITNESSES)
     seconds = time.monotonic() - start
     summary = summarize(records, seconds, workers)
     summary.update(benchmark=settings.benchmark, split=settings.split, variants=settings.variants)

@@ -12,24 +12,28 @@ Every outcome is a record (a plain dict, JSON-ready); nothing raises for a bad i
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import sqlite3
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import sqlglot
 from sqlglot import exp
 
+from pipesql.config.settings import option
 from pipesql.corpora.items import Item
 from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
 from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
-from pipesql.sql.execute import (DEFAULT_ROW_CAP, quote_identifier, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
+from pipesql.sql.execute import (DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
                              QueryTimeout, connect_readonly, execute)
+from pipesql.sql.identifiers import sqlite_identifier
 
 # Classes of a validation record.
 MATCH = "MATCH"
@@ -58,17 +62,27 @@ GOLD_EXECUTED = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
 
 
-@dataclass(frozen=True)
+@dataclass
 class CheckOptions:
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    row_cap: int = DEFAULT_ROW_CAP
-    googlesql: bool = True                 # analyze every pipe query with ZetaSQL
-    googlesql_execute_rows: int = 5_000    # ... and execute it there when the database is this small
-    googlesql_timeout_s: float = 2.0
-    googlesql_max_work: int = DEFAULT_MAX_WORK  # ... unless it predicts more row visits than this (0: no bound)
-    variants: int = DEFAULT_VARIANTS       # generated databases each match is proven on too (0: none)
-    variant_rows: int = DEFAULT_ROWS       # at most this many rows per table in a variant
-    witness_dir: str | None = None         # where a variant that disagrees is saved (None: not saved)
+    """How one item is proven: the limits of each execution, the GoogleSQL (ZetaSQL) check and the
+    generated variants. ``pipesql validate``'s settings extend it, so the stage hands its settings
+    to the check as they are."""
+
+    timeout_s: float = option(DEFAULT_TIMEOUT_S, "Time limit per SQL execution, seconds.")
+    row_cap: int = option(DEFAULT_ROW_CAP, "Most rows read from one result.")
+    googlesql: bool = option(True, "Check every pipe query with GoogleSQL (ZetaSQL) too.")
+    googlesql_execute_rows: int = option(5_000, "Execute on ZetaSQL too when the database has at most this many "
+                                                "rows (its reference engine is slow; 0: never).")
+    googlesql_timeout_s: float = option(2.0, "Time limit per ZetaSQL execution, seconds.")
+    googlesql_max_work: int = option(DEFAULT_MAX_WORK, "Analyze only (do not execute on ZetaSQL) a query predicted to "
+                                                       "visit more rows than this (0: no bound).")
+    variants: int = option(DEFAULT_VARIANTS, "Also prove each match on this many generated variants of its database "
+                                             "(0: only on the database itself).")
+    variant_rows: int = option(DEFAULT_ROWS, "Most rows per table in a variant.")
+
+    def key(self) -> tuple:
+        """The options as a check depends on them (a subclass's other settings do not count)."""
+        return tuple(getattr(self, field.name) for field in dataclasses.fields(CheckOptions))
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,7 @@ class DatabaseCache:
         conn = connect_readonly(path)
         try:
             schema = schema_from_connection(conn)
-            table_rows = {t.name: conn.execute(f"SELECT count(*) FROM {quote_identifier(t.name)}").fetchone()[0]
+            table_rows = {t.name: conn.execute(f"SELECT count(*) FROM {sqlite_identifier(t.name)}").fetchone()[0]
                           for t in schema.tables}
         except sqlite3.DatabaseError as error:
             conn.close()
@@ -155,10 +169,6 @@ def _verdict(record: dict, label: str, *, stage: str | None = None, detail: str 
     return record
 
 
-def _timed(timings: dict, key: str, start: float) -> None:
-    timings[key] = round(time.monotonic() - start, 4)
-
-
 class CheckMemo:
     """Per-process memo of whole checks (LRU), in memory only.
 
@@ -180,7 +190,7 @@ class CheckMemo:
             return None
         path = Path(item.db_path).resolve()
         stat = path.stat()
-        return options, str(path), stat.st_mtime_ns, stat.st_size, item.gold_sql
+        return options.key(), str(path), stat.st_mtime_ns, stat.st_size, item.gold_sql
 
     def recall(self, key: tuple, record: dict[str, Any]) -> dict[str, Any] | None:
         """``record`` completed with the remembered outcome, or None when there is none."""
@@ -203,15 +213,16 @@ class CheckMemo:
 
 
 def check_item(item: Item, options: CheckOptions, databases: DatabaseCache,
-               memo: CheckMemo | None = None) -> dict[str, Any]:
+               memo: CheckMemo | None = None, witness_dir: Path | None = None) -> dict[str, Any]:
     """The validation record of one item (see the module docstring); with ``memo``, an item
-    whose database and gold SQL were checked before copies that outcome. Never raises."""
+    whose database and gold SQL were checked before copies that outcome; with ``witness_dir``, a
+    variant that disagrees is saved there. Never raises."""
     record = _base_record(item)
     key = memo.key(item, options) if memo is not None else None
     if key is not None and (remembered := memo.recall(key, record)) is not None:
         return remembered
     try:
-        record = _check(item, options, databases, record)
+        record = _check(item, options, databases, record, witness_dir)
     except Exception as error:  # a bug must cost one item, never the batch
         import traceback
 
@@ -222,90 +233,143 @@ def check_item(item: Item, options: CheckOptions, databases: DatabaseCache,
     return record
 
 
-def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: dict) -> dict:
-    from pipesql.sql.compare import compare_results
-    from pipesql.decompile import decompile
-    from pipesql.sql.transpile import pipe_to_sqlite
+class _Decided(Exception):
+    """A phase of :func:`_check` has classified the item; ``record`` is final."""
 
-    timings: dict[str, float] = {}
+    def __init__(self, record: dict) -> None:
+        self.record = record
+
+
+class Timings:
+    """Seconds per phase of one check, as the record's ``seconds``; a phase that ends the check
+    early (it raises) is not timed."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, key: str) -> Iterator[None]:
+        start = time.monotonic()
+        yield
+        self.seconds[key] = round(time.monotonic() - start, 4)
+
+
+def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: dict,
+           witness_dir: Path | None) -> dict:
+    """The check as a row of phases; each may decide the item's class and end it (:class:`_Decided`)."""
+    from pipesql.decompile import decompile
+    from pipesql.sql.compare import compare_results
+
+    timings = Timings()
+    try:
+        database = _open_database(item, databases, record)
+        run = _runner(database.connection, options)
+        with timings.step("gold_s"):
+            gold = _gold_result(item, run, record)
+        with timings.step("decompile_s"):
+            result = decompile(item.gold_sql, database.decompile_schema)
+        record["pipe_sql"] = _pipe_sql(result, record, timings)
+        with timings.step("round_trip_s"):
+            sqlite_sql, round_trip = _round_trip(item, database, gold, run, options, record, timings)
+        with timings.step("compare_s"):
+            verdict = compare_results(item.gold_sql, gold.rows, round_trip.rows, rerun=lambda sql: run(sql).rows)
+        with timings.step("googlesql_s"):
+            _with_googlesql(record, item, database, gold, options)
+        if verdict.match and options.variants > 0:
+            _prove_on_variants(item, sqlite_sql, gold, options, record, timings, witness_dir)
+    except _Decided as decided:
+        return decided.record
+    return _verdict(record, MATCH if verdict.match else MISMATCH, stage="compare", detail=verdict.detail,
+                    subclass=verdict.subclass, tie_aware=verdict.tie_aware, gold_rows=len(gold.rows),
+                    truncated=gold.truncated or round_trip.truncated, seconds=timings.seconds)
+
+
+def _decided(record: dict, label: str, **verdict: Any) -> _Decided:
+    return _Decided(_verdict(record, label, **verdict))
+
+
+def _open_database(item: Item, databases: DatabaseCache, record: dict) -> OpenDatabase:
+    """The item's database, once the item, its file and its gold SQL are fit to check."""
     if item.problem is not None:
-        return _verdict(record, BAD_ITEM, stage="item", detail=item.problem)
+        raise _decided(record, BAD_ITEM, stage="item", detail=item.problem)
     path = Path(item.db_path)
     if not path.is_file():
-        return _verdict(record, DB_MISSING, stage="database", detail=f"database not found: {path}")
+        raise _decided(record, DB_MISSING, stage="database", detail=f"database not found: {path}")
     try:
         database = databases.get(path)
     except DatabaseError as error:
-        return _verdict(record, DB_CORRUPT, stage="database", detail=str(error))
-    conn, schema, total_rows = database.connection, database.schema, database.total_rows
+        raise _decided(record, DB_CORRUPT, stage="database", detail=str(error)) from None
     kind = statement_kind(item.gold_sql)
     if kind is not None:
-        return _verdict(record, NOT_A_QUERY, stage="gold", detail=f"gold SQL is a {kind} statement, not a query")
+        raise _decided(record, NOT_A_QUERY, stage="gold", detail=f"gold SQL is a {kind} statement, not a query")
+    return database
 
+
+def _runner(conn: sqlite3.Connection, options: CheckOptions) -> Callable[[str], QueryResult]:
     def run(sql: str) -> QueryResult:
         return execute(conn, sql, timeout_s=options.timeout_s, row_cap=options.row_cap)
 
-    start = time.monotonic()
+    return run
+
+
+def _gold_result(item: Item, run: Callable[[str], QueryResult], record: dict) -> QueryResult:
     try:
-        gold = run(item.gold_sql)
+        return run(item.gold_sql)
     except QueryTimeout as error:
-        return _verdict(record, TIMEOUT, stage="gold", detail=str(error))
+        raise _decided(record, TIMEOUT, stage="gold", detail=str(error)) from None
     except QueryError as error:
-        return _verdict(record, GOLD_ERROR, stage="gold", detail=str(error))
-    _timed(timings, "gold_s", start)
+        raise _decided(record, GOLD_ERROR, stage="gold", detail=str(error)) from None
 
-    start = time.monotonic()
-    result = decompile(item.gold_sql, database.decompile_schema)
-    _timed(timings, "decompile_s", start)
-    if not result.ok:
-        if result.reason in UNDEFINED_GOLD_REASONS:  # stage "gold": out of the match rate's denominator
-            return _verdict(record, GOLD_UNDEFINED, stage="gold", detail=str(result.reason), seconds=timings)
-        return _verdict(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings)
-    record["pipe_sql"] = result.pipe_sql
 
-    start = time.monotonic()
+def _pipe_sql(result: Any, record: dict, timings: Timings) -> str:
+    """The decompiler's pipe SQL; a refusal decides the item."""
+    if result.ok:
+        return result.pipe_sql
+    if result.reason in UNDEFINED_GOLD_REASONS:  # stage "gold": out of the match rate's denominator
+        raise _decided(record, GOLD_UNDEFINED, stage="gold", detail=str(result.reason), seconds=timings.seconds)
+    raise _decided(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings.seconds)
+
+
+def _round_trip(item: Item, database: OpenDatabase, gold: QueryResult, run: Callable[[str], QueryResult],
+                options: CheckOptions, record: dict, timings: Timings) -> tuple[str, QueryResult]:
+    """The pipe SQL back in SQLite, and its result."""
+    from pipesql.sql.transpile import pipe_to_sqlite
+
     try:
-        sqlite_sql = pipe_to_sqlite(result.pipe_sql)
+        sqlite_sql = pipe_to_sqlite(record["pipe_sql"])
     except Exception as error:  # TranspileError, and anything sqlglot lets escape
-        return _verdict(record, RT_ERROR, stage="transpile", detail=f"{type(error).__name__}: {error}", seconds=timings)
+        raise _decided(record, RT_ERROR, stage="transpile", detail=f"{type(error).__name__}: {error}",
+                       seconds=timings.seconds) from None
     record["round_tripped_sql"] = sqlite_sql
     try:
-        round_trip = run(sqlite_sql)
+        return sqlite_sql, run(sqlite_sql)
     except QueryTimeout as error:
-        return _verdict(record, TIMEOUT, stage="round_trip", detail=str(error), seconds=timings)
+        raise _decided(record, TIMEOUT, stage="round_trip", detail=str(error), seconds=timings.seconds) from None
     except QueryError as error:
         _with_googlesql(record, item, database, gold, options)
-        return _verdict(record, RT_ERROR, stage="execute", detail=str(error), seconds=timings)
-    _timed(timings, "round_trip_s", start)
+        raise _decided(record, RT_ERROR, stage="execute", detail=str(error), seconds=timings.seconds) from None
 
-    start = time.monotonic()
-    verdict = compare_results(item.gold_sql, gold.rows, round_trip.rows, rerun=lambda sql: run(sql).rows)
-    _timed(timings, "compare_s", start)
-    truncated = gold.truncated or round_trip.truncated
-    start = time.monotonic()
-    _with_googlesql(record, item, database, gold, options)
-    _timed(timings, "googlesql_s", start)
-    if verdict.match and options.variants > 0:
-        start = time.monotonic()
-        witness = first_disagreement(path, item.gold_sql, [sqlite_sql], count=options.variants,
+
+def _prove_on_variants(item: Item, sqlite_sql: str, gold: QueryResult, options: CheckOptions, record: dict,
+                       timings: Timings, witness_dir: Path | None) -> None:
+    """A match must hold on generated variants of the database too; the first that refutes it
+    decides the item."""
+    with timings.step("variants_s"):
+        witness = first_disagreement(Path(item.db_path), item.gold_sql, [sqlite_sql], count=options.variants,
                                      rows=options.variant_rows)[0]
-        _timed(timings, "variants_s", start)
-        if witness is not None:
-            return _verdict(record, VARIANT_MISMATCH, stage="variant", detail=witness.detail,
-                            subclass=witness.subclass, variant=_witness_record(item, witness, options),
-                            gold_rows=len(gold.rows), seconds=timings)
-    return _verdict(record, MATCH if verdict.match else MISMATCH, stage="compare", detail=verdict.detail,
-                    subclass=verdict.subclass, tie_aware=verdict.tie_aware, gold_rows=len(gold.rows),
-                    truncated=truncated, seconds=timings)
+    if witness is not None:
+        raise _decided(record, VARIANT_MISMATCH, stage="variant", detail=witness.detail, subclass=witness.subclass,
+                       variant=_witness_record(item, witness, witness_dir), gold_rows=len(gold.rows),
+                       seconds=timings.seconds)
 
 
-def _witness_record(item: Item, witness: Disagreement, options: CheckOptions) -> dict[str, Any]:
+def _witness_record(item: Item, witness: Disagreement, witness_dir: Path | None) -> dict[str, Any]:
     """Which variant disagreed, and where it is saved (rerun: ``sqlite3 FILE "<gold_sql>"`` against
     ``"<round_tripped_sql>"``)."""
     saved = None
-    if options.witness_dir:
+    if witness_dir:
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.question_id)
-        saved = str(witness.save(Path(options.witness_dir) / f"{name}.variant{witness.index}.sqlite"))
+        saved = str(witness.save(Path(witness_dir) / f"{name}.variant{witness.index}.sqlite"))
     return {"index": witness.index, "seed": witness.seed, "witness": saved}
 
 

@@ -10,10 +10,11 @@ they start, so they only load it.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from pipesql.config.machine import usable_cores
 from pipesql.corpora.items import Item
 from pipesql.progress import progress_bar
 from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item
@@ -21,20 +22,21 @@ from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check
 CHUNK_SIZE = 24
 
 _options: CheckOptions | None = None
+_witness_dir: Path | None = None
 _databases: DatabaseCache | None = None
 _memo: CheckMemo | None = None
 
 
-def _init_worker(options: CheckOptions) -> None:
-    global _options, _databases, _memo
-    _options = options
+def _init_worker(options: CheckOptions, witness_dir: Path | None) -> None:
+    global _options, _witness_dir, _databases, _memo
+    _options, _witness_dir = options, witness_dir
     _databases = DatabaseCache()
     _memo = CheckMemo()
 
 
 def _check_chunk(chunk: list[tuple[int, Item]]) -> list[tuple[int, dict[str, Any]]]:
     assert _options is not None and _databases is not None
-    return [(index, check_item(item, _options, _databases, _memo)) for index, item in chunk]
+    return [(index, check_item(item, _options, _databases, _memo, _witness_dir)) for index, item in chunk]
 
 
 def chunks_by_database(items: Sequence[Item], size: int = CHUNK_SIZE) -> list[list[tuple[int, Item]]]:
@@ -47,30 +49,28 @@ def chunks_by_database(items: Sequence[Item], size: int = CHUNK_SIZE) -> list[li
     return sorted(chunks, key=len, reverse=True)
 
 
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def validate_items(items: Iterable[Item], *, workers: int | None = None, options: CheckOptions = CheckOptions(),
-                   progress: bool = True) -> list[dict[str, Any]]:
+def validate_items(items: Iterable[Item], *, workers: int | None = None, options: CheckOptions | None = None,
+                   progress: bool = True, witness_dir: Path | None = None) -> list[dict[str, Any]]:
     """The validation record of every item, in the items' order (see
-    :func:`pipesql.validate.check.check_item`). ``workers=1`` runs in this process."""
+    :func:`pipesql.validate.check.check_item`). ``workers=1`` runs in this process. ``options``
+    may be the validate stage's settings (they extend :class:`CheckOptions`)."""
+    options = options or CheckOptions()
     items = list(items)
-    workers = max(1, min(workers or default_workers(), len(items) or 1))
+    workers = max(1, min(workers or usable_cores(), len(items) or 1))
     records: list[dict[str, Any] | None] = [None] * len(items)
     if options.googlesql:
         _prepare_googlesql()
     chunks = chunks_by_database(items)
     with progress_bar(len(items), "validate", "item", disable=not progress) as bar:
         if workers == 1:
-            _init_worker(options)
+            _init_worker(options, witness_dir)
             for chunk in chunks:
                 for index, record in _check_chunk(chunk):
                     records[index] = record
                 bar.update(len(chunk))
         else:
             context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
+            with context.Pool(workers, initializer=_init_worker, initargs=(options, witness_dir)) as pool:
                 for done in pool.imap_unordered(_check_chunk, chunks):
                     for index, record in done:
                         records[index] = record

@@ -42,7 +42,9 @@ from typing import Any, Callable, Sequence
 import sqlglot
 from sqlglot import exp
 
-from pipesql.sql.execute import QueryError, connect_readonly, execute, quote_identifier
+from pipesql.sql.compare import TieProbe, compare_results, cut_splits_tie, order_key_probe
+from pipesql.sql.execute import QueryError, connect_readonly, execute
+from pipesql.sql.identifiers import sqlite_identifier
 from pipesql.sql.types import FLOAT, INT, googlesql_type, is_date_type
 
 DEFAULT_VARIANTS = 8
@@ -136,7 +138,7 @@ def _ddl_of(conn: sqlite3.Connection) -> tuple[tuple[str, str, str], ...]:
 
 
 def _source_table(conn: sqlite3.Connection, name: str) -> SourceTable:
-    quoted = quote_identifier(name)
+    quoted = sqlite_identifier(name)
     # Schema PRAGMAs are SQL of our own: the sandbox's authorizer allows them, its query-only gate does not.
     info = conn.execute(f"PRAGMA table_info({quoted})").fetchall()
     foreign = tuple((row[3], row[2], row[4] or "") for row in conn.execute(f"PRAGMA foreign_key_list({quoted})"))
@@ -368,11 +370,11 @@ def _layout(source: Source, hints: QueryHints) -> _Layout:
     for table in _parents_first(source):
         if hints.tables is not None and table.name.lower() not in hints.tables:
             continue
-        names = ", ".join(quote_identifier(c.name) for c in table.columns)
+        names = ", ".join(sqlite_identifier(c.name) for c in table.columns)
         marks = ", ".join("?" for _ in table.columns)
         slots = tuple(_Slot(c, hints.literals.get((table.name, c.name)), groups.find((table.name, c.name)))
                       for c in table.columns)
-        tables.append((f"INSERT OR IGNORE INTO {quote_identifier(table.name)} ({names}) VALUES ({marks})", slots))
+        tables.append((f"INSERT OR IGNORE INTO {sqlite_identifier(table.name)} ({names}) VALUES ({marks})", slots))
     return _Layout(_schema(source, hints), tuple(tables), linked)
 
 
@@ -490,43 +492,27 @@ def _build(layout: _Layout, seed: int, rows: int) -> sqlite3.Connection:
 
 # --- proving a pair on variants -----------------------------------------------------------------
 
-def _limit_probes(sql: str) -> list[tuple[str, int, int]]:
-    """For each subquery that cuts an ordered result (``ORDER BY count(*) DESC LIMIT 1``), a query
-    returning its order keys for one row past the cut, and the cut. Where the rows at the cut tie,
-    the subquery (hence the gold) may return either: the variant proves nothing. The top level is
-    left to the tie-aware comparison."""
+def _limit_probes(sql: str) -> list[TieProbe]:
+    """For each subquery that cuts an ordered result (``ORDER BY count(*) DESC LIMIT 1``), its
+    order-key probe up to one row past the cut. Where the rows at the cut tie, the subquery
+    (hence the gold) may return either: the variant proves nothing. The top level is left to the
+    tie-aware comparison."""
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
     except Exception:  # noqa: BLE001
         return []
-    probes = []
-    for select in tree.find_all(exp.Select):
-        limit, order = select.args.get("limit"), select.args.get("order")
-        if select is tree or limit is None or order is None:
-            continue
-        try:
-            cut = int(limit.expression.this) + int((select.args.get("offset") or exp.Offset(expression=exp.Literal.number(0))).expression.this)
-        except (AttributeError, ValueError):
-            continue
-        probe = select.copy()
-        aliases = {e.alias.lower(): e.this for e in probe.expressions if isinstance(e, exp.Alias)}
-        keys = [aliases.get(o.this.name.lower(), o.this) if isinstance(o.this, exp.Column) and not o.this.table
-                else o.this for o in probe.args["order"].expressions]
-        # the keys go last, as extra columns (ORDER BY may still name the select's aliases)
-        probe.set("expressions", probe.expressions + [exp.alias_(k.copy(), f"__pipesql_key{i}") for i, k in enumerate(keys)])
-        probe.set("limit", exp.Limit(expression=exp.Literal.number(cut + 1)))
-        probe.set("offset", None)
-        probes.append((probe.sql("sqlite"), cut, len(keys)))
-    return probes
+    probes = [order_key_probe(select, past_cut=True) for select in tree.find_all(exp.Select)
+              if select is not tree and select.args.get("limit") is not None]
+    return [probe for probe in probes if probe is not None and probe.limit is not None]
 
 
-def _cut_ties(conn: sqlite3.Connection, probes: list[tuple[str, int, int]]) -> bool:
-    for probe, cut, key_count in probes:
+def _cut_ties(conn: sqlite3.Connection, probes: list[TieProbe]) -> bool:
+    for probe in probes:
         try:
-            rows = execute(conn, probe, timeout_s=VARIANT_TIMEOUT_S).rows
+            rows = execute(conn, probe.sql, timeout_s=VARIANT_TIMEOUT_S).rows
         except QueryError:  # a correlated subquery cannot run alone: no verdict from it
             continue
-        if 0 < cut < len(rows) and rows[cut - 1][-key_count:] == rows[cut][-key_count:]:
+        if cut_splits_tie(probe, rows):
             return True
     return False
 
@@ -585,8 +571,6 @@ def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Seque
     """For each candidate, the first of ``count`` variants on which it disagrees with the gold
     (``None``: it agrees on all of them, or no variant could decide). Variants are built once and
     shared by the candidates (the mutation benchmark passes many)."""
-    from pipesql.sql.compare import compare_results
-
     compare = compare or compare_results
     source = source_of(str(db_path))
     layout = _layout(source, query_hints(gold_sql, source))

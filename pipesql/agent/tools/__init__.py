@@ -19,10 +19,10 @@ read and act on.
 """
 
 from pipesql.agent.tools.output import cut, format_result
-from pipesql.agent.tools.query import to_sqlite
+from pipesql.agent.tools.session import Session, to_sqlite
 from pipesql.agent.tools.specs import (CELL_CHARS, CHAR_CAP, ROW_CAP, SAMPLE_LIMIT_DEFAULT, SAMPLE_LIMIT_MAX, TIMEOUT_S,
                                        TOOL_NAMES, TOOL_SPECS, ToolError)
 from pipesql.agent.tools.toolbox import Toolbox
 
 __all__ = ["CELL_CHARS", "CHAR_CAP", "ROW_CAP", "SAMPLE_LIMIT_DEFAULT", "SAMPLE_LIMIT_MAX", "TIMEOUT_S", "TOOL_NAMES",
-           "TOOL_SPECS", "ToolError", "Toolbox", "cut", "format_result", "to_sqlite"]
+           "TOOL_SPECS", "Session", "ToolError", "Toolbox", "cut", "format_result", "to_sqlite"]

@@ -1,78 +1,28 @@
-"""The tools bound to one database: the connection and schema they share, and dispatch of a
-model's tool call (name + JSON arguments) to the tool function of that name."""
+"""The dispatcher: a model's tool call (a name and JSON arguments) to the tool function of that
+name, over the :class:`~pipesql.agent.tools.session.Session` the tools share."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from pipesql.agent.tools import catalog, query
-from pipesql.agent.tools.memo import Memo
-from pipesql.agent.tools.output import cut, error_text, format_result
-from pipesql.agent.tools.specs import CHAR_CAP, ROW_CAP, TIMEOUT_S, TOOL_NAMES, ToolError, parse_arguments
-from pipesql.sql.execute import QueryError, QueryResult, connect_readonly, execute, quote_identifier
-from pipesql.sql.schema import DatabaseSchema, Table, schema_from_connection
+from pipesql.agent.tools.output import error_text
+from pipesql.agent.tools.session import Session
+from pipesql.agent.tools.specs import TOOL_NAMES, ToolError, parse_arguments
 
-_CACHE_SIZE = 512
-# Most bytes a tool query may fetch: row_cap rows of benchmark values are far smaller.
-_MAX_RESULT_BYTES = 8 << 20
-
-# One function per tool, each ``tool(box, **arguments) -> str``; the names are the specs' names.
+# One function per tool spec, ``tool(session, **arguments) -> str``, found by the spec's name.
 TOOLS: dict[str, Callable[..., str]] = {
-    "list_tables": catalog.list_tables,
-    "describe_table": catalog.describe_table,
-    "sample_data": catalog.sample_data,
-    "execute_pipe_sql": query.execute_pipe_sql,
-    "validate_pipe_sql": query.validate_pipe_sql,
-}
-assert tuple(TOOLS) == TOOL_NAMES, "every tool spec needs a tool function, in the same order"
+    name: getattr(catalog, name, None) or getattr(query, name) for name in TOOL_NAMES}
 
 
-class Toolbox:
-    """The tools bound to one SQLite database, opened read-only on first use.
+class Toolbox(Session):
+    """The tools bound to one SQLite database (see :mod:`pipesql.agent.tools`).
 
     Every query goes through the sandbox (:mod:`pipesql.sql.execute`): the connection can only
     read, so no call can leave state (a TEMP table, a PRAGMA) that changes the next call's
     answer. Query answers are cached by SQL text, so a generator that checks a prefix and later
     shows it in a tool call pays for one execution.
     """
-
-    def __init__(self, db_path: str | Path, *, row_cap: int = ROW_CAP, char_cap: int = CHAR_CAP,
-                 timeout_s: float = TIMEOUT_S, googlesql: bool = False):
-        self.db_path = Path(db_path)
-        self.row_cap = row_cap
-        self.char_cap = char_cap
-        self.timeout_s = timeout_s
-        self.googlesql = googlesql
-        self._conn: sqlite3.Connection | None = None
-        self._schema: DatabaseSchema | None = None
-        self._row_counts: dict[str, int | None] = {}
-        self._results = Memo(_CACHE_SIZE)
-        self._translations = Memo(_CACHE_SIZE)
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect_readonly(self.db_path)
-        return self._conn
-
-    @property
-    def schema(self) -> DatabaseSchema:
-        if self._schema is None:
-            self._schema = schema_from_connection(self.conn)
-        return self._schema
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def __enter__(self) -> "Toolbox":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def call(self, name: str, arguments: str | dict | None = None) -> str:
         """Run tool ``name`` with ``arguments`` (a JSON object or its text). Never raises."""
@@ -85,47 +35,3 @@ class Toolbox:
             return error_text(error)
         except Exception as error:  # a tool must answer, whatever happened underneath
             return error_text(f"{type(error).__name__}: {error}")
-
-    # -- what the tools share ---------------------------------------------------------------
-
-    def execute(self, sql: str, *, row_cap: int | None = None) -> QueryResult:
-        """SQLite SQL on this database, read-only, within the time limit."""
-        return execute(self.conn, sql, timeout_s=self.timeout_s, row_cap=self.row_cap if row_cap is None else row_cap,
-                       max_bytes=_MAX_RESULT_BYTES)
-
-    def table(self, name: Any) -> Table:
-        if not isinstance(name, str) or not name.strip():
-            raise ToolError("a table name is required")
-        table = self.schema.table(name.strip().strip("`\"[]"))
-        if table is None:
-            available = ", ".join(t.name for t in self.schema.tables)
-            raise ToolError(f"no table named {name!r}. Tables: {available}")
-        return table
-
-    def row_count(self, table: Table) -> int | None:
-        if table.name not in self._row_counts:
-            try:
-                result = self.execute(f"SELECT COUNT(*) FROM {quote_identifier(table.name)}", row_cap=1)
-                self._row_counts[table.name] = int(result.rows[0][0])
-            except QueryError:
-                self._row_counts[table.name] = None
-        return self._row_counts[table.name]
-
-    def translate(self, pipe_sql: str) -> str:
-        """:func:`~pipesql.agent.tools.query.to_sqlite`, cached by SQL text (bounded LRU)."""
-        return self._translations.get(pipe_sql.strip(), query.to_sqlite)
-
-    def run_pipe(self, pipe_sql: str) -> str:
-        """Translate and run a pipe query; its answer as the model reads it (first ``row_cap``
-        rows, cells and text cut); raises :class:`ToolError`.
-
-        Answers and failures are cached by SQL text (bounded LRU). The cache holds the cut text,
-        never the rows, so it stays under ``512 * char_cap`` characters whatever queries come."""
-        return self._results.get(pipe_sql.strip(), self._run_uncached)
-
-    def _run_uncached(self, pipe_sql: str) -> str:
-        sqlite_sql = self.translate(pipe_sql)
-        try:
-            return cut(format_result(self.execute(sqlite_sql)), self.char_cap)
-        except QueryError as error:
-            raise ToolError(f"the database rejected the query: {error}") from None
