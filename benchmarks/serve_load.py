@@ -47,6 +47,12 @@ ATTACKS = {
     "10M rows, first 20": "WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < 10000000) FROM n",
     "10M rows, sorted": ("WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < 10000000) "
                          "FROM n |> ORDER BY i DESC"),
+    # issue #21: work inside one SQLite step
+    "trim, 20,001-character set": ("FROM singer |> LIMIT 1 |> SELECT length(trim(replace(hex(zeroblob(100000)), '0', "
+                                   "'a'), hex(zeroblob(10000)) || 'a')) AS t"),
+    "printf, BLOB format": "FROM singer |> SELECT length(printf(CAST('%.*c' AS BLOB), 900000000, 'x')) AS p",
+    "instr x 6, back to back": ("FROM singer |> LIMIT 1 |> SELECT " + " + ".join(
+        ["instr(hex(zeroblob(131071)) || '1', hex(zeroblob(65535)) || '1')"] * 6) + " AS i"),
 }
 
 

@@ -21,6 +21,20 @@ HUGE_VALUES = [
     "FROM singer |> SELECT randomblob(1000000000) AS r",
     "FROM singer |> SELECT replace(hex(zeroblob(100000000)), '0', 'xx') AS s",
 ]
+# Work inside one SQLite VM step, where neither the progress handler nor interrupt() reach
+# (issue #21): a trim with a long character set, printf with a BLOB format or a width given as
+# text, each seconds to minutes per call, and several calls back to back in one expression.
+ONE_STEP_ESCAPES = [
+    # 60,000 characters, each compared with 20,001 (trim's own allocation caps the set near 21,000)
+    "FROM singer |> LIMIT 1 |> SELECT length(trim(replace(hex(zeroblob(30000)), '0', 'a'), "
+    "hex(zeroblob(10000)) || 'a')) AS t",
+    "FROM singer |> SELECT length(printf(CAST('%.*c' AS BLOB), 600000000, 'x')) AS p",
+    "FROM singer |> SELECT length(printf('%.*c', '600000000x', 'x')) AS p",
+]
+# instr of a value half as long in one of the value limit's length, matching only at its end,
+# takes seconds inside one step; five of them back to back are past any tool limit.
+_INSTR = "instr(hex(zeroblob(131071)) || '1', hex(zeroblob(65535)) || '1')"
+BACK_TO_BACK = "FROM singer |> LIMIT 1 |> SELECT " + " + ".join([_INSTR] * 6) + " AS i"
 TEN_MILLION_ROWS = "WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < 10000000) FROM n"
 TEN_MILLION_ROWS_SORTED = TEN_MILLION_ROWS + " |> ORDER BY i DESC"
 

@@ -76,6 +76,13 @@ def test_tie_probe_reuses_projected_keys_aliases_and_positions():
     assert tie_probe("SELECT name, count(*) FROM t GROUP BY name ORDER BY count(*) LIMIT 1").key_columns == (1,)
 
 
+def test_distinct_tie_probe_counts_only_where_the_output_determines_the_key():
+    probe = tie_probe("SELECT DISTINCT id, a FROM t ORDER BY b LIMIT 1")
+    assert probe.distinct and probe.extra_columns == 1
+    assert probe.fits([(1, "x", 5), (2, "x", 5)])            # each output row has one key
+    assert not probe.fits([(1, "x", 5), (1, "x", 6)])        # the key would change DISTINCT's rows
+
+
 def test_a_subquerys_probe_reads_one_row_past_its_cut_and_sees_a_split_tie():
     inner = sqlglot.parse_one("SELECT a FROM t WHERE b = (SELECT b FROM u GROUP BY b ORDER BY count(*) DESC LIMIT 1 OFFSET 1)")
     [select] = [s for s in inner.find_all(exp.Select) if s is not inner]
@@ -87,7 +94,6 @@ def test_a_subquerys_probe_reads_one_row_past_its_cut_and_sees_a_split_tie():
 
 
 def test_tie_probe_declines_what_it_cannot_rewrite_safely():
-    assert tie_probe("SELECT DISTINCT a FROM t ORDER BY b LIMIT 1") is None   # extra key would change DISTINCT
     assert tie_probe("SELECT * FROM t ORDER BY 1 LIMIT 1") is None              # position unknown behind *
     assert tie_probe("SELECT a FROM t LIMIT 1") is None                        # no order: nothing to tie
     assert tie_probe("SELECT a FROM t ORDER BY a LIMIT (SELECT 1)") is None

@@ -175,6 +175,28 @@ def test_bad_lines_are_reported_with_line_numbers_and_the_run_completes(corpus: 
     assert (out / "manifest.json").is_file()
 
 
+def test_a_lone_surrogate_or_a_path_as_db_id_costs_one_pair(corpus: dict, tmp_path: Path) -> None:
+    """Issue #21, classes 4 and 7: a question holding a lone surrogate (no output file can hold
+    it) and a db_id that is an absolute path to a database outside --db-dir are each a named
+    problem; the batch is written without them (before: generate wrote nothing, and the path
+    was opened)."""
+    outside = tmp_path / "elsewhere" / "school"
+    outside.mkdir(parents=True)
+    build_school(outside / "school.sqlite")
+    odd = [school_pair(903) | {"question_id": "surrogate-1", "question": "Who is \ud800 here?"},
+           school_pair(904) | {"question_id": "escape-1", "db_id": str(tmp_path / "elsewhere" / "school")}]
+    golden = tmp_path / "odd.jsonl"
+    golden.write_text(corpus["golden"].read_text().rsplit("\n", 1)[0] + "\n"
+                      + "".join(json.dumps(pair) + "\n" for pair in odd))
+    out = tmp_path / "out"
+    assert run(settings_for(corpus | {"golden": golden}, out)) == 0
+    skipped = {row["question_id"]: row for row in read_rows(out / "skipped.jsonl")}
+    assert skipped["surrogate-1"]["reason"] == "bad_text" and "question" in skipped["surrogate-1"]["detail"]
+    assert skipped["escape-1"]["reason"] == "bad_db_id"
+    written = {s["question_id"] for s in read_rows(out / "train.jsonl") + read_rows(out / "dev.jsonl")}
+    assert len(written) == corpus["good"] and not {"surrogate-1", "escape-1"} & written
+
+
 def test_every_written_prefix_executes_and_counts_match(corpus: dict, tmp_path: Path) -> None:
     out = tmp_path / "out"
     run(settings_for(corpus, out, tool_calling=False))

@@ -107,3 +107,82 @@ def test_the_environment_is_recorded_and_checked(tmp_path, monkeypatch):
     assert verify_manifest(root, check_environment=False).ok
     assert manifest.main(["--outputs-only", str(root)]) == 0
     assert manifest.main([str(root)]) == 1
+
+
+# --- output folders appear whole, and inputs must match their manifest (issue #21, class 6) -------
+
+def _validate(out: Path, limit: int) -> int:
+    from pipesql.validate import Settings, run
+
+    return run(Settings(benchmark="demo", split="dev", limit=limit, out=out, workers=1, googlesql=False,
+                        variants=0, progress=False))
+
+
+def test_a_stage_killed_in_its_final_writes_leaves_the_previous_folder_whole(tmp_path, monkeypatch):
+    """The outputs are written into a fresh folder renamed into place at the end: a run that
+    dies while writing leaves the previous run's folder as it was, its files matching its
+    manifest (before: the new golden pairs beside the old manifest, and generate used them)."""
+    out = tmp_path / "validate"
+    assert _validate(out, 5) == 0
+    before = (out / "golden_pairs.jsonl").read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing the manifest")
+
+    monkeypatch.setattr(manifest, "write_manifest", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _validate(out, 8)
+    monkeypatch.undo()
+    assert (out / "golden_pairs.jsonl").read_bytes() == before
+    assert verify_manifest(out, check_environment=False).ok
+    assert [p.name for p in tmp_path.iterdir()] == ["validate"]  # the staging folder is gone too
+
+
+def test_generate_refuses_golden_pairs_that_do_not_match_their_manifest(tmp_path, capsys):
+    from pipesql.generate import Settings, run
+
+    out = tmp_path / "validate"
+    assert _validate(out, 5) == 0
+    golden = out / "golden_pairs.jsonl"
+    golden.write_text(golden.read_text() + golden.read_text().splitlines()[0] + "\n")  # another run's line
+    settings = Settings(golden_pairs=golden, benchmark="demo", output_dir=tmp_path / "generate", workers=1,
+                        progress=False)
+    with pytest.raises(SystemExit, match="golden_pairs.jsonl: size .* recorded"):
+        run(settings)
+    assert not (tmp_path / "generate").exists()
+
+
+def test_a_stage_replaces_only_a_folder_it_made(tmp_path):
+    """A stage's output folder replaces an earlier run of the same stage, never another folder."""
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    (elsewhere / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="was not made by pipesql validate"):
+        _validate(elsewhere, 3)
+    assert [p.name for p in elsewhere.iterdir()] == ["thesis.tex"]
+
+
+def test_a_folder_that_cannot_be_renamed_has_its_contents_replaced(tmp_path, monkeypatch):
+    """A mount point (a container's volume given as --out) cannot be renamed: the new outputs
+    replace what it holds instead."""
+    import errno
+    import os
+
+    from pipesql.storage import files
+
+    target, staged = tmp_path / "validate", tmp_path / ".validate.staging-1"
+    for folder, name in ((target, "old.jsonl"), (staged, "new.jsonl")):
+        folder.mkdir()
+        (folder / name).write_text(name)
+    (target / files.STAGE_MARKER).write_text("validate\n")
+    renamed = os.replace
+
+    def busy(source, destination):
+        if Path(source) == target:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return renamed(source, destination)
+
+    monkeypatch.setattr(files.os, "replace", busy)
+    files.replace_folder(staged, target, "validate")
+    assert sorted(p.name for p in target.iterdir()) == [files.STAGE_MARKER, "new.jsonl"]
+    assert not staged.exists()

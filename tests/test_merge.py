@@ -74,5 +74,23 @@ def test_checkpoint_flag_picks_that_adapter(run_dir, tmp_path):
         merge.find_adapter(run_dir, "checkpoint-99")
 
 
+def test_merge_replaces_only_a_folder_merge_made(run_dir, tmp_path):
+    """Issue #21, class 5: --merged-dir naming a folder merge did not make (a home directory, a
+    dataset) is refused before anything loads, and nothing in it is deleted; a folder merge
+    made is replaced on the next run."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    settings = resolve(merge.Settings, {"output_dir": run_dir, "device": "cpu", "merged_dir": precious},
+                       environ={}, dotenv={})
+    with pytest.raises(FileExistsError, match="precious exists and was not made by pipesql merge"):
+        merge.run(settings)
+    assert (precious / "notes.txt").read_text() == "keep me" and len(list(precious.iterdir())) == 1
+    again = resolve(merge.Settings, {"output_dir": run_dir, "device": "cpu", "merged_dir": tmp_path / "m3"},
+                    environ={}, dotenv={})
+    assert merge.run(again) == 0 and merge.run(again) == 0
+    assert (tmp_path / "m3" / "model.safetensors").is_file()
+
+
 def test_base_model_comes_from_the_run(run_dir):
     assert merge.base_model_of(run_dir / "checkpoint-2", run_dir) == "tiny"

@@ -164,3 +164,29 @@ def test_the_trl_reward_function_takes_dataset_columns_and_logs_its_parts(db):
     assert values == pytest.approx([1.1, 0.0])
     assert logged == {"execution_match": 0.5, "well_formed": 0.5}
     assert reward.status_counts == {MATCH: 1, TRANSPILE_ERROR: 1}
+
+
+def test_a_write_behind_a_cte_earns_no_format_reward(db):
+    """Issue #21, class 7: ``WITH ... DELETE`` starts like a pipe query and transpiles; it is a
+    write, so it is not well-formed."""
+    reward = score_completion(oneshot(db, "SELECT count(*) FROM player",
+                                      "WITH x AS (SELECT 1) DELETE FROM player WHERE TRUE"), LIMITS)
+    assert (reward.match, reward.well_formed) == (0.0, 0.0)
+
+
+def test_scoring_in_the_training_process_has_a_deadline_too(db):
+    """Issue #21, class 7: with reward_workers 0 the batch keeps the pool's deadline: every query
+    is killed at its limit (work inside one SQLite step included), and groups not started by
+    the deadline score 0 with ``timeout`` (before: 12 s or more for one completion)."""
+    import time
+
+    instr = "instr(hex(zeroblob(131071)) || '1', hex(zeroblob(65535)) || '1')"
+    one_step = "FROM player\n|> LIMIT 1\n|> SELECT " + " + ".join([instr] * 6) + " AS i"
+    batch = [Completion(Target(f"q{k}", str(db), "SELECT count(*) FROM player"), one_step) for k in range(4)]
+    pool = RewardPool(workers=0, limits=Limits(timeout_s=1.0), deadline_s=0.5)
+    start = time.monotonic()
+    rewards = pool.score(batch)
+    # the batch deadline is 4 x 0.5 s; the group under way when it passes ends at its 1 s limit + 0.5 s grace
+    assert time.monotonic() - start < 2.0 + 1.5 + 1.5
+    assert rewards[0].status == EXEC_ERROR and "exceeded" in rewards[0].detail
+    assert {r.status for r in rewards[1:]} <= {EXEC_ERROR, TIMEOUT} and TIMEOUT in {r.status for r in rewards}

@@ -19,7 +19,7 @@ from pipesql.evaluate.scoring import EXEC_ERROR, MATCH, TRANSPILE_ERROR, Limits,
 from pipesql.sql.execute import (MAX_VALUE_BYTES, QueryError, QueryRefused, QueryTimeout, connect_readonly, execute,
                                  require_query)
 from pipesql.sql.transpile import MAX_PIPE_OPERATORS, MAX_PIPE_SQL_CHARS, TranspileError, pipe_to_sqlite
-from sandbox_attacks import (HUGE_VALUES, PROBES, TEN_MILLION_ROWS, TEN_MILLION_ROWS_SORTED, WRITES, build_db,
+from sandbox_attacks import (BACK_TO_BACK, HUGE_VALUES, ONE_STEP_ESCAPES, PROBES, TEN_MILLION_ROWS, TEN_MILLION_ROWS_SORTED, WRITES, build_db,
                              file_hash, files_under, fill, reset_peak_rss, rss_mb)
 
 TOOL_TIMEOUT_S = 2.0
@@ -203,6 +203,51 @@ def test_the_slowest_single_step_functions_end_within_the_tool_limit(scene):
         out = box.call("execute_pipe_sql", {"sql": worst})
         assert time.monotonic() - start < box.timeout_s + 1, out
     assert out.splitlines()[:2] == ["i", str(2 * half - 2 * (half // 2) + 1)]  # found at the very end
+
+
+@pytest.mark.parametrize("attack", [*ONE_STEP_ESCAPES, BACK_TO_BACK])
+def test_work_inside_one_step_ends_within_the_tool_limit(scene, attack):
+    """Issue #21, class 1: whatever the functions, a tool query ends with an error within its
+    limit + 1 s (before: 8 s to minutes per call). The tools run queries in a child process
+    killed at the deadline; the in-process sandbox bounds trim and printf itself."""
+    db, _, _ = scene
+    with Toolbox(db, timeout_s=TOOL_TIMEOUT_S) as box:
+        assert box.call("execute_pipe_sql", {"sql": PROBES[0]}).startswith("n")  # the child is up
+        start = time.monotonic()
+        out = box.call("execute_pipe_sql", {"sql": attack})
+        assert time.monotonic() - start < TOOL_TIMEOUT_S + 1, out
+        assert out.startswith("Error:") or out.splitlines()[:2] == ["t", "0"], out  # refused, or trimmed fast
+        assert box.call("execute_pipe_sql", {"sql": PROBES[1]}).splitlines()[0] == "name"  # a killed child is replaced
+
+
+@pytest.mark.parametrize("attack", ONE_STEP_ESCAPES)
+def test_trim_and_printf_are_bounded_in_process_too(scene, attack):
+    """validate runs gold SQL in process: there trim and printf are bounded by the sandbox's own
+    functions (at most 256 distinct trim characters; widths read as SQLite reads them)."""
+    db, _, _ = scene
+    conn = connect_readonly(db)
+    start = time.monotonic()
+    try:
+        assert execute(conn, pipe_to_sqlite(attack), timeout_s=TOOL_TIMEOUT_S).rows[0] == (0,)  # the trim, done fast
+    except QueryError as error:
+        assert "printf width or precision" in str(error)
+    assert time.monotonic() - start < TOOL_TIMEOUT_S + 1
+    distinct_trim = "SELECT trim('xxabcxx', '" + "".join(chr(c) for c in range(300, 600)) + "')"
+    with pytest.raises(QueryError, match="at most 256 distinct characters"):
+        execute(conn, distinct_trim)
+    assert execute(conn, "SELECT trim('xxabcxx', 'xxxx'), rtrim('ab  '), printf('%5.2f|%-3d|', 3.14159, 7)").rows == \
+        (("abc", "ab", " 3.14|7  |"),)
+
+
+def test_a_timeout_is_not_cached(scene):
+    """Issue #21, class 2: a query that timed out once (another caller loaded the machine) runs
+    again for the next caller instead of failing at once from the cache."""
+    db, _, _ = scene
+    query = TEN_MILLION_ROWS.replace("10000000", "2000000") + " |> AGGREGATE SUM(i) AS s"
+    with Toolbox(db, timeout_s=0.02) as box:
+        assert "exceeded" in box.call("execute_pipe_sql", {"sql": query})
+        box.timeout_s = 120.0  # the machine is quiet again
+        assert box.call("execute_pipe_sql", {"sql": query}).splitlines()[:2] == ["s", "2000001000000"]
 
 
 def test_generate_drops_a_golden_pair_whose_pipe_sql_attacks(tmp_path):

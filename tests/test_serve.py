@@ -144,6 +144,9 @@ def test_requests_arriving_together_are_generated_together(server):
     ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, "tools.0.function"),
     ({"messages": [{"role": "user", "content": "x"}], "temperature": True}, "temperature"),
     ([1, 2, 3], "Input should be a valid dictionary"),
+    # issue #21, class 4: before, 500
+    ({"messages": [{"role": "user", "content": "lone \ud800"}]}, "messages.0.content: a lone surrogate at character 5"),
+    ({"messages": [{"role": "user", "content": "x"}], "seed": 2**70}, "seed: Input should be less than or equal to"),
 ])
 def test_bad_chat_requests_get_a_clear_400(server, body, message):
     status, answer = _request(server.url + "/v1/chat/completions", body)
@@ -205,8 +208,8 @@ import shutil  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
 
-from sandbox_attacks import (HUGE_VALUES, PROBES, TEN_MILLION_ROWS, TEN_MILLION_ROWS_SORTED, WRITES,  # noqa: E402
-                             build_db, file_hash, files_under, fill, reset_peak_rss, rss_mb)
+from sandbox_attacks import (BACK_TO_BACK, HUGE_VALUES, ONE_STEP_ESCAPES, PROBES, TEN_MILLION_ROWS,  # noqa: E402
+                             TEN_MILLION_ROWS_SORTED, WRITES, build_db, file_hash, files_under, fill, reset_peak_rss, rss_mb)
 
 TOOL_LIMIT_S = 2.0
 
@@ -284,7 +287,7 @@ def test_http_tools_cannot_write_open_files_or_change_later_answers(music, music
     assert files_under(root.parent) == files and not new_file.exists()
 
 
-@pytest.mark.parametrize("attack", [*HUGE_VALUES, TEN_MILLION_ROWS_SORTED])
+@pytest.mark.parametrize("attack", [*HUGE_VALUES, TEN_MILLION_ROWS_SORTED, *ONE_STEP_ESCAPES[1:], BACK_TO_BACK])
 def test_http_huge_results_fail_fast_in_little_memory(music_server, attack):
     before = _probe_answers(music_server)
     reset_peak_rss()
@@ -501,3 +504,23 @@ def test_the_openai_client_lists_models_completes_and_streams(server):
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "echo: hi"
     with pytest.raises(openai.BadRequestError, match="max_tokens"):
         client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "hi"}], max_tokens=10_000)
+
+
+def test_a_client_that_disconnects_stops_its_generation(tiny_server):
+    """Issue #21, class 7: a client that goes away mid-generation stops it between tokens, so
+    the next request does not wait for an answer nobody reads (before: it waited the whole
+    generation, about 20 s here)."""
+    import http.client
+
+    host, port = tiny_server.server_address[:2]
+    gone = http.client.HTTPConnection(host, port, timeout=TIMEOUT_S)
+    gone.request("POST", "/v1/chat/completions", json.dumps(
+        {"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 200}),
+        {"Content-Type": "application/json"})
+    time.sleep(1.0)  # generating now
+    gone.close()
+    start = time.monotonic()
+    status, body, _ = _call(tiny_server, "POST", "/v1/chat/completions",
+                            {"messages": [{"role": "user", "content": "How many singers?"}], "max_tokens": 3})
+    assert status == 200, body
+    assert time.monotonic() - start < 5.0

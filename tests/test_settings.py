@@ -202,6 +202,9 @@ def test_recipe_sits_between_dotenv_and_preset(tmp_path):
     ("stage: train\nlimit: 1\n", "a recipe for pipesql train, not pipesql demo"),
     ("- limit\n", "a recipe is a mapping"),
     ("limit: [\n", "not valid YAML"),
+    # issue #21, class 5: an alias bomb (each level nine aliases of the one before) is refused at its first alias
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+                                                  for p, c in zip("abcde", "bcdef")), "aliases (*name) are not allowed"),
 ])
 def test_bad_recipe_is_refused_naming_the_key(tmp_path, text, message):
     recipe = tmp_path / "bad.yaml"

@@ -194,6 +194,7 @@ def test_malformed_entries_become_bad_item_records_and_the_batch_completes(demo_
         {"db_id": "../library", "query": "SELECT 1"},
         ["not", "an", "object"],
         {"db_id": "library", "query": "SELECT title FROM books ORDER BY title LIMIT 2"},
+        {"db_id": "library", "query": "SELECT 1", "question": "lone \ud800 surrogate"},  # issue #21, class 4
     ]
     (spider / "dev.json").write_text(json.dumps(entries))
     out = tmp_path / "out"
@@ -208,7 +209,10 @@ def test_malformed_entries_become_bad_item_records_and_the_batch_completes(demo_
         "dev-00003": "dev-00003: entry has no usable db_id (got None)",
         "dev-00004": "dev-00004: entry has no usable db_id (got '../library')",
         "dev-00005": "dev-00005: entry is a list, not an object",
+        "dev-00007": "dev-00007: entry's 'question' holds a lone surrogate at character 5, not text",
     }
+    assert {name for name in ("quarantine.jsonl", "summary.json", "report.md", "manifest.json")
+            if (out / name).is_file()} == {"quarantine.jsonl", "summary.json", "report.md", "manifest.json"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["golden_pairs"] == 2 and summary["gold_executed"] == 2 and summary["match_rate"] == 1.0
 
@@ -327,3 +331,42 @@ def test_each_item_a_variant_refutes_gets_its_own_witness(monkeypatch, library_d
     witnesses = [Path(r["validation"]["variant"]["witness"]) for r in records]
     assert [w.name.split(".")[0] for w in witnesses] == ["a", "b"]
     assert all(w.is_file() for w in witnesses)
+
+
+# --- variants run under the sandbox (issue #21, class 3) ---------------------------------------
+
+def _costly_db(path: Path) -> Path:
+    """A database whose own DDL holds a costly CHECK constraint (skipped while its rows were
+    written, as a file made elsewhere may have been), and 200 rows."""
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA ignore_check_constraints = 1")
+        conn.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, "
+                     "b TEXT CHECK (length(printf('%.*c', 100000000, 'x')) > 0))")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"v{i % 7}") for i in range(200)])
+        conn.commit()
+    return path
+
+
+@pytest.mark.parametrize("gold", [
+    "SELECT b, count(*) FROM t GROUP BY b ORDER BY b",
+    # cheap on the database (200 rows), another branch on a variant (at most 12 rows)
+    "SELECT CASE WHEN (SELECT count(*) FROM t) > 100 THEN 1 ELSE length(printf('%.*c', 100000000, 'x')) END AS c",
+])
+def test_variants_are_built_and_run_inside_the_sandbox(tmp_path, gold):
+    """The variants re-run a database's DDL and run the gold on generated rows: both under the
+    sandbox's value limit, bounded functions, authorizer and deadline. Before, the CHECK
+    constraint or the other branch built 100 MB strings for every row of every variant."""
+    import time
+
+    from sandbox_attacks import reset_peak_rss, rss_mb
+
+    db = _costly_db(tmp_path / "costly.sqlite")
+    source_of.cache_clear()
+    reset_peak_rss()
+    rss_before = rss_mb("VmRSS")
+    start = time.monotonic()
+    record = validate_items([_item("q1", gold, db)], workers=1, progress=False,
+                            options=CheckOptions(timeout_s=2.0, googlesql=False, variants=8))[0]
+    assert time.monotonic() - start < 8.0, record["validation"]  # about 1 s; before: 1 min each
+    assert rss_mb("VmHWM") - rss_before < 100
+    assert record["validation"]["class"] == MATCH, record["validation"]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from pipesql.storage.files import lone_surrogate, writable
+
 BENCHMARKS = ("spider", "bird", "demo")
 SPLITS = ("dev", "train", "all")
 
@@ -52,19 +54,34 @@ def _load_json(path: Path) -> list[dict]:
         raise BenchmarkError(f"{path}: not valid JSON: {error}") from None
 
 
+def usable_db_id(db_id: object) -> bool:
+    """A database name that stays inside the folder it is looked up in: letters, digits and
+    ``_-.``, not ``.`` or ``..`` (so never a path, absolute or relative)."""
+    return (isinstance(db_id, str) and bool(db_id) and all(c.isalnum() or c in "_-." for c in db_id)
+            and db_id not in (".", ".."))
+
+
 def entry_problem(raw: object, sql_key: str) -> str | None:
     """What makes a benchmark entry unusable, or None: it must be an object with a non-empty
     string ``db_id`` (letters, digits, ``_-.``) and a non-empty string ``sql_key``."""
     if not isinstance(raw, dict):
         return f"entry is a {type(raw).__name__}, not an object"
     db_id = raw.get("db_id")
-    if not isinstance(db_id, str) or not db_id or not all(c.isalnum() or c in "_-." for c in db_id) or db_id in (".", ".."):
+    if not usable_db_id(db_id):
         return f"entry has no usable db_id (got {db_id!r})"
     sql = raw.get(sql_key)
     if sql is None:
         return f"entry has no {sql_key!r}"
     if not isinstance(sql, str) or not sql.strip():
         return f"entry's {sql_key!r} is not SQL text (got {type(sql).__name__} {str(sql)[:40]!r})"
+    return None
+
+
+def _text_problem(raw: dict) -> str | None:
+    """A text field that no output file can hold (a lone surrogate), named, or None."""
+    for key, value in raw.items():
+        if isinstance(value, str) and (position := lone_surrogate(value)) is not None:
+            return f"entry's {writable(str(key))!r} holds a lone surrogate at character {position}, not text"
     return None
 
 
@@ -76,10 +93,12 @@ def _text(raw: object, key: str) -> str | None:
 def _item(question_id: str, raw: object, sql_key: str, database: Callable[[str], Path],
           difficulty: Callable[[str], str | None]) -> Item:
     """One benchmark entry as an :class:`Item`; a malformed entry becomes an item that says why."""
-    problem = entry_problem(raw, sql_key)
+    problem = entry_problem(raw, sql_key) or _text_problem(raw)
     if problem is not None:
         db_id = _text(raw, "db_id") or ""
-        return Item(question_id, db_id, _text(raw, "question"), "", database(db_id or "_"), problem=f"{question_id}: {problem}")
+        question = _text(raw, "question")
+        return Item(question_id, writable(db_id), writable(question) if question else question, "",
+                    database(db_id if usable_db_id(db_id) else "_"), problem=f"{question_id}: {problem}")
     return Item(question_id=question_id, db_id=raw["db_id"], question=_text(raw, "question"), gold_sql=raw[sql_key],
                 db_path=database(raw["db_id"]), difficulty=difficulty(raw[sql_key]),
                 evidence=_text(raw, "evidence") or None)
@@ -141,6 +160,10 @@ def database_dirs(benchmark: str, data_dir: str | Path | None) -> list[Path]:
 
 
 def find_database(db_dirs: list[Path], db_id: str) -> Path | None:
+    """``<folder>/<db_id>/<db_id>.sqlite`` in the first folder that has it; None for a db_id that
+    is not a plain name (``/abs/path`` would otherwise open a file outside every folder)."""
+    if not usable_db_id(db_id):
+        return None
     for folder in db_dirs:
         candidate = Path(folder) / db_id / f"{db_id}.sqlite"
         if candidate.is_file():

@@ -67,8 +67,26 @@ def _to_text(node: exp.Expr) -> exp.Expr:
     return exp.Cast(this=node, to=exp.DataType.build("TEXT"))
 
 
-def _compare_pair(left: exp.Expr, right: exp.Expr, typer) -> tuple[exp.Expr, exp.Expr]:
-    """Both operands of one comparison, retyped the way SQLite's affinity rules compare them."""
+def _orders_before_every_number(literal: exp.Expr) -> bool:
+    """Whether a text literal sorts after the text of any number (``'-3'``, ``'12.5'``): its
+    first character comes after ``'9'``. Then comparing a number cast to text with it says
+    what SQLite says (every number orders before every text)."""
+    return isinstance(literal, exp.Literal) and literal.is_string and literal.this[:1] > "9"
+
+
+def _text_ordering_of_number(number: exp.Expr, literal: exp.Expr) -> exp.Expr:
+    """``price > 'abc'``: SQLite orders every number before any text (a numeric column's text
+    values compare as text). Casting the number to STRING keeps that only when the literal
+    sorts after every number's text; otherwise (``price > ''``, ``price < '1st'``) no GoogleSQL
+    comparison keeps it, since the STRING cast compares digits as text: refused."""
+    if not _orders_before_every_number(literal):
+        raise Unsupported("unsupported:number_vs_text_literal_ordering")
+    return _to_text(number)
+
+
+def _compare_pair(left: exp.Expr, right: exp.Expr, typer, ordering: bool = False) -> tuple[exp.Expr, exp.Expr]:
+    """Both operands of one comparison, retyped the way SQLite's affinity rules compare them
+    (``ordering``: ``<``, ``<=``, ``>``, ``>=`` rather than equality)."""
     lt, rt = typer(left), typer(right)
     if not lt or not rt or lt == rt or (numeric(lt) and numeric(rt)):
         return left, right
@@ -88,11 +106,12 @@ def _compare_pair(left: exp.Expr, right: exp.Expr, typer) -> tuple[exp.Expr, exp
         left, right = (text_side, other) if text_side_is_left else (other, text_side)
     lt, rt = typer(left), typer(right)
     if lt and rt and lt != rt and not (numeric(lt) and numeric(rt)):
-        # A non-numeric string literal against a number: compare as text.
+        # A non-numeric string literal against a number: compare as text (equality is never
+        # true in either engine; an ordering only where the literal sorts after every number).
         if numeric(lt):
-            left = _to_text(left)
+            left = _text_ordering_of_number(left, right) if ordering else _to_text(left)
         else:
-            right = _to_text(right)
+            right = _text_ordering_of_number(right, left) if ordering else _to_text(right)
     return left, right
 
 
@@ -106,7 +125,8 @@ def mixed_type_comparison(node: exp.Expr, typer) -> exp.Expr:
     without affinity (literal, aggregate, subquery).
     """
     if isinstance(node, _COMPARISONS):
-        left, right = _compare_pair(node.this, node.expression, typer)
+        left, right = _compare_pair(node.this, node.expression, typer,
+                                    ordering=isinstance(node, (exp.GT, exp.GTE, exp.LT, exp.LTE)))
         node.set("this", left)
         node.set("expression", right)
         return node

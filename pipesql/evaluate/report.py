@@ -31,6 +31,16 @@ def _accuracy(matches: int, total: int) -> float:
     return matches / total if total else 0.0
 
 
+def _test_suite(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Test-suite accuracy (Zhong, Yu & Klein, 2020): matches that also agreed on every variant
+    (``None`` when the run asked no variants: ``--variants 0``, or scored by an older version)."""
+    asked = [r for r in records if r["status"] == MATCH and r.get("test_suite") is not None]
+    if not asked and any(r["status"] == MATCH for r in records):
+        return {"test_suite_matches": None, "test_suite_accuracy": None}
+    agreed = sum(bool(r["test_suite"]) for r in asked)
+    return {"test_suite_matches": agreed, "test_suite_accuracy": _accuracy(agreed, len(records))}
+
+
 def summarize(records: Sequence[dict[str, Any]], *, seconds: float, generation_seconds: float,
               context: dict[str, Any]) -> dict[str, Any]:
     """``eval_summary.json``: execution accuracy overall and by difficulty, status counts,
@@ -46,6 +56,7 @@ def summarize(records: Sequence[dict[str, Any]], *, seconds: float, generation_s
             "questions": len(group),
             "matches": counts[MATCH],
             "execution_accuracy": _accuracy(counts[MATCH], len(group)),
+            **_test_suite(group),
             "status_counts": {s: counts[s] for s in STATUSES},
         }
     summary = {
@@ -53,6 +64,7 @@ def summarize(records: Sequence[dict[str, Any]], *, seconds: float, generation_s
         "questions": total,
         "matches": statuses[MATCH],
         "execution_accuracy": _accuracy(statuses[MATCH], total),
+        **_test_suite(records),
         "by_difficulty": by_difficulty,
         "status_counts": {s: statuses[s] for s in STATUSES},
         # Answers that are pipe SQL at all (they ran, right or wrong): what a small model learns first.
@@ -119,8 +131,10 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
     right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
 
     model = summary.get("model_description") or summary.get("model", "?")
+    test_suite = summary.get("test_suite_accuracy")
     figure.suptitle(f"{model} on {summary.get('benchmark', '?')} {summary.get('split', '')} "
-                    f"({summary.get('mode', '?')}): {summary['execution_accuracy'] * 100:.1f}% of {summary['questions']}")
+                    f"({summary.get('mode', '?')}): {summary['execution_accuracy'] * 100:.1f}% of {summary['questions']}"
+                    + ("" if test_suite is None else f", test-suite {test_suite * 100:.1f}%"))
     figure.tight_layout()
     path = Path(path)
     with atomic_open(path, "wb") as handle:

@@ -1,7 +1,8 @@
 """Score one predicted pipe query against its gold SQL by execution.
 
 The prediction is round-tripped to SQLite exactly as validation does (``pipe_to_sqlite``), run
-read-only with a time limit and a row cap, and compared with the gold result by
+read-only with a time limit and a row cap (in a child process killed at the limit:
+:mod:`pipesql.sql.isolated`), and compared with the gold result by
 :mod:`pipesql.sql.compare` (tie-aware; row order matters only when the gold query orders its output). A prediction
 cannot fail as a whole batch: every failure becomes a status with a detail.
 """
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from pipesql.corpora.items import Item
-from pipesql.sql.execute import DatabaseError, QueryError, QueryResult, QueryTimeout, connect_readonly, execute
+from pipesql.sql.execute import DatabaseError, QueryError, QueryResult, QueryTimeout, execute
+from pipesql.sql.isolated import connect_isolated
 
 MATCH = "match"
 MISMATCH = "mismatch"
@@ -31,6 +33,11 @@ STATUSES = (MATCH, MISMATCH, EXEC_ERROR, TRANSPILE_ERROR, NO_PREDICTION, GOLD_ER
 class Limits:
     timeout_s: float = 30.0
     row_cap: int = 100_000
+    # Test-suite accuracy: a match must also agree with the gold on this many generated
+    # variants of the database (pipesql.validate.variants; 0: execution accuracy only).
+    variants: int = 0
+    # Predictions made elsewhere (--predictions) may be standard SQL: such a query runs as it is.
+    standard_sql: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,16 +46,33 @@ class Score:
     detail: str = ""
     sqlite_sql: str | None = None  # the prediction as run on SQLite
     timings: dict[str, float] = field(default_factory=dict)
+    # Test-suite verdict of a match (None: not asked, or no match): False when a variant refutes it.
+    test_suite: bool | None = None
+    test_suite_detail: str = ""
 
 
 def _run(conn, sql: str, limits: Limits) -> QueryResult:
     return execute(conn, sql, timeout_s=limits.timeout_s, row_cap=limits.row_cap)
 
 
-def transpile(pipe_sql: str) -> str:
+def is_pipe_sql(query: str) -> bool:
+    """Pipe SQL starts with FROM or has a pipe operator; anything else is read as SQLite SQL
+    (predictions made elsewhere may be standard SQL, as Spider's and BIRD's gold is)."""
+    from pipesql.sql.transpile import Tokenizer
+
+    try:
+        tokens = Tokenizer().tokenize(query)
+    except Exception:  # noqa: BLE001 - untokenizable text: let the pipe translator name the error
+        return True
+    return bool(tokens) and (tokens[0].text.upper() == "FROM" or any(t.text == "|>" for t in tokens))
+
+
+def transpile(query: str, *, standard_sql: bool = False) -> str:
+    """The SQLite text of a prediction: pipe SQL translated; with ``standard_sql``, a query that
+    is not pipe SQL runs as it is."""
     from pipesql.sql.transpile import pipe_to_sqlite
 
-    return pipe_to_sqlite(pipe_sql)
+    return query if standard_sql and not is_pipe_sql(query) else pipe_to_sqlite(query)
 
 
 def compare_to_gold(item: Item, gold: QueryResult, predicted: QueryResult, conn, limits: Limits) -> tuple[bool, str]:
@@ -93,8 +117,8 @@ class _Gold:
         if not self._tried:
             self._tried = True
             try:
-                if self.own_conn:
-                    self.conn = connect_readonly(self.item.db_path)
+                if self.own_conn:  # a model's SQL: in a child process killed at the time limit
+                    self.conn = connect_isolated(self.item.db_path)
             except DatabaseError as error:
                 self.error = (GOLD_ERROR, f"{self.item.question_id}: {_describe(error)}")
                 return None
@@ -128,7 +152,7 @@ def _score_one(item: Item, prediction: str | None, gold_source: _Gold, limits: L
         return Score(NO_PREDICTION, "the model gave no query")
     start = time.monotonic()
     try:
-        sqlite_sql = transpile(prediction)
+        sqlite_sql = transpile(prediction, standard_sql=limits.standard_sql)
     except Exception as error:  # sqlglot raises several unrelated types on bad input
         return Score(TRANSPILE_ERROR, f"{type(error).__name__}: {_describe(error)}",
                      timings={"transpile_s": time.monotonic() - start})
@@ -152,4 +176,21 @@ def _score_one(item: Item, prediction: str | None, gold_source: _Gold, limits: L
     timings["compare_s"] = time.monotonic() - start
     if predicted.truncated and not match:
         reason = f"{reason} (prediction cut at the {limits.row_cap}-row cap)".strip()
-    return Score(MATCH if match else MISMATCH, reason, sqlite_sql, timings)
+    if not match or limits.variants <= 0:
+        return Score(MATCH if match else MISMATCH, reason, sqlite_sql, timings)
+    start = time.monotonic()
+    test_suite, detail = agrees_on_variants(item, sqlite_sql, limits.variants)
+    timings["variants_s"] = time.monotonic() - start
+    return Score(MATCH, reason, sqlite_sql, timings, test_suite, detail)
+
+
+def agrees_on_variants(item: Item, sqlite_sql: str, count: int) -> tuple[bool, str]:
+    """Test-suite accuracy's second half (Zhong, Yu & Klein, 2020): ``(agrees, detail)`` of a
+    prediction that matched on the database, run on the ``count`` variants validation builds."""
+    from pipesql.validate.variants import first_disagreement
+
+    witness = first_disagreement(item.db_path, item.gold_sql, [sqlite_sql], count=count)[0]
+    if witness is None:
+        return True, ""
+    witness.connection.close()
+    return False, f"variant {witness.index}: {witness.subclass}: {witness.detail}"[:500]

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pipesql.corpora.items import BENCHMARKS, database_dirs, find_database
-from pipesql.storage.files import write_json, write_jsonl
+from pipesql.storage.files import check_replaceable, staged_folder, write_json, write_jsonl
 from pipesql.generate.pairs import MISSING_DATABASE, GoldenPair, Problem, count_reasons, read_golden_pairs
 from pipesql.generate.plot import plot_stats
 from pipesql.generate.split import DEV, TRAIN, assign_splits
 from pipesql.generate.stats import char_lengths, sample_stats, samples_per_pair, token_lengths
 from pipesql.generate.worker import DatabaseResult, DatabaseWork, WorkOptions, run_task
 from pipesql.progress import progress_bar
-from pipesql.storage.manifest import write_manifest
+from pipesql.storage.manifest import require_inputs, write_manifest
 from pipesql.config.machine import usable_cores
 from pipesql.config.settings import option
 
@@ -224,8 +224,10 @@ def run(settings: Settings) -> int:
         return 1
     if not 0.0 <= settings.tool_ratio <= 1.0 or not 0.0 <= settings.dev_fraction < 1.0:
         raise SystemExit("--tool-ratio must be in [0, 1] and --dev-fraction in [0, 1)")
+    require_inputs(Settings.stage, [golden])
     folders = database_folders(settings)
     out = Path(settings.output_dir)
+    check_replaceable(out, Settings.stage)  # fail before the long part, not after it
     unit, tokenizer_name, measure = load_length_measure(settings.tokenizer)  # fail before the long part
 
     lines_read, pairs, problems = read_golden_pairs(golden)
@@ -249,13 +251,13 @@ def run(settings: Settings) -> int:
     lengths = {TRAIN: measure(train), DEV: measure(dev)}
     stats = build_stats(settings, lines_read, pairs, problems, notes, split_of, train, dev, lengths, unit, tokenizer_name)
 
-    outputs = write_outputs(out, train, dev, stats, problems + notes, lengths, unit, settings.cut_off_tokens)
-    seconds = time.monotonic() - started
-    write_manifest(out, "generate", settings, inputs=[golden], outputs=outputs,
-                   metrics={"samples": stats["samples"]["total"], "train_samples": len(train), "dev_samples": len(dev),
-                            "pairs_used": stats["pairs"]["used"], "dropped_prefix": stats["pairs"]["dropped_prefix"],
-                            "seconds": round(seconds, 2), "generation_seconds": round(generated_at - started, 2),
-                            "workers": workers})
+    with staged_folder(out, Settings.stage) as staging:  # the outputs appear together or not at all
+        outputs = write_outputs(staging, train, dev, stats, problems + notes, lengths, unit, settings.cut_off_tokens)
+        seconds = time.monotonic() - started
+        write_manifest(staging, Settings.stage, settings, inputs=[golden], outputs=outputs, metrics={
+            "samples": stats["samples"]["total"], "train_samples": len(train), "dev_samples": len(dev),
+            "pairs_used": stats["pairs"]["used"], "dropped_prefix": stats["pairs"]["dropped_prefix"],
+            "seconds": round(seconds, 2), "generation_seconds": round(generated_at - started, 2), "workers": workers})
     log(f"generate: {stats['pairs']['used']} of {lines_read} pairs used; {len(train)} train + {len(dev)} dev samples "
         f"({stats['samples']['by_kind']}); {stats['pairs']['dropped_prefix']} dropped by a failing prefix; "
         f"{stats['samples_per_pair']['mean']} samples per pair; {seconds:.1f} s -> {out}")

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from pipesql.storage.files import BadLine, read_jsonl
+from pipesql.corpora.items import usable_db_id
+from pipesql.storage.files import BadLine, lone_surrogate, read_jsonl, writable
 
 REQUIRED_FIELDS = ("question_id", "db_id", "question", "gold_sql", "pipe_sql")
 
@@ -24,6 +25,8 @@ DUPLICATE_ID = "duplicate_question_id"
 MISSING_DATABASE = "missing_database"
 NO_OPERATORS = "no_operators"
 PREFIX_FAILED = "prefix_failed"
+BAD_DB_ID = "bad_db_id"
+BAD_TEXT = "bad_text"
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,10 @@ def _text(value: object) -> str | None:
 def parse_pair(path: str, line: int, record: dict) -> GoldenPair | Problem:
     """One record as a :class:`GoldenPair`, or the :class:`Problem` that keeps it out."""
     qid = record.get("question_id")
-    qid = None if qid is None else str(qid)
+    qid = None if qid is None else writable(str(qid))
+    for key, value in record.items():
+        if isinstance(value, str) and (position := lone_surrogate(value)) is not None:
+            return Problem(path, line, qid, BAD_TEXT, f"{writable(str(key))} holds a lone surrogate at character {position}")
     missing = [key for key in REQUIRED_FIELDS if key not in record]
     if missing:
         return Problem(path, line, qid, MISSING_FIELD, f"no {', '.join(missing)}")
@@ -73,6 +79,8 @@ def parse_pair(path: str, line: int, record: dict) -> GoldenPair | Problem:
     for key in ("db_id", "pipe_sql"):
         if _text(record[key]) is None:
             return Problem(path, line, qid, MISSING_FIELD, f"{key} is empty")
+    if not usable_db_id(record["db_id"]):
+        return Problem(path, line, qid, BAD_DB_ID, f"db_id {record['db_id']!r} is not a plain database name")
     return GoldenPair(
         line=line,
         question_id=qid or f"line-{line}",

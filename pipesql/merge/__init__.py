@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pipesql.storage.files import share_file_modes, write_json
-from pipesql.storage.manifest import write_manifest
+from pipesql.storage.files import check_replaceable, replace_folder, share_file_modes, write_json
+from pipesql.storage.manifest import require_inputs, write_manifest
 from pipesql.config.settings import option
 from pipesql.models.registry import MERGE_RECORD_NAME
 
@@ -93,11 +93,14 @@ def base_model_of(adapter_dir: Path, run_dir: Path) -> str:
 
 def merge_adapter(adapter_dir: Path, base_model: str, target: Path, *, dtype: str = "auto",
                   device: str | None = None) -> Path:
-    """Write base + adapter, merged, to ``target`` (staged beside it, then renamed)."""
+    """Write base + adapter, merged, to ``target`` (staged beside it, then renamed). An existing
+    ``target`` is replaced only if ``pipesql merge`` made it; anything else raises
+    :class:`FileExistsError` before the model loads."""
     from peft import PeftModel
 
     from pipesql.models.loading import load_model_and_tokenizer, load_tokenizer
 
+    check_replaceable(target, "merge")  # before loading anything
     base, _ = load_model_and_tokenizer(base_model, dtype=dtype, device=device)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     # The adapter directory's tokenizer carries the chat template the model was trained for.
@@ -107,15 +110,13 @@ def merge_adapter(adapter_dir: Path, base_model: str, target: Path, *, dtype: st
     merged.save_pretrained(staged)
     tokenizer.save_pretrained(staged)
     share_file_modes(staged)
-    if target.exists():
-        shutil.rmtree(target)
-    staged.rename(target)
-    return target
+    return replace_folder(staged, target, "merge")  # only a folder merge made is replaced
 
 
 def run(settings: Settings) -> int:
     run_dir = Path(settings.output_dir)
     adapter_dir = find_adapter(run_dir, settings.checkpoint)
+    require_inputs("merge", [adapter_dir, run_dir])  # the run folder and its adapter must match their manifests
     base_model = base_model_of(adapter_dir, run_dir)
     target = Path(settings.merged_dir) if settings.merged_dir else run_dir / MERGED_DIR
     device = None if settings.device == "auto" else settings.device

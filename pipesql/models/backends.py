@@ -92,13 +92,16 @@ class Completion:
 # Told how many more answers of a call are finished, as they finish; over one call the counts
 # add up to the number of chats (a backend that cannot tell earlier reports them all at its end).
 Finished = Callable[[int], None]
+# Asked, while a call generates, whether the caller of chat ``i`` has gone (a client that
+# disconnected): a backend that can stops generating for it and answers it with what it has.
+Cancelled = Callable[[int], bool]
 
 
 class Backend(Protocol):
     name: str  # what the model is called in results and in /v1/models
 
     def complete(self, chats: Sequence[Chat], params: SamplingParams,
-                 on_finished: Finished | None = None) -> list[Completion]:
+                 on_finished: Finished | None = None, cancelled: Cancelled | None = None) -> list[Completion]:
         """One completion per chat, in the order given."""
         ...
 
@@ -208,13 +211,13 @@ class TransformersBackend:
         return GenerationConfig(**options)
 
     def complete(self, chats: Sequence[Chat], params: SamplingParams,
-                 on_finished: Finished | None = None) -> list[Completion]:
+                 on_finished: Finished | None = None, cancelled: Cancelled | None = None) -> list[Completion]:
         prompts = [render_prompt(self.tokenizer, chat) for chat in chats]
         with self._lock:
-            return self._complete_prompts(prompts, params, on_finished)
+            return self._complete_prompts(prompts, params, on_finished, cancelled)
 
     def _complete_prompts(self, prompts: list[str], params: SamplingParams,
-                          on_finished: Finished | None = None) -> list[Completion]:
+                          on_finished: Finished | None = None, cancelled: Cancelled | None = None) -> list[Completion]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -224,7 +227,9 @@ class TransformersBackend:
         end_ids = set(config.eos_token_id) | {self.tokenizer.pad_token_id}
         if self.prefix_cache is not None:
             config.return_dict_in_generate = True  # for the caches, kept for the next prompts
-            return [self._complete_from_prefix(prompt, params, config, end_ids, on_finished) for prompt in prompts]
+            return [self._complete_from_prefix(prompt, params, config, end_ids, on_finished,
+                                               cancelled_rows(cancelled, [index]))
+                    for index, prompt in enumerate(prompts)]
         lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         results: list[Completion | None] = [None] * len(prompts)
@@ -233,9 +238,10 @@ class TransformersBackend:
             encoded = self.tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
                                      add_special_tokens=False).to(self.device)
             watcher = finished_rows_watcher(end_ids, len(batch), on_finished)
+            criteria = [c for c in (watcher, cancelled_rows(cancelled, batch)) if c is not None]
             with torch.inference_mode():
                 output = self.model.generate(**encoded, generation_config=config, tokenizer=self.tokenizer,
-                                             stopping_criteria=StoppingCriteriaList([watcher] if watcher else []))
+                                             stopping_criteria=StoppingCriteriaList(criteria))
             if watcher:
                 watcher.report_rest()
             new_tokens = output[:, encoded["input_ids"].shape[1]:].tolist()
@@ -244,15 +250,17 @@ class TransformersBackend:
         return [r for r in results if r is not None]
 
     def _complete_from_prefix(self, prompt: str, params: SamplingParams, config: Any, end_ids: set[int],
-                              on_finished: Finished | None) -> Completion:
+                              on_finished: Finished | None, stop_if_cancelled: Any = None) -> Completion:
         import torch
+        from transformers import StoppingCriteriaList
 
         ids = self.tokenizer(prompt, add_special_tokens=False).input_ids
         cache = self.prefix_cache.start(ids)
         encoded = torch.tensor([ids], device=self.device)
         with torch.inference_mode():
             output = self.model.generate(input_ids=encoded, attention_mask=torch.ones_like(encoded),
-                                         past_key_values=cache, generation_config=config, tokenizer=self.tokenizer)
+                                         past_key_values=cache, generation_config=config, tokenizer=self.tokenizer,
+                                         stopping_criteria=StoppingCriteriaList([stop_if_cancelled] if stop_if_cancelled else []))
         sequence = output.sequences[0].tolist()
         # The cache holds every token but the last one generated (never fed back in).
         self.prefix_cache.keep(sequence[:output.past_key_values.get_seq_length()], output.past_key_values)
@@ -268,6 +276,21 @@ class TransformersBackend:
         text, stopped = truncate_at_stop(text, params.stop)
         finish = "stop" if ended is not None or stopped or len(kept) < params.max_new_tokens else "length"
         return Completion(text, prompt_tokens, len(kept), finish)
+
+
+def cancelled_rows(cancelled: Cancelled | None, indices: Sequence[int]):
+    """A stopping criterion that ends the rows of a ``generate`` batch whose caller has gone
+    (row ``r`` is chat ``indices[r]``); ``None`` when nobody can cancel."""
+    if cancelled is None:
+        return None
+    import torch
+    from transformers import StoppingCriteria
+
+    class CancelledRows(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.tensor([cancelled(index) for index in indices], dtype=torch.bool, device=input_ids.device)
+
+    return CancelledRows()
 
 
 def finished_rows_watcher(end_ids: set[int], rows: int, on_finished: Finished | None):
@@ -329,7 +352,7 @@ class VllmBackend:
         self._lock = threading.Lock()
 
     def complete(self, chats: Sequence[Chat], params: SamplingParams,
-                 on_finished: Finished | None = None) -> list[Completion]:
+                 on_finished: Finished | None = None, cancelled: Cancelled | None = None) -> list[Completion]:
         from vllm import SamplingParams as VllmSamplingParams
 
         # Token ids rather than text, tokenized as TransformersBackend does (no added BOS: the
@@ -369,7 +392,7 @@ class ScriptedBackend:
     calls: list[tuple[Chat, SamplingParams]] = field(default_factory=list)
 
     def complete(self, chats: Sequence[Chat], params: SamplingParams,
-                 on_finished: Finished | None = None) -> list[Completion]:
+                 on_finished: Finished | None = None, cancelled: Cancelled | None = None) -> list[Completion]:
         completions = []
         for chat in chats:
             self.calls.append((chat, params))

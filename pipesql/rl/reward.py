@@ -78,12 +78,15 @@ def _starts_with(text: str, keywords: tuple[str, ...]) -> bool:
 
 
 def is_pipe_query(query: str) -> bool:
-    """A pipe query (``FROM`` or ``WITH`` first: not a write, not plain ``SELECT``) that transpiles."""
+    """A pipe query (``FROM`` or ``WITH`` first, not plain ``SELECT``) that transpiles to one
+    read-only query: ``WITH x AS (SELECT 1) DELETE ...`` starts like one and is a write."""
+    from pipesql.sql.execute import require_query
+
     if not _starts_with(query, ("FROM", "WITH")):
         return False
     try:
-        transpile(query)
-    except Exception:  # sqlglot raises several unrelated types on bad input
+        require_query(transpile(query))
+    except Exception:  # QueryRefused, and the several unrelated types sqlglot raises on bad input
         return False
     return True
 
@@ -189,14 +192,24 @@ class RewardPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _score_here(self, completions: Sequence[Completion], groups: list[list[int]]) -> list[Reward]:
+        """Scoring in this process, under the same deadline as the workers': each query is
+        killed at its time limit (:mod:`pipesql.sql.isolated`), and a group not started by the
+        batch's deadline gets 0 (``timeout``)."""
+        rewards: list[Reward] = [Reward(TIMEOUT, 0.0, 0.0, f"not scored within {self.deadline_s:g} s")] * len(completions)
+        deadline = time.monotonic() + self.deadline_s * len(completions)
+        for group in groups:
+            if time.monotonic() >= deadline:
+                break
+            for index, reward in zip(group, score_group([completions[i] for i in group], self.limits)):
+                rewards[index] = reward
+        return rewards
+
     def score(self, completions: Sequence[Completion]) -> list[Reward]:
         groups = group_by_target(completions)
         rewards: list[Reward | None] = [None] * len(completions)
         if self.workers == 0:
-            for group in groups:
-                for index, reward in zip(group, score_group([completions[i] for i in group], self.limits)):
-                    rewards[index] = reward
-            return rewards
+            return self._score_here(completions, groups)
         if not completions:
             return []
         pool = self._start()

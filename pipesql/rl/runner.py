@@ -31,7 +31,7 @@ from pipesql.rl.data import load_prompts
 from pipesql.rl.reward import ExecutionReward, RewardPool
 from pipesql.rl.settings import Settings
 from pipesql.storage.files import write_json
-from pipesql.storage.manifest import write_manifest
+from pipesql.storage.manifest import require_inputs, write_manifest
 from pipesql.train.runner import (
     LORA_TARGETS, RUN_CONFIG_NAME, SUMMARY_NAME, Runtime, _prepare_run_dir, _save_final, guard_arguments,
     lora_config, resolve_runtime, train_with_rollbacks, training_arguments,
@@ -131,6 +131,7 @@ def run_grpo(settings: Settings) -> int:
     started = time.time()
     runtime = resolve_runtime(settings)
     out = Path(settings.output_dir)
+    require_inputs("rl", [settings.golden_pairs, settings.adapter])
     resume_from = _prepare_run_dir(settings, runtime)
     base_model = base_model_of_run(settings)
     tokenizer = _tokenizer(settings, base_model)

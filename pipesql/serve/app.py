@@ -23,8 +23,12 @@ from pipesql.models.backends import Backend
 from pipesql.serve.batching import BatchQueue
 from pipesql.serve.chat import ChatPreparer, chat_response, context_tokens, sse_events, stream_chunks
 from pipesql.serve.guard import LOOPBACK_HOSTS, ApiError, Guard, error_response, read_json
-from pipesql.serve.schemas import ChatRequest, ToolRequest
+from pipesql.serve.schemas import ChatRequest, ToolRequest, text_problem
 from pipesql.serve.tools import ToolService, UnknownDatabase, UnknownTool
+
+
+# How often a waiting chat request checks that its client is still connected.
+_DISCONNECT_POLL_S = 0.1
 
 
 def _validation_message(error: ValidationError | RequestValidationError) -> str:
@@ -64,8 +68,12 @@ def create_app(settings: Any, backend: Backend | None, batches: BatchQueue | Non
 
 
 async def _body_as(model: type, request: Request, limit: int) -> Any:
+    body = await read_json(request, limit)
+    problem = text_problem(body)
+    if problem is not None:
+        raise ApiError(400, problem)
     try:
-        return model.model_validate(await read_json(request, limit))
+        return model.model_validate(body)
     except ValidationError as error:
         raise ApiError(400, _validation_message(error)) from None
 
@@ -84,19 +92,35 @@ def _chat_routes(app: FastAPI, settings: Any, backend: Backend, batches: BatchQu
         body: ChatRequest = await _body_as(ChatRequest, request, settings.max_body_bytes)
         chat, params, _ = await run_in_threadpool(preparer.prepare, body)
         future = batches.submit(chat, params)
-        try:
-            completion = await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
-        except asyncio.TimeoutError:
-            future.cancel()
-            raise ApiError(503, "generation timed out") from None
-        except Exception as error:  # the backend failed on this request alone
-            raise ApiError(500, f"generation failed: {type(error).__name__}: {error}") from None
+        completion = await _completion_or_gone(request, future, batches, settings.request_timeout_s)
         response = chat_response(backend.name, completion, parse_tools=chat.tools is not None)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(sse_events(stream_chunks(response, include_usage)), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         return response
+
+
+async def _client_gone(request: Request) -> None:
+    while not await request.is_disconnected():
+        await asyncio.sleep(_DISCONNECT_POLL_S)
+
+
+async def _completion_or_gone(request: Request, future: Any, batches: BatchQueue, timeout_s: float) -> Any:
+    """The completion of ``future``; if the client disconnects or the time runs out first, its
+    generation is abandoned (skipped, or stopped between tokens) so that it holds nobody up."""
+    waiting = asyncio.ensure_future(asyncio.wrap_future(future))
+    gone = asyncio.ensure_future(_client_gone(request))
+    done, _ = await asyncio.wait({waiting, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    if waiting not in done:
+        batches.abandon(future)
+        waiting.cancel()
+        raise ApiError(499, "client disconnected") if gone in done else ApiError(503, "generation timed out")
+    try:
+        return waiting.result()
+    except Exception as error:  # the backend failed on this request alone
+        raise ApiError(500, f"generation failed: {type(error).__name__}: {error}") from None
 
 
 def _tool_routes(app: FastAPI, settings: Any, tools: ToolService) -> None:

@@ -3,7 +3,9 @@
 After the first waiting request, the worker takes every request that arrives within
 ``wait_s`` (up to ``max_batch``), then generates each group of equal sampling parameters in one
 backend call. Requests reach the queue already validated and templated; should a batch still
-fail, each of its requests is retried alone, so one bad request fails only itself.
+fail, each of its requests is retried alone, so one bad request fails only itself. A request
+whose client has gone (:meth:`BatchQueue.abandon`) is skipped if it has not started, and stops
+generating if it has (the backend asks between tokens), so the next request does not wait for it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class _Pending:
     chat: Chat
     params: SamplingParams
     future: Future = field(default_factory=Future)
+    abandoned: threading.Event = field(default_factory=threading.Event)
 
 
 class BatchQueue:
@@ -40,8 +43,16 @@ class BatchQueue:
     def submit(self, chat: Chat, params: SamplingParams) -> "Future[Completion]":
         """Queue one chat; its completion (or the error generating it) arrives in the future."""
         pending = _Pending(chat, params)
+        pending.future.abandoned = pending.abandoned  # type: ignore[attr-defined] - for abandon()
         self._queue.put(pending)
         return pending.future
+
+    @staticmethod
+    def abandon(future: "Future[Completion]") -> None:
+        """Nobody waits for ``future`` any more (the client disconnected or timed out): skip its
+        generation, or stop it where it is."""
+        future.cancel()
+        future.abandoned.set()  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._queue.put(None)
@@ -79,7 +90,8 @@ class BatchQueue:
     def _generate(self, group: list[_Pending], params: SamplingParams) -> None:
         self.batch_sizes.append(len(group))
         try:
-            completions = self.backend.complete([p.chat for p in group], params)
+            completions = self.backend.complete([p.chat for p in group], params,
+                                                cancelled=lambda index: group[index].abandoned.is_set())
         except Exception as error:
             if len(group) == 1:
                 log.warning("generation failed: %s: %s", type(error).__name__, error)
@@ -90,4 +102,5 @@ class BatchQueue:
                 self._generate([pending], params)
             return
         for pending, completion in zip(group, completions):
-            pending.future.set_result(completion)
+            if not pending.future.done():
+                pending.future.set_result(completion)

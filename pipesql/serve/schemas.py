@@ -13,6 +13,27 @@ MAX_STOP_STRINGS = 4
 MAX_STOP_CHARS = 64
 FUNCTION_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 DB_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+# What torch and the backends take as a seed (a signed 64-bit integer).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+
+
+def text_problem(data: Any, where: str = "") -> str | None:
+    """``"<field>: ..."`` for the first string in a JSON body that no tokenizer or response can
+    hold (a lone surrogate: JSON's ``"\\ud800"`` decodes to one), or None."""
+    from pipesql.storage.files import lone_surrogate
+
+    if isinstance(data, str):
+        position = lone_surrogate(data)
+        return None if position is None else f"{where or 'body'}: a lone surrogate at character {position} is not text"
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        name = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and lone_surrogate(key) is not None:
+            return f"{where or 'body'}: a key holds a lone surrogate"
+        problem = text_problem(value, name)
+        if problem is not None:
+            return problem
+    return None
 
 
 class _Model(BaseModel):
@@ -86,7 +107,7 @@ class ChatRequest(_Model):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     n: Literal[1] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None

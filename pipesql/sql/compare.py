@@ -129,8 +129,12 @@ def _bucket_key(value: Any) -> Any:
     return value
 
 
+def normalize_value_row(row: Row) -> tuple:
+    return tuple(normalize_value(v) for v in row)
+
+
 def _normalize_rows(rows: Sequence[Row]) -> list[tuple]:
-    return [tuple(normalize_value(v) for v in row) for row in rows]
+    return [normalize_value_row(row) for row in rows]
 
 
 # --- multisets ------------------------------------------------------------------------------------
@@ -214,6 +218,18 @@ class TieProbe:
     key_columns: tuple[int, ...]
     offset: int
     limit: int | None
+    # The gold is a SELECT DISTINCT ordered by keys it does not output: the probe's rows stand
+    # for the gold's only where each output row has one key (:meth:`fits`).
+    distinct: bool = False
+
+    def fits(self, probe_rows: Sequence[Row]) -> bool:
+        """Whether the probe's rows are the gold's rows with their keys: always, except for a
+        DISTINCT gold whose output rows do not determine their keys (then the probe has more rows)."""
+        if not (self.distinct and self.extra_columns):
+            return True
+        outputs = {tuple(_bucket_key(v) for v in normalize_value_row(row[: len(row) - self.extra_columns]))
+                   for row in probe_rows}
+        return len(outputs) == len(probe_rows)
 
 
 def _matches_ties(pred: Sequence[Row], window: TieWindow) -> bool:
@@ -418,8 +434,10 @@ def order_key_probe(query: exp.Expression, dialect: str = "sqlite", *, past_cut:
     """``query`` (a whole query or one of its subqueries) rewritten to list its rows with their
     order key values: without its LIMIT/OFFSET, or with ``past_cut`` only up to one row past the
     LIMIT's cut (enough to see whether the cut splits a tie, :func:`cut_splits_tie`). None when
-    the query is not ordered or cannot be rewritten safely (a DISTINCT ordered by a column it
-    does not output, a non-literal LIMIT, a position after ``*``)."""
+    the query is not ordered or cannot be rewritten safely (a set operation ordered by what it
+    does not output, a non-literal LIMIT, a position after ``*``). A DISTINCT ordered by a key
+    it does not output gets the key appended too: that probe counts only where each output row
+    has one key (:meth:`TieProbe.fits`), as when the table's primary key is selected."""
     query = query.copy()
     order = query.args.get("order")
     if order is None:
@@ -445,8 +463,8 @@ def order_key_probe(query: exp.Expression, dialect: str = "sqlite", *, past_cut:
             continue
         if star and isinstance(key, exp.Literal) and not key.is_string:
             return None
-        if not isinstance(query, exp.Select) or query.args.get("distinct"):
-            return None  # a set operation orders by output columns only; DISTINCT would change
+        if not isinstance(query, exp.Select):
+            return None  # a set operation orders by output columns only
         keys.append(_expand_aliases(key, projections))
     extra = [k for k in keys if isinstance(k, exp.Expression)]
     key_columns, appended = [], 0
@@ -461,7 +479,8 @@ def order_key_probe(query: exp.Expression, dialect: str = "sqlite", *, past_cut:
     query.set("offset", None)
     if extra:
         query.set("expressions", projections + [exp.alias_(k, f"{_TIE_KEY_PREFIX}{i}") for i, k in enumerate(extra)])
-    return TieProbe(query.sql(dialect=dialect), len(extra), tuple(key_columns), offset, limit)
+    return TieProbe(query.sql(dialect=dialect), len(extra), tuple(key_columns), offset, limit,
+                    distinct=bool(query.args.get("distinct")))
 
 
 def _order_key(probe: TieProbe, row: tuple) -> tuple:
@@ -471,7 +490,7 @@ def _order_key(probe: TieProbe, row: tuple) -> tuple:
 def cut_splits_tie(probe: TieProbe, probe_rows: Sequence[Row]) -> bool:
     """Whether the last row the query's LIMIT keeps ties on the order key with the first row it
     cuts: then the query may return either, and its result is not defined by SQL."""
-    if probe.limit is None:
+    if probe.limit is None or not probe.fits(probe_rows):
         return False
     cut = probe.offset + probe.limit
     if not 0 < cut < len(probe_rows):
@@ -498,5 +517,7 @@ def compare_results(gold_sql: str, gold_rows: Sequence[Row], pred_rows: Sequence
     try:
         probe_rows = rerun(probe.sql)
     except Exception:  # the probe is best effort: without it the plain verdict stands
+        return verdict
+    if not probe.fits(probe_rows):
         return verdict
     return compare(gold_rows, pred_rows, ordered=True, ties=tie_window(probe, probe_rows))

@@ -189,6 +189,42 @@ def verify_manifest(folder: str | Path, check_environment: bool = True) -> Manif
     return check
 
 
+class InputMismatch(ValueError):
+    """A stage's input does not match the manifest of the folder it lies in."""
+
+
+def check_input(path: str | Path) -> None:
+    """Refuse an input whose folder holds a manifest its files do not match, naming the files.
+
+    Every stage calls this on the outputs of the stage before it (``golden_pairs.jsonl``, a
+    ``train.jsonl``, a run or model folder): a folder left by a run cut short, or holding files
+    of two runs, is refused instead of used. An input with no manifest beside it (made by hand,
+    or elsewhere) has nothing to be checked against and passes."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / MANIFEST_NAME).is_file():
+        return
+    try:
+        check = verify_manifest(folder, check_environment=False)
+    except ValueError as error:
+        raise InputMismatch(f"{path}: {error}") from None
+    if check.problems:
+        shown = "; ".join(check.problems[:5]) + (f"; and {len(check.problems) - 5} more" if len(check.problems) > 5 else "")
+        raise InputMismatch(f"{path}: the files of {folder} do not match its {MANIFEST_NAME} (a run cut short, or "
+                            f"files of two runs?): {shown}")
+
+
+def require_inputs(stage: str, paths: Iterable[str | Path | None]) -> None:
+    """:func:`check_input` on each input that exists, as the ``SystemExit`` that stops ``pipesql
+    STAGE`` naming the file."""
+    for path in paths:
+        if path and str(path) not in ("", ".") and Path(path).exists():
+            try:
+                check_input(path)
+            except InputMismatch as error:
+                raise SystemExit(f"pipesql {stage}: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipesql.storage.manifest [--outputs-only] FOLDER...``: verify hand-off folders
     (outputs, and unless --outputs-only the environment); exit 1 on a problem."""

@@ -25,7 +25,7 @@ from typing import Any
 from pipesql.config import machine
 from pipesql.progress import on_terminal
 from pipesql.storage.files import write_json
-from pipesql.storage.manifest import write_manifest
+from pipesql.storage.manifest import require_inputs, write_manifest
 from pipesql.config.settings import as_dict
 from pipesql.train.checkpoints import STAGING, complete_checkpoints, latest_checkpoint, publish, remove_incomplete
 from pipesql.train.settings import Settings, TrainingRun
@@ -221,6 +221,7 @@ def run_training(settings: Settings) -> int:
 def _load_data(settings: Settings, tokenizer):
     from pipesql.train.data import load_tokenized
 
+    require_inputs("train", [settings.train_data, settings.dev_data])
     train_set, train_stats = load_tokenized(tokenizer, settings.train_data, max_seq_length=settings.max_seq_length,
                                             limit=settings.limit, end_sample_share=settings.end_sample_share,
                                             seed=settings.seed)

@@ -16,7 +16,6 @@ Python API: :func:`validate_items` (records for any list of :class:`pipesql.corp
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -50,8 +49,9 @@ class Settings(CheckOptions):
 
 
 def run(settings: Settings) -> int:
+    from pipesql.storage.files import staged_folder
     from pipesql.storage.manifest import write_manifest
-    from pipesql.validate.report import WITNESSES, summarize, write_outputs
+    from pipesql.validate.report import WITNESSES, moved_witnesses, summarize, write_outputs
 
     if settings.data_dir is None and settings.benchmark != "demo":
         print(f"pipesql validate: --data-dir is required for {settings.benchmark}", file=sys.stderr)
@@ -65,22 +65,23 @@ def run(settings: Settings) -> int:
         return 2
     workers = settings.workers or usable_cores()
     out = Path(settings.out)
-    shutil.rmtree(out / WITNESSES, ignore_errors=True)  # witnesses of an earlier run in the same folder
-    start = time.monotonic()
-    records = validate_items(items, workers=workers, options=settings, progress=settings.progress,
-                             witness_dir=out / WITNESSES)
-    seconds = time.monotonic() - start
-    summary = summarize(records, seconds, workers)
-    summary.update(benchmark=settings.benchmark, split=settings.split, variants=settings.variants)
-    title = f"{settings.benchmark} {settings.split}" + (f" (first {settings.limit})" if settings.limit else "")
-    outputs = write_outputs(out, records, summary, title)
-    outputs += sorted((out / WITNESSES).glob("*.sqlite"))
-    inputs = [settings.data_dir] if settings.data_dir else []
-    if settings.benchmark == "demo":
-        from pipesql.corpora.demo import ensure_corpus
+    with staged_folder(out, Settings.stage) as staging:  # the outputs appear together or not at all
+        start = time.monotonic()
+        records = validate_items(items, workers=workers, options=settings, progress=settings.progress,
+                                 witness_dir=staging / WITNESSES)
+        seconds = time.monotonic() - start
+        moved_witnesses(records, staging, out)
+        summary = summarize(records, seconds, workers)
+        summary.update(benchmark=settings.benchmark, split=settings.split, variants=settings.variants)
+        title = f"{settings.benchmark} {settings.split}" + (f" (first {settings.limit})" if settings.limit else "")
+        outputs = write_outputs(staging, records, summary, title)
+        outputs += sorted((staging / WITNESSES).glob("*.sqlite"))
+        inputs = [settings.data_dir] if settings.data_dir else []
+        if settings.benchmark == "demo":
+            from pipesql.corpora.demo import ensure_corpus
 
-        inputs = [ensure_corpus(settings.data_dir)]
-    write_manifest(out, Settings.stage, settings, inputs=inputs, outputs=outputs, metrics=summary)
+            inputs = [ensure_corpus(settings.data_dir)]
+        write_manifest(staging, Settings.stage, settings, inputs=inputs, outputs=outputs, metrics=summary)
     classes = ", ".join(f"{k} {v}" for k, v in summary["classes"].items())
     print(f"validated {summary['items']} items in {seconds:.1f} s: {classes}; match rate "
           f"{summary['match_rate']}; googlesql ok rate {summary['googlesql_ok_rate']} -> {out}")

@@ -29,6 +29,7 @@ from pipesql.config.settings import option
 from pipesql.corpora.items import Item
 from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
+from pipesql.validate.plans import second_plan
 from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
 from pipesql.sql.execute import (DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
@@ -43,13 +44,16 @@ DECOMPILE_FAIL = "DECOMPILE_FAIL"
 RT_ERROR = "RT_ERROR"          # the round trip failed: pipe SQL did not transpile or execute
 GOLD_ERROR = "GOLD_ERROR"      # the gold SQL itself fails on SQLite (malformed SQL included)
 GOLD_UNDEFINED = "GOLD_UNDEFINED"  # the gold SQL runs on SQLite, but SQL does not define its result
+# the gold returns other rows under another legal plan (pipesql.validate.plans): both kept as witness
+GOLD_NONDETERMINISTIC = "GOLD_NONDETERMINISTIC"
 TIMEOUT = "TIMEOUT"            # gold or round trip ran past the time limit
 DB_MISSING = "DB_MISSING"      # the item's database file does not exist
 DB_CORRUPT = "DB_CORRUPT"      # the file is there but is not a readable SQLite database
 NOT_A_QUERY = "NOT_A_QUERY"    # the gold SQL is DML/DDL (DELETE, INSERT, CREATE ...), not a query
 INTERNAL_ERROR = "INTERNAL_ERROR"  # a bug in pipesql; the item is kept with its traceback text
 BAD_ITEM = "BAD_ITEM"          # the benchmark entry itself is malformed (no SQL, SQL not text, no db_id)
-CLASSES = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, GOLD_UNDEFINED, TIMEOUT,
+CLASSES = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERROR, GOLD_UNDEFINED,
+           GOLD_NONDETERMINISTIC, TIMEOUT,
            DB_MISSING, DB_CORRUPT, NOT_A_QUERY, BAD_ITEM, INTERNAL_ERROR)
 # Decompiler refusals that are the gold's fault: ``SELECT DISTINCT a ... ORDER BY b`` with ``b``
 # neither selected nor determined by what is (standard SQL, PostgreSQL and GoogleSQL reject it;
@@ -273,6 +277,8 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
             sqlite_sql, round_trip = _round_trip(item, database, gold, run, options, record, timings)
         with timings.step("compare_s"):
             verdict = compare_results(item.gold_sql, gold.rows, round_trip.rows, rerun=lambda sql: run(sql).rows)
+        if not verdict.match and not (gold.truncated or round_trip.truncated):
+            _second_plan(item, database, gold, round_trip, verdict, run, options, record, timings)
         with timings.step("googlesql_s"):
             _with_googlesql(record, item, database, gold, options)
         if verdict.match and options.variants > 0:
@@ -348,6 +354,25 @@ def _round_trip(item: Item, database: OpenDatabase, gold: QueryResult, run: Call
     except QueryError as error:
         _with_googlesql(record, item, database, gold, options)
         raise _decided(record, RT_ERROR, stage="execute", detail=str(error), seconds=timings.seconds) from None
+
+
+def _second_plan(item: Item, database: OpenDatabase, gold: QueryResult, round_trip: QueryResult, verdict,
+                 run: Callable[[str], QueryResult], options: CheckOptions, record: dict, timings: Timings) -> None:
+    """A mismatch whose gold returns other rows under another legal plan (:mod:`pipesql.validate.plans`)
+    is the gold's: ``GOLD_NONDETERMINISTIC`` (stage "gold", out of the match rate's denominator),
+    with both results as the proof."""
+    from pipesql.sql.compare import compare_results
+
+    with timings.step("second_plan_s"):
+        other = second_plan(database.connection, Path(item.db_path), item.gold_sql, gold.rows, compare_results,
+                            timeout_s=options.timeout_s, row_cap=options.row_cap)
+    if other is None:
+        return
+    _with_googlesql(record, item, database, gold, options)
+    witness = {**other.witness(gold.rows), "round_trip_is_other": compare_results(
+        item.gold_sql, other.rows, round_trip.rows, rerun=lambda sql: run(sql).rows).match}
+    raise _decided(record, GOLD_NONDETERMINISTIC, stage="gold", detail=other.detail, subclass=verdict.subclass,
+                   witness=witness, seconds=timings.seconds)
 
 
 def _prove_on_variants(item: Item, sqlite_sql: str, gold: QueryResult, options: CheckOptions, record: dict,

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipesql.storage.files import atomic_open, write_json, write_jsonl
-from pipesql.validate.check import (BAD_ITEM, CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, GOLD_UNDEFINED, MATCH,
-                                     MISMATCH, NOT_A_QUERY, VARIANT_MISMATCH)
+from pipesql.validate.check import (BAD_ITEM, CLASSES, DB_CORRUPT, DB_MISSING, GOLD_ERROR, GOLD_NONDETERMINISTIC,
+                                     GOLD_UNDEFINED, MATCH, MISMATCH, NOT_A_QUERY, VARIANT_MISMATCH)
 
 # Classes that say the benchmark item is unusable, not that pipesql failed it (grey in the chart).
-INPUT_PROBLEMS = (BAD_ITEM, DB_MISSING, DB_CORRUPT, GOLD_ERROR, GOLD_UNDEFINED, NOT_A_QUERY)
+INPUT_PROBLEMS = (BAD_ITEM, DB_MISSING, DB_CORRUPT, GOLD_ERROR, GOLD_UNDEFINED, GOLD_NONDETERMINISTIC, NOT_A_QUERY)
 
 GOLDEN_PAIRS = "golden_pairs.jsonl"
 QUARANTINE = "quarantine.jsonl"
@@ -37,6 +37,14 @@ def _reason_family(record: dict) -> str:
     # "unsupported:natural_join" -> itself; "internal_error: KeyError: ..." -> "internal_error"
     detail = str(record["validation"].get("detail") or "")
     return detail.split(":", 1)[0] if detail.startswith(("internal_error", "parse_error")) else detail.split(" ", 1)[0]
+
+
+def moved_witnesses(records: Sequence[dict], staging: Path, out: Path) -> None:
+    """Point each record's saved witness at where it will be once ``staging`` becomes ``out``."""
+    for record in records:
+        variant = (record.get("validation") or {}).get("variant") or {}
+        if variant.get("witness"):
+            variant["witness"] = str(out / Path(variant["witness"]).relative_to(staging))
 
 
 def summarize(records: Sequence[dict], seconds: float, workers: int) -> dict[str, Any]:

@@ -8,14 +8,21 @@ runs the pair on several databases of the same schema instead; this module makes
   affinities, primary keys, UNIQUE and NOT NULL hold as in the original (a generated row that
   breaks one is dropped by ``INSERT OR IGNORE``);
 - each column's values come from the original's values (its first rows), from the query's
-  literals that the column is compared with (the literal itself and, for numbers, its neighbours
-  ±1, so ``<`` against ``<=`` shows), and from a few values made up near those;
+  literals that the column is compared with (the literal itself and values either side of it:
+  for numbers ±1, for text the literal cut by a character and extended by one, so ``<``
+  against ``<=`` shows), and from a few values made up near those;
 - columns linked by a foreign key or by an equality in the query draw from one shared pool of
-  values, so joins hit; about one value in ten is left dangling (or NULL), so LEFT and INNER
-  joins differ;
+  values, so joins hit; about one value in five is left dangling (or NULL), half of those
+  pointing at one missing parent, so orphan children form a group of their own, and parents
+  without children are common: LEFT and INNER joins differ;
 - tables get between 1 and ``rows`` rows (every other variant: a third of that, where one row
   more or less shows), so ties, duplicates and empty groups are common and every query runs in
-  milliseconds; a one-column primary key gets distinct values, so joins find their parents.
+  milliseconds; a one-column primary key gets distinct values, so joins find their parents;
+- variants 2, 6, ... are *narrow* (:func:`_narrow_value`): each column keeps one or two values
+  (a column the query compares with literals: exactly those and their neighbours) and a row is
+  repeated, so groups of different sizes, repeated rows (a missing DISTINCT) and values equal to
+  an aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``) are common; where the query
+  bounds a COUNT (``HAVING count(*) > 10``), the tables take that many rows, or one more or less.
 
 A variant is a function of (database, gold SQL, index): the seed is a hash of them, so the
 same run gives the same variants and a saved witness can be rebuilt.
@@ -43,7 +50,7 @@ import sqlglot
 from sqlglot import exp
 
 from pipesql.sql.compare import TieProbe, compare_results, cut_splits_tie, order_key_probe
-from pipesql.sql.execute import QueryError, connect_readonly, execute
+from pipesql.sql.execute import QueryError, connect_readonly, connect_scratch, deadline, execute, seal
 from pipesql.sql.identifiers import sqlite_identifier
 from pipesql.sql.types import FLOAT, INT, googlesql_type, is_date_type
 
@@ -52,6 +59,7 @@ DEFAULT_ROWS = 12
 SAMPLE_ROWS = 200          # rows of each original table read for its value pools
 VARIANT_TIMEOUT_S = 2.0    # per query on a variant; the data are tiny, so only a blow-up hits it
 _LITERAL_SHARE = 0.5       # a seeded column takes a query literal this often
+MAX_GROUP_SIZE = 300       # the largest COUNT bound a narrow variant builds a group for
 _NULL_SHARE = 0.08
 _DANGLING_SHARE = 0.2
 _INTEGER_TEXT = re.compile(r"-?\d{1,15}")
@@ -190,11 +198,15 @@ def _like_examples(pattern: str) -> list[str]:
     return [text, pattern.replace("%", "").replace("_", "a").upper()]
 
 
-def _neighbours(value: Any) -> list[Any]:
+def _neighbours(value: Any, ordering: bool = False) -> list[Any]:
+    """The literal and values either side of it (the bound itself half the time: where ``<`` and
+    ``<=`` differ); a text literal gets neighbours only where the query orders by it."""
+    if isinstance(value, str):
+        return [value, value, value[:-1], value + "0"] if ordering and value else [value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return [value]
     step = 1 if isinstance(value, int) or float(value).is_integer() else abs(value) * 0.01 or 0.01
-    return [value, value, value - step, value + step]  # the bound itself half the time: where < and <= differ
+    return [value, value, value - step, value + step]
 
 
 class _Columns:
@@ -237,6 +249,8 @@ class QueryHints:
     links: list[tuple[tuple[str, str], tuple[str, str]]]
     # lower-cased tables the query reads; None: all (it reads a view, or could not be parsed)
     tables: frozenset[str] | None = None
+    # ``COUNT(...) > 10``: 10 and its neighbours, so a narrow variant can hold a group of that size
+    group_sizes: list[int] = field(default_factory=list)
 
 
 def _tables_read(tree: exp.Expr, source: Source) -> frozenset[str] | None:
@@ -268,9 +282,12 @@ def query_hints(sql: str, source: Source) -> QueryHints:
         if isinstance(predicate, (exp.Like, exp.ILike)):
             values = [s for v in values if isinstance(v, str) for s in _like_examples(v)]
         else:
-            values = [n for v in values for n in _neighbours(v)]
+            ordering = isinstance(predicate, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between))
+            values = [n for v in values for n in _neighbours(v, ordering)]
         for ref in refs:
             hints.literals.setdefault(ref, []).extend(values)
+        if isinstance(predicate.this, exp.Count):
+            hints.group_sizes += [n for n in values if isinstance(n, int) and 0 < n <= MAX_GROUP_SIZE]
         if isinstance(predicate, exp.EQ) and isinstance(predicate.this, exp.Column) \
                 and isinstance(predicate.expression, exp.Column):
             left, right = columns.resolve(predicate.this), columns.resolve(predicate.expression)
@@ -339,6 +356,7 @@ class _Layout:
     tables: tuple[tuple[str, tuple[_Slot, ...]], ...]  # (INSERT statement, its columns), parents first
     # each group of two or more linked columns: its root, its first column, their sampled values
     linked: tuple[tuple[tuple[str, str], SourceColumn, tuple[Any, ...]], ...]
+    group_sizes: tuple[int, ...] = ()  # row counts a narrow variant's tables take (the query's COUNT bounds)
 
 
 def _groups(source: Source, hints: QueryHints) -> _Groups:
@@ -375,18 +393,20 @@ def _layout(source: Source, hints: QueryHints) -> _Layout:
         slots = tuple(_Slot(c, hints.literals.get((table.name, c.name)), groups.find((table.name, c.name)))
                       for c in table.columns)
         tables.append((f"INSERT OR IGNORE INTO {sqlite_identifier(table.name)} ({names}) VALUES ({marks})", slots))
-    return _Layout(_schema(source, hints), tuple(tables), linked)
+    return _Layout(_schema(source, hints), tuple(tables), linked, tuple(hints.group_sizes))
 
 
 def _schema(source: Source, hints: QueryHints) -> sqlite3.Connection:
-    schema = sqlite3.connect(":memory:", check_same_thread=False)
-    for _, table, statement in source.ddl:
-        if hints.tables is not None and table not in hints.tables:
-            continue
-        try:
-            schema.execute(statement)
-        except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
-            continue
+    # The file's own DDL is input like its gold SQL: run under the sandbox's limits and a deadline.
+    schema = connect_scratch()
+    with deadline(schema, VARIANT_TIMEOUT_S):
+        for _, table, statement in source.ddl:
+            if hints.tables is not None and table not in hints.tables:
+                continue
+            try:
+                schema.execute(statement)
+            except sqlite3.Error:  # e.g. a view over a table this SQLite cannot create: the rest still stands
+                continue
     schema.commit()
     return schema
 
@@ -401,6 +421,7 @@ def _pools(layout: _Layout, rows: int, rng: random.Random) -> dict:
         while len(pool) < rows:
             pool.append(_made_up(first, rng))
         pools[root] = pool
+        pools[("orphan",) + root] = _made_up(first, rng)
     return pools
 
 
@@ -414,9 +435,23 @@ def _value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
     if pool is not None and rng.random() > _DANGLING_SHARE:
         present = pools.get(("present",) + slot.group)  # values a linked column already holds: joins hit
         return rng.choice(present if present and rng.random() < 0.7 else pool)
+    if pool is not None and rng.random() < 0.5:
+        return pools[("orphan",) + slot.group]  # one missing parent for many children: its group shows
     if column.samples and rng.random() < 0.75:
         return rng.choice(column.samples)
     return _made_up(column, rng)
+
+
+def _narrow_value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
+    """A narrow variant's value: a column the query compares with literals takes only those
+    (each literal and its neighbours: rows on both sides of every bound), any other column keeps
+    one or two values, so rows repeat, groups grow to different sizes, values tie and equal an
+    aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``)."""
+    key = ("narrow", id(slot))
+    if key not in pools:
+        pools[key] = list(dict.fromkeys(slot.literals)) if slot.literals else \
+            [_value(slot, pools, rng) for _ in range(rng.randint(1, 2))]
+    return rng.choice(pools[key])
 
 
 def _key_values(slot: _Slot, count: int, pools: dict, rng: random.Random) -> list[Any]:
@@ -429,12 +464,17 @@ def _key_values(slot: _Slot, count: int, pools: dict, rng: random.Random) -> lis
     return values
 
 
-def _rows_of(slots: tuple[_Slot, ...], count: int, pools: dict, rng: random.Random) -> list[tuple]:
+def _rows_of(slots: tuple[_Slot, ...], count: int, pools: dict, rng: random.Random,
+             narrow: bool = False) -> list[tuple]:
     keys = [s for s in slots if s.column.primary_key]
     key_values = _key_values(keys[0], count, pools, rng) if len(keys) == 1 else None
-    rows = [tuple(key_values[row] if key_values is not None and slot is keys[0] else _value(slot, pools, rng)
-                  for slot in slots)
+    # a narrow variant keeps the last key column wide, so rows stay distinct on the key
+    values = [_narrow_value if narrow and not (keys and slot is keys[-1]) else _value for slot in slots]
+    rows = [tuple(key_values[row] if key_values is not None and slot is keys[0] else value(slot, pools, rng)
+                  for slot, value in zip(slots, values))
             for row in range(count)]
+    if narrow and rows:
+        rows.append(rows[0])  # a repeated row (dropped where a key forbids it): a missing DISTINCT shows
     for position, slot in enumerate(slots):
         if slot.group in pools:
             pools.setdefault(("present",) + slot.group, []).extend(r[position] for r in rows if r[position] is not None)
@@ -463,6 +503,12 @@ def _parents_first(source: Source) -> list[SourceTable]:
     return ordered
 
 
+def variant_shape(index: int, rows: int) -> tuple[int, bool]:
+    """(most rows per table, narrow) of variant ``index``: every other variant has a third of
+    the rows, and variants 2, 6, 10 ... are narrow (:func:`_narrow_value`)."""
+    return (rows if index % 2 == 0 else max(3, rows // 3)), index % 4 == 2
+
+
 def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFAULT_ROWS) -> sqlite3.Connection:
     """An in-memory database with the source's schema and generated rows (see the module doc)
     for the tables the query reads."""
@@ -473,20 +519,20 @@ def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFA
         layout.schema.close()
 
 
-def _build(layout: _Layout, seed: int, rows: int) -> sqlite3.Connection:
+def _build(layout: _Layout, seed: int, rows: int, narrow: bool = False) -> sqlite3.Connection:
     rng = random.Random(seed)
-    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    conn = connect_scratch()  # CHECK constraints and defaults run under the sandbox's limits
     layout.schema.backup(conn)  # a copy of the pages: cheaper than running the DDL again
-    conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
     pools = _pools(layout, rows, rng)
-    for insert, slots in layout.tables:
-        values = _rows_of(slots, rng.randint(1, rows), pools, rng)
-        try:
-            conn.executemany(insert, values)
-        except sqlite3.Error:  # a CHECK constraint or a generated column: leave the table as far as it got
-            continue
-    conn.commit()
-    conn.execute("PRAGMA query_only = 1")
+    with deadline(conn, VARIANT_TIMEOUT_S):
+        for insert, slots in layout.tables:
+            count = rng.choice(layout.group_sizes) if narrow and layout.group_sizes else rng.randint(1, rows)
+            values = _rows_of(slots, count, pools, rng, narrow)
+            try:
+                conn.executemany(insert, values)
+            except sqlite3.Error:  # a CHECK constraint or a generated column: leave the table as far as it got
+                continue
+    seal(conn)
     return conn
 
 
@@ -581,7 +627,7 @@ def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Seque
             if all(found):
                 break
             seed = variant_seed(db_path, gold_sql, index)
-            conn = _build(layout, seed, rows if index % 2 == 0 else max(3, rows // 3))
+            conn = _build(layout, seed, *variant_shape(index, rows))
             if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
                 conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
     finally:

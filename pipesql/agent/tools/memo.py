@@ -1,4 +1,5 @@
-"""A bounded memo of tool work (translations, results) that remembers failures too."""
+"""A bounded memo of tool work (translations, results) that remembers failures too, except
+those that depend on the machine's load."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pipesql.agent.tools.specs import ToolError
 
 class Memo:
     """A bounded LRU of ``compute(key)`` that remembers :class:`ToolError` failures too, so a
-    query that failed once is not translated or run again."""
+    query that failed once is not translated or run again. A failure marked ``transient`` (a
+    timeout: the same query may finish on a quieter machine) is raised but not remembered, so
+    one caller who loads the CPU cannot make another's query fail from then on."""
 
     def __init__(self, size: int):
         self._size = size
@@ -24,6 +27,8 @@ class Memo:
             try:
                 outcome = compute(key)
             except ToolError as error:
+                if error.transient:
+                    raise
                 outcome = error
             self._entries[key] = outcome
             if len(self._entries) > self._size:

@@ -12,8 +12,9 @@ from typing import Any
 from pipesql.agent.tools.memo import Memo
 from pipesql.agent.tools.output import cut, format_result
 from pipesql.agent.tools.specs import CHAR_CAP, ROW_CAP, TIMEOUT_S, ToolError
-from pipesql.sql.execute import QueryError, QueryResult, connect_readonly, execute
+from pipesql.sql.execute import QueryError, QueryResult, QueryTimeout, connect_readonly, execute
 from pipesql.sql.identifiers import sqlite_identifier
+from pipesql.sql.isolated import ChildLost, connect_isolated
 from pipesql.sql.schema import DatabaseSchema, Table, schema_from_connection
 
 _CACHE_SIZE = 512
@@ -40,8 +41,8 @@ class Session:
 
     Every query goes through the sandbox (:mod:`pipesql.sql.execute`): the connection can only
     read, so no call can leave state (a TEMP table, a PRAGMA) that changes the next call's
-    answer. Query answers are cached by SQL text, so a generator that checks a prefix and later
-    shows it in a tool call pays for one execution.
+    answer. Query answers are cached by SQL text (timeouts excepted: they depend on load), so a
+    generator that checks a prefix and later shows it in a tool call pays for one execution.
     """
 
     def __init__(self, db_path: str | Path, *, row_cap: int = ROW_CAP, char_cap: int = CHAR_CAP,
@@ -81,8 +82,9 @@ class Session:
         self.close()
 
     def execute(self, sql: str, *, row_cap: int | None = None) -> QueryResult:
-        """SQLite SQL on this database, read-only, within the time limit."""
-        return execute(self.conn, sql, timeout_s=self.timeout_s, row_cap=self.row_cap if row_cap is None else row_cap,
+        """SQLite SQL on this database, read-only, in a child process killed at the time limit
+        (:mod:`pipesql.sql.isolated`): no query a tool accepts outlives it."""
+        return execute(connect_isolated(self.db_path), sql, timeout_s=self.timeout_s, row_cap=self.row_cap if row_cap is None else row_cap,
                        max_bytes=_MAX_RESULT_BYTES)
 
     def table(self, name: Any) -> Table:
@@ -99,6 +101,8 @@ class Session:
             try:
                 result = self.execute(f"SELECT COUNT(*) FROM {sqlite_identifier(table.name)}", row_cap=1)
                 self._row_counts[table.name] = int(result.rows[0][0])
+            except (QueryTimeout, ChildLost):
+                return None  # unknown this time; a quieter machine may count it
             except QueryError:
                 self._row_counts[table.name] = None
         return self._row_counts[table.name]
@@ -120,4 +124,5 @@ class Session:
         try:
             return cut(format_result(self.execute(sqlite_sql)), self.char_cap)
         except QueryError as error:
-            raise ToolError(f"the database rejected the query: {error}") from None
+            raise ToolError(f"the database rejected the query: {error}",
+                            transient=isinstance(error, (QueryTimeout, ChildLost))) from None

@@ -15,7 +15,12 @@ TIMEOUT_S = 10.0
 
 
 class ToolError(Exception):
-    """A tool could not do what was asked; the message is shown to the model."""
+    """A tool could not do what was asked; the message is shown to the model. ``transient``:
+    the answer depends on the machine's load (a timeout), so it is not cached."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 TOOL_SPECS: list[dict[str, Any]] = [

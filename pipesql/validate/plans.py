@@ -1,0 +1,156 @@
+"""The gold query under a second legal plan: is its result defined at all?
+
+A gold query can have more than one legal answer: a subquery's ``ORDER BY count(*) DESC LIMIT 1``
+that cuts through tied groups, ``LIMIT`` without a total order, a bare column. SQLite then returns
+whichever rows its scan met first, and a correct rewrite may return others. Such an item is an
+input problem (``GOLD_NONDETERMINISTIC``) only with proof: the gold itself, run under another plan
+SQLite may legally choose, returns another result. Two such plans:
+
+- the tables the query reads copied with their rows in reverse insertion order (so every scan,
+  and every sort's order among equal keys, meets the rows the other way round);
+- the same copy in the original order, run with ``PRAGMA reverse_unordered_selects``;
+- each subquery's ``ORDER BY ... LIMIT`` given a tie-breaker, its output columns descending,
+  then ascending (``ORDER BY count(*) DESC, 1 DESC``): a total order that refines the gold's,
+  so its result is one the gold may legally return (SQLite breaks such ties by how it grouped
+  or scanned, which scan order alone may not move).
+
+The first two run on in-memory copies built by this module (the original stays read-only, and
+its sandbox refuses PRAGMAs that set anything), the third on the original; the gold runs through
+:func:`pipesql.sql.execute.execute`, under the same limits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import sqlglot
+from sqlglot import exp
+
+from pipesql.sql.execute import QueryError, execute
+from pipesql.sql.identifiers import sqlite_identifier
+from pipesql.validate.variants import query_hints, source_of
+
+REVERSED_ROWS = "rows in reverse insertion order"
+REVERSED_SCANS = "PRAGMA reverse_unordered_selects"
+TIES_BROKEN = "subquery ties broken by its output columns"
+WITNESS_ROWS = 20  # rows of each result kept in the record
+
+
+@dataclass(frozen=True)
+class SecondPlan:
+    """The gold's rows under another legal plan, where they differ from the first run's."""
+
+    plan: str
+    rows: tuple[tuple, ...]
+    detail: str
+
+    def witness(self, gold_rows: Sequence[tuple]) -> dict[str, Any]:
+        """Both results (first rows of each), JSON-ready: the proof that the gold disagrees with itself."""
+        return {"plan": self.plan, "detail": self.detail, "gold_rows": len(gold_rows),
+                "other_rows": len(self.rows), "gold": [list(r) for r in gold_rows[:WITNESS_ROWS]],
+                "other": [list(r) for r in self.rows[:WITNESS_ROWS]]}
+
+
+def _copy(conn: sqlite3.Connection, db_path: str, sql: str, *, reverse: bool, timeout_s: float,
+          row_cap: int) -> sqlite3.Connection | None:
+    """An in-memory copy of the tables ``sql`` reads (None: one of them is over ``row_cap`` rows)."""
+    source = source_of(db_path)
+    tables = query_hints(sql, source).tables
+    copy = sqlite3.connect(":memory:", check_same_thread=False)
+    copy.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
+    for kind, table, statement in source.ddl:
+        if tables is not None and table not in tables:
+            continue
+        try:
+            copy.execute(statement)
+        except sqlite3.Error:
+            continue
+        if kind != "table":
+            continue
+        result = execute(conn, f"SELECT * FROM {sqlite_identifier(table)}", timeout_s=timeout_s, row_cap=row_cap)
+        if result.truncated:
+            copy.close()
+            return None
+        rows = reversed(result.rows) if reverse else result.rows
+        marks = ", ".join("?" for _ in result.columns)
+        copy.executemany(f"INSERT INTO {sqlite_identifier(table)} VALUES ({marks})", rows)
+    copy.commit()
+    return copy
+
+
+def _run(copy: sqlite3.Connection, sql: str, timeout_s: float, *, reverse_scans: bool = False):
+    copy.execute(f"PRAGMA reverse_unordered_selects = {int(reverse_scans)}")
+    return execute(copy, sql, timeout_s=timeout_s).rows
+
+
+def _detail(plan: str, verdict) -> str:
+    counts = verdict.detail.replace("predicted", "other plan").replace(" not other plan", " not in the other")
+    return f"the gold itself gives other rows under {plan} ({verdict.subclass}: {counts})"
+
+
+def tie_broken(sql: str, descending: bool) -> str | None:
+    """``sql`` with each subquery's ``ORDER BY ... LIMIT`` refined by its output columns (by
+    position) in one direction; None when no subquery cuts an ordered result."""
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except Exception:  # noqa: BLE001 - unparseable: no such plan
+        return None
+    changed = False
+    for select in tree.find_all(exp.Select):
+        order = select.args.get("order")
+        if select is tree or order is None or select.args.get("limit") is None \
+                or any(isinstance(p, exp.Star) or p.find(exp.Star) for p in select.expressions):
+            continue
+        order.set("expressions", order.expressions + [exp.Ordered(this=exp.Literal.number(i + 1), desc=descending)
+                                                      for i in range(len(select.expressions))])
+        changed = True
+    return tree.sql("sqlite") if changed else None
+
+
+def _tie_broken_plans(conn: sqlite3.Connection, gold_sql: str, gold_rows, compare: Callable,
+                      timeout_s: float, row_cap: int) -> SecondPlan | None:
+    for descending in (True, False):
+        sql = tie_broken(gold_sql, descending)
+        if sql is None:
+            return None
+        try:
+            other = execute(conn, sql, timeout_s=timeout_s, row_cap=row_cap).rows
+            verdict = compare(gold_sql, gold_rows, other,
+                              rerun=lambda q: execute(conn, q, timeout_s=timeout_s, row_cap=row_cap).rows)
+        except QueryError:
+            continue
+        if not verdict.match:
+            direction = "descending" if descending else "ascending"
+            plan = f"{TIES_BROKEN} ({direction})"
+            return SecondPlan(plan, tuple(other), _detail(plan, verdict))
+    return None
+
+
+def second_plan(conn: sqlite3.Connection, db_path: str | Path, gold_sql: str, gold_rows: Sequence[tuple],
+                compare: Callable, *, timeout_s: float, row_cap: int) -> SecondPlan | None:
+    """The first other plan under which the gold returns other rows (``compare(gold_sql, a, b,
+    rerun=...)``, tie-aware at the top level), or None when every plan agrees or none could run."""
+    broken = _tie_broken_plans(conn, gold_sql, gold_rows, compare, timeout_s, row_cap)
+    if broken is not None:
+        return broken
+    for reverse_rows, reverse_scans, plan in ((True, False, REVERSED_ROWS), (False, True, REVERSED_SCANS)):
+        try:
+            copy = _copy(conn, str(db_path), gold_sql, reverse=reverse_rows, timeout_s=timeout_s, row_cap=row_cap)
+        except (QueryError, sqlite3.Error):
+            return None
+        if copy is None:
+            return None
+        try:
+            other = _run(copy, gold_sql, timeout_s, reverse_scans=reverse_scans)
+            verdict = compare(gold_sql, gold_rows, other,
+                              rerun=lambda sql: _run(copy, sql, timeout_s, reverse_scans=reverse_scans))
+        except QueryError:
+            continue
+        finally:
+            copy.close()
+        if not verdict.match:
+            return SecondPlan(plan, tuple(other), _detail(plan, verdict))
+    return None
