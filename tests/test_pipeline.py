@@ -23,12 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
     """validate -> generate -> train -> merge -> evaluate, offline, through jobs/smoke.sh."""
     env = {**os.environ, "OUTPUT_ROOT": str(tmp_path), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        ["sh", str(REPO / "jobs" / "smoke.sh"), "--model", "tiny", "--max-steps", "2", "--limit", "12",
-         "--eval-limit", "3", "--device", "cpu", "--max-seq-length", "2048"],  # tiny's tokens are short
-        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    log = tmp_path / "stderr.log"  # the way a job's log is kept: stderr redirected to a file
+    with log.open("w") as stderr:
+        result = subprocess.run(
+            ["sh", str(REPO / "jobs" / "smoke.sh"), "--model", "tiny", "--max-steps", "2", "--limit", "12",
+             "--eval-limit", "3", "--device", "cpu", "--max-seq-length", "2048"],  # tiny's tokens are short
+            env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=600, cwd=tmp_path,
+        )
+    errors = log.read_text()
+    assert result.returncode == 0, result.stdout + errors[-4000:]
     out = tmp_path / "smoke"
     summary = json.loads((out / pipeline_report.SUMMARY_NAME).read_text())
     stages = {stage["name"]: stage for stage in summary["stages"]}
@@ -77,7 +80,11 @@ def test_whole_pipeline_through_the_smoke_entrypoint(tmp_path):
     assert private == []
     card = (out / "train" / "README.md").read_text()
     assert "base_model: tiny" in card and "None" not in card
-    assert "FutureWarning" not in result.stderr
+    assert "FutureWarning" not in errors
+    # Progress in the log is plain lines: no bar redrawn with carriage returns or cursor moves.
+    assert "\r" not in errors + report and "\x1b[" not in errors + report
+    assert "validate: 12/12 item (100%)" in errors
+    assert "gemm_4bit_forward" not in errors  # bitsandbytes' notice of a kernel pipesql never runs
     assert "next operator" in report and "0% execution accuracy at this size is expected" in report
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from pipesql import pipeline
-from pipesql.models.registry import MERGE_RECORD_NAME, describe_model
+from pipesql.pipeline import report
+from pipesql.pipeline.stages import StageResult
+from pipesql.models.registry import MERGE_RECORD_NAME, describe_model, model_id
 from pipesql.storage.files import share_file_modes
 from pipesql.train.report import model_card, reported_loss, summarize_history, trailing_mean
 
@@ -46,10 +47,14 @@ def test_model_card_names_a_local_base_model(tmp_path):
 def test_a_merged_model_is_described_by_its_base_model(tmp_path):
     merged = tmp_path / "merged"
     merged.mkdir()
-    assert describe_model(merged) == str(merged)
+    assert describe_model(merged) == str(merged) and model_id(merged) == "merged"
     (merged / MERGE_RECORD_NAME).write_text(json.dumps({"base_model": "smollm2-135m", "adapter": "final"}))
     assert describe_model(merged) == "smollm2-135m fine-tuned (LoRA, merged)"
     assert describe_model("smollm2-135m") == "smollm2-135m"
+    # The id it is served and scored under names it too, not its folder.
+    assert model_id(merged) == "smollm2-135m-pipesql-lora" and model_id("smollm2-135m") == "smollm2-135m"
+    (merged / MERGE_RECORD_NAME).write_text(json.dumps({"base_model": "Qwen/Qwen2.5-Coder-1.5B-Instruct"}))
+    assert model_id(merged) == "Qwen2.5-Coder-1.5B-Instruct-pipesql-lora"
 
 
 def test_saved_files_get_the_usual_mode(tmp_path):
@@ -64,11 +69,11 @@ def test_saved_files_get_the_usual_mode(tmp_path):
 
 
 def test_stage_plot_shows_short_failed_and_skipped_stages(tmp_path):
-    results = [pipeline.StageResult("validate", "ok", 0.04, metrics={"match_rate": 1.0}),
-               pipeline.StageResult("train", "ok", 1500.0, metrics={"final_eval_loss": 2.3, "first_eval_loss": 5.8}),
-               pipeline.StageResult("merge", "failed", 3.0, note="ValueError: no adapter"),
-               pipeline.StageResult("evaluate", "skipped", note="needs merge")]
-    path = pipeline.plot_stages(results, tmp_path / "stages.png")
+    results = [StageResult("validate", "ok", 0.04, metrics={"match_rate": 1.0}),
+               StageResult("train", "ok", 1500.0, metrics={"final_eval_loss": 2.3, "first_eval_loss": 5.8}),
+               StageResult("merge", "failed", 3.0, note="ValueError: no adapter"),
+               StageResult("evaluate", "skipped", note="needs merge")]
+    path = report.plot_stages(results, tmp_path / "stages.png")
     assert path.read_bytes()[:8] == PNG
-    assert pipeline._seconds_label(0.04) == "0.04 s" and pipeline._seconds_label(1500.0) == "25.0 min"
-    assert "eval loss (dev set) 5.8 -> 2.3" in pipeline.measured(results[1])
+    assert report._seconds_label(0.04) == "0.04 s" and report._seconds_label(1500.0) == "25.0 min"
+    assert "eval loss (dev set) 5.8 -> 2.3" in report.measured(results[1])

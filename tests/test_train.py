@@ -293,3 +293,36 @@ def test_no_resume_refuses_to_overwrite_a_run(data, tmp_path):
     with pytest.raises(SystemExit, match="already holds checkpoint-4"):
         _prepare_run_dir(refused, resolve_runtime(refused))
 
+
+
+def test_cpu_logprob_tiles_compute_what_trl_s_default_tiles_do(monkeypatch):
+    """The small tiles a CPU trainer uses (a few MB instead of several GB of logits temporaries)
+    give TRL's fused LM head the same log-probabilities, entropies, top-1 flags and gradients."""
+    import torch
+    import trl.kernels.chunked_logprob as kernel
+    import trl.trainer.utils as trainer_utils
+
+    from pipesql.train.trainer import CPU_LOGPROB_TILE, use_cpu_logprob_tiles
+
+    generator = torch.Generator().manual_seed(0)
+    tokens, width, vocab = 2500, 32, 20000  # more tokens and vocabulary entries than one small tile holds
+    weight = torch.randn(vocab, width, generator=generator) / width ** 0.5
+    targets = torch.randint(0, vocab, (tokens,), generator=generator)
+    hidden_values = torch.randn(tokens, width, generator=generator)
+
+    def fused_head(token_tile: int, vocab_tile: int):
+        monkeypatch.setattr(kernel, "TOKEN_CHUNK_SIZE", token_tile)
+        hidden = hidden_values.clone().requires_grad_(True)
+        logprobs, entropy, _, _, is_top1 = kernel.ChunkedLogProbFunction.apply(
+            hidden, weight, None, targets, 1.0, vocab_tile, None, 1.0, ("entropy", "is_top1"))
+        (logprobs.sum() + entropy.sum()).backward()
+        return logprobs.detach(), entropy.detach(), is_top1, hidden.grad
+
+    default = fused_head(4096, 32768)
+    monkeypatch.setattr(trainer_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", 32768)  # restored after the test
+    use_cpu_logprob_tiles()
+    assert (kernel.TOKEN_CHUNK_SIZE, trainer_utils._CHUNKED_LOGPROB_CHUNK_SIZE) == CPU_LOGPROB_TILE
+    assert CPU_LOGPROB_TILE[0] < tokens and CPU_LOGPROB_TILE[1] < vocab
+    small = fused_head(*CPU_LOGPROB_TILE)
+    for expected, got in zip(default, small):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -53,13 +53,21 @@ def _schema(settings: Settings):
     return None
 
 
+# A column the decompiler cannot place without knowing the tables' columns.
+SCHEMA_HINT = ("without a schema, a column that is not written as table.column cannot be placed: "
+               "pass the database (--db FILE.sqlite) or its tables.json (--tables-json FILE --db-id ID)")
+
+
 def run(settings: Settings) -> int:
-    result = decompile(_read_sql(settings), _schema(settings), settings.dialect)
+    schema = _schema(settings)
+    result = decompile(_read_sql(settings), schema, settings.dialect)
     if settings.json:
         print(json.dumps({"pipe_sql": result.pipe_sql, "reason": result.reason, "operators": list(result.operators)}))
         return 0 if result.reason is None else 2
     if result.reason is not None:
         print(result.reason, file=sys.stderr)
+        if schema is None and result.reason.startswith("unsupported:qualify"):
+            print(f"hint: {SCHEMA_HINT}", file=sys.stderr)
         return 2
     print(result.pipe_sql)
     return 0

@@ -455,8 +455,11 @@ def prepare(sql: str, schema: PreparedSchema) -> exp.Expr:
     # the sources plain_sources reads are as parsed: double_quoted_strings replaces columns only
     tree = qualified(tree, nodes, schema.mapping, schema.dialect, schema.catalog, plain_sources(nodes))
     for node in nodes:
+        # every copy of a node deep-copies its metadata dict and comment list, empty or not:
+        # qualify_columns leaves an empty dict on each column, the parser an empty list on
+        # each SELECT, aggregate call and table alias (nothing here tells empty from None)
         if node._meta is not None and not node._meta:
-            # qualify_columns leaves an empty metadata dict on each column, and every copy of a
-            # node deep-copies its metadata dict, empty or not
             node._meta = None
+        if node.comments is not None and not node.comments:
+            node.comments = None
     return tree

@@ -18,7 +18,6 @@ Python API: ``run(settings, backend=...)`` evaluates with any :class:`pipesql.mo
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from pipesql.evaluate.scoring import GOLD_ERROR, NO_PREDICTION, STATUSES, Limits
 from pipesql.storage.files import write_json, write_jsonl
 from pipesql.models.backends import Backend, BackendSettings, load_backend
 from pipesql.models.registry import describe_model
+from pipesql.progress import progress_bar
 from pipesql.config.settings import option
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,7 @@ class Settings(BackendSettings, GenerationOptions):
 
 
 def _progress(total: int, description: str, **options: Any):
-    from tqdm import tqdm
-
-    # Shown in job logs too (compose runs without a terminal), at most every few seconds there.
-    return tqdm(total=total, desc=description, unit="q", file=sys.stderr, dynamic_ncols=True,
-                mininterval=0.5 if sys.stderr.isatty() else 10.0, **options)
+    return progress_bar(total, description, "q", **options)
 
 
 def _predict_with_progress(items: Sequence[Item], schemas: Sequence[str], backend: Backend,

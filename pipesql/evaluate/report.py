@@ -109,6 +109,10 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
                       xytext=(0, -3 if inside else 2), textcoords="offset points", ha="center",
                       va="top" if inside else "bottom", fontsize=8, color="white" if inside else "black")
     left.set_ylim(0, 100)
+    if not summary["execution_accuracy"]:  # all bars are empty: say so, and where to look instead
+        left.text(0.5, 0.55, f"no question answered right (0 of {summary['questions']});\n"
+                  "the right panel shows what the answers did instead", transform=left.transAxes,
+                  ha="center", va="center", fontsize=9, color="tab:gray")
     left.set_ylabel("execution accuracy (%)")
     left.set_title("Execution accuracy by difficulty")
 

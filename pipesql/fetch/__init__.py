@@ -89,9 +89,22 @@ def _already_landed(dest: Path, settings: Settings) -> bool:
     if manifest is None or settings.force:
         return False
     verification = manifest.get("metrics", {}).get("verification", {})
-    _say(f"{dest}: already fetched and intact ({manifest['outputs']['.']['files']} files, "
-         f"complete={verification.get('complete')}); nothing to do (--force fetches again)")
+    _say(f"{dest}: already fetched, {manifest['outputs']['.']['files']} files as written; "
+         f"{_coverage(verification)}; nothing to do (--force fetches again)")
     return True
+
+
+def _coverage(verification: dict) -> str:
+    """How much of the official release a landed copy holds, from its recorded verification."""
+    if verification.get("complete"):
+        return "the whole official release"
+    counts, official = verification.get("counts", {}), verification.get("official", {})
+    short = [f"{key} {counts.get(key, 0):,}/{wanted:,}" for key, wanted in official.items()
+             if counts.get(key, 0) < wanted]
+    missing = verification.get("missing_databases") or []
+    if missing:
+        short.append(f"missing {', '.join(missing)}")
+    return f"part of the official release ({'; '.join(short) or 'counts not recorded'})"
 
 
 def _land(dest: Path, settings: Settings, source: Path, fill, verify, *, strict: bool) -> Verification:

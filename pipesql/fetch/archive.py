@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from tqdm import tqdm
+from pipesql.progress import progress_bar
 
 # macOS resource forks that BIRD's archives carry; never part of a dataset.
 JUNK_NAMES = ("__MACOSX", ".DS_Store")
@@ -38,7 +38,7 @@ def extract_archive(archive: Path, dest: Path) -> None:
             members = bundle.infolist()
             for member in members:
                 _inside(dest, member.filename)
-            for member in tqdm(members, desc=f"unzip {archive.name}", unit="file", leave=False):
+            for member in progress_bar(len(members), f"unzip {archive.name}", "file", iterable=members, leave=False):
                 bundle.extract(member, dest)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as bundle:
@@ -47,7 +47,7 @@ def extract_archive(archive: Path, dest: Path) -> None:
                 _inside(dest, member.name)
                 if member.issym() or member.islnk():
                     raise ArchiveError(f"{archive}: link member {member.name!r} refused")
-            for member in tqdm(members, desc=f"untar {archive.name}", unit="file", leave=False):
+            for member in progress_bar(len(members), f"untar {archive.name}", "file", iterable=members, leave=False):
                 bundle.extract(member, dest, filter="data")
     else:
         raise ArchiveError(f"{archive}: neither a zip nor a tar archive")
@@ -63,7 +63,7 @@ def copy_tree(source: Path, dest: Path, copy: Callable[[Path, Path], None] | Non
     number of files. Copies rather than links, so the result is self-contained."""
     copy = copy or copy_file
     files = sorted(p for p in source.rglob("*") if p.is_file() and not set(p.relative_to(source).parts) & set(JUNK_NAMES))
-    for path in tqdm(files, desc=f"copy {source.name}", unit="file", leave=False):
+    for path in progress_bar(len(files), f"copy {source.name}", "file", iterable=files, leave=False):
         target = dest / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         copy(path, target)

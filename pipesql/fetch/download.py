@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
+from pipesql.progress import progress_bar
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
@@ -65,12 +65,12 @@ def http_download(url: str, dest: str | Path, *, expected_bytes: int | None = No
             length = response.headers.get("Content-Length")
             total = int(length) if length is not None else None
         total = total or expected_bytes
-        with part.open("ab" if resumed else "wb") as out, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, leave=False
-        ) as progress:
+        with part.open("ab" if resumed else "wb") as out, progress_bar(
+            total, dest.name, "B", initial=have, unit_scale=True, leave=False
+        ) as bar:
             while block := response.read(CHUNK_BYTES):
                 out.write(block)
-                progress.update(len(block))
+                bar.update(len(block))
     size = part.stat().st_size
     for wanted, source in ((total, "server"), (expected_bytes, "expected")):
         if wanted is not None and size != wanted:

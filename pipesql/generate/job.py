@@ -16,6 +16,7 @@ from pipesql.generate.plot import plot_stats
 from pipesql.generate.split import DEV, TRAIN, assign_splits
 from pipesql.generate.stats import char_lengths, sample_stats, samples_per_pair, token_lengths
 from pipesql.generate.worker import DatabaseResult, DatabaseWork, WorkOptions, run_task
+from pipesql.progress import progress_bar
 from pipesql.storage.manifest import require_inputs, write_manifest
 from pipesql.config.machine import usable_cores
 from pipesql.config.settings import option
@@ -92,8 +93,6 @@ def plan_work(pairs: list[GoldenPair], folders: list[Path], golden_path: str) ->
 def run_work(work: list[DatabaseWork], options: WorkOptions, workers: int, total_pairs: int,
              progress: bool = True) -> list[DatabaseResult]:
     """Every database's samples, in database-name order whatever order the processes finish in."""
-    from tqdm import tqdm
-
     # Biggest first, so one large database does not start last and leave a core idle.
     tasks = [(w, options) for w in sorted(work, key=lambda w: (-len(w.pairs), w.db_id))]
     sizes = {w.db_id: len(w.pairs) for w in work}
@@ -101,11 +100,11 @@ def run_work(work: list[DatabaseWork], options: WorkOptions, workers: int, total
     pool = None
     if workers > 1 and len(tasks) > 1:
         _warm_imports()  # forked workers inherit the imported modules
-        # Fork before tqdm starts its monitor thread: forking a process with threads is fragile.
+        # Fork before the progress bar starts its monitor thread: forking a process with threads is fragile.
         pool = multiprocessing.get_context("fork").Pool(min(workers, len(tasks)))
     try:
         outcomes = pool.imap_unordered(run_task, tasks) if pool else map(run_task, tasks)
-        with tqdm(total=total_pairs, unit="pair", desc="generate", file=sys.stderr, disable=not progress) as bar:
+        with progress_bar(total_pairs, "generate", "pair", disable=not progress) as bar:
             for outcome in outcomes:
                 results[outcome.db_id] = outcome
                 bar.update(sizes[outcome.db_id])

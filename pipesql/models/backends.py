@@ -413,11 +413,11 @@ def load_backend(model: str | Path, backend: str = "auto", *, device: str = "aut
     GPU is visible, transformers otherwise."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-    from pipesql.models.registry import resolve_model
+    from pipesql.models.registry import model_id, resolve_model
 
     # A hub id goes to from_pretrained unchanged; offline, loading fails fast (require_loadable).
     model_dir = Path(resolve_model(model))
-    name = str(model) if not Path(model).is_dir() else Path(model).name
+    name = model_id(model)
     if backend == "vllm" or (backend == "auto" and vllm_available()):
         return VllmBackend(model_dir, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                            max_model_len=max_model_len, name=name)

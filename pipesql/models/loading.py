@@ -5,6 +5,7 @@ quantization, and a fast, clear failure when a hub model cannot be had offline."
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,21 @@ def ignore_library_deprecations() -> None:
     PEFT 0.21 and TRL 1.16 still read the old name on every model they wrap, so each train or
     merge printed a FutureWarning that no setting of ours can avoid. Only that message is hidden."""
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+class _UnusedKernelNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
+
+
+def ignore_unused_kernel_notice() -> None:
+    """bitsandbytes, imported by PEFT in every train, merge and evaluate, warns on CPUs with
+    AVX512-BF16 that it cannot load a fused 4-bit inference kernel from the hub. pipesql never
+    runs that kernel: 4-bit layers stay in the trainable layout (:func:`keep_4bit_layout_trainable`).
+    The filter sits on bitsandbytes' logger by name, so it holds before bitsandbytes is imported."""
+    notice_logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _UnusedKernelNotice) for f in notice_logger.filters):
+        notice_logger.addFilter(_UnusedKernelNotice())
 
 
 def quantization_config(compute_dtype: Any):

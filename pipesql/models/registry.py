@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipesql.models.smollm2 import SMOLLM2, convert_smollm2
+from pipesql.models.smollm2 import SMOLLM2, convert_smollm2_in_child
 from pipesql.models.tiny import TINY, TINY_VERSION, build_tiny_model
 from pipesql.storage.cache import cache_root
 from pipesql.storage.files import share_file_modes
@@ -42,7 +42,7 @@ def tiny_model_dir() -> Path:
 
 
 def smollm2_dir() -> Path:
-    return _build_once(cache_root() / "models" / "smollm2-135m-instruct", convert_smollm2)
+    return _build_once(cache_root() / "models" / "smollm2-135m-instruct", convert_smollm2_in_child)
 
 
 _BUILTIN = {TINY: tiny_model_dir, SMOLLM2: smollm2_dir}
@@ -61,17 +61,28 @@ def resolve_model(name: str | Path) -> str:
 MERGE_RECORD_NAME = "pipesql_merge.json"
 
 
-def describe_model(name_or_path: str | Path) -> str:
-    """What a person should read as the model's name: a merged fine-tune by its base model (a
-    folder name like "merged" says nothing), anything else as given."""
+def merged_base(name_or_path: str | Path) -> str | None:
+    """The base model a ``pipesql merge`` output was fine-tuned from; None for anything else."""
     import json
 
     record = Path(name_or_path) / MERGE_RECORD_NAME
-    if record.is_file():
-        try:
-            base = json.loads(record.read_text(encoding="utf-8")).get("base_model")
-        except (OSError, ValueError):
-            base = None
-        if base:
-            return f"{base} fine-tuned (LoRA, merged)"
-    return str(name_or_path)
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("base_model") or None
+    except (OSError, ValueError):
+        return None
+
+
+def describe_model(name_or_path: str | Path) -> str:
+    """What a person should read as the model's name: a merged fine-tune by its base model (a
+    folder name like "merged" says nothing), anything else as given."""
+    base = merged_base(name_or_path)
+    return f"{base} fine-tuned (LoRA, merged)" if base else str(name_or_path)
+
+
+def model_id(name_or_path: str | Path) -> str:
+    """The short name a model goes by in /v1/models and in results: a merged fine-tune is its
+    base's name plus ``-pipesql-lora``, a folder its folder name, anything else as given."""
+    base = merged_base(name_or_path)
+    if base:
+        return f"{Path(base).name}-pipesql-lora"
+    return Path(name_or_path).name if Path(name_or_path).is_dir() else str(name_or_path)

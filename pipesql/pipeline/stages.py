@@ -3,6 +3,7 @@ the pipeline's, where it writes; and running them, each through the stage's own 
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import shutil
@@ -84,13 +85,15 @@ def _generate(settings: Settings, layout: Layout) -> dict[str, Any]:
 def _train(settings: Settings, layout: Layout) -> dict[str, Any]:
     # TRAIN_RECIPE holds what is fixed (the smoke preset made fast on two CPU cores, and why);
     # here is what comes from the pipeline's own settings: one checkpoint, at the end; the dev
-    # set evaluated before the first step and after the last; end-marker samples thinned, or a
+    # set (the same conversations each time) evaluated before the first step, half-way and after
+    # the last (a dev pass costs less than a training step), so the summary has a before and an
+    # after and training_curves.png a dev curve with a middle; end-marker samples thinned, or a
     # short run learns to stop.
     return {"config": TRAIN_RECIPE, "model_name": settings.model, "train_data": layout.generate / "train.jsonl",
             "dev_data": layout.generate / "dev.jsonl", "output_dir": layout.train, "max_steps": settings.max_steps,
             "max_seq_length": settings.max_seq_length, "device": settings.device,
             "per_device_train_batch_size": settings.batch_size, "end_sample_share": settings.end_sample_share,
-            "save_steps": settings.max_steps, "eval_steps": settings.max_steps, "dev_limit": settings.dev_steps,
+            "save_steps": settings.max_steps, "eval_steps": max(1, settings.max_steps // 2), "dev_limit": settings.dev_steps,
             "learning_rate": settings.learning_rate}
 
 
@@ -202,6 +205,7 @@ def run_pipeline(settings: Settings) -> list[StageResult]:
             results[name] = StageResult(name, "skipped", note=f"module {COMMANDS[name][0]} is not installed")
             continue
         results[name] = run_stage(name, module, make_values(settings, layout), out_of(layout))
+        gc.collect()  # a stage's models and trainer, often in reference cycles, go before the next loads its own
         if results[name].status == "failed":
             break
     return [results.get(name) or StageResult(name, "skipped", note="not reached") for name, *_ in STAGES]

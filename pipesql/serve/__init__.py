@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 class Settings(BackendSettings):
     stage: ClassVar[str] = "serve"
 
-    model: str = option("", "Model directory or registry name (tiny, smollm2-135m).")
+    model: str = option("", "Model directory or registry name: smollm2-135m (SmolLM2-135M-Instruct, not "
+                        "fine-tuned), or tiny (random weights, untrained: tests only, it answers noise).")
     # Concurrent requests share forward passes when batched; a prefix cache would serve them one
     # at a time, so a server turns it on only when asked (an agent's single session on a CPU).
     prefix_cache: int = option(0, "transformers: keep the key/value caches of this many recent prompts and "

@@ -44,9 +44,12 @@ def plot_curves(log_history: list[dict[str, Any]], path: str | Path, title: str 
     if not any(steps for steps, _ in curves.values()):
         return None
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label, axis in (("loss", "train", loss_axis), ("eval_loss", "eval (dev)", loss_axis),
-                             ("mean_token_accuracy", "train", accuracy_axis),
-                             ("eval_mean_token_accuracy", "eval (dev)", accuracy_axis)):
+    # Each train value is measured on its own step's batch, each eval value on the same dev set:
+    # at step 1 the two can differ by more than training has changed yet.
+    train_label, eval_label = "train (each step's batch)", "eval (dev, the same set each time)"
+    for key, label, axis in (("loss", train_label, loss_axis), ("eval_loss", eval_label, loss_axis),
+                             ("mean_token_accuracy", train_label, accuracy_axis),
+                             ("eval_mean_token_accuracy", eval_label, accuracy_axis)):
         steps, values = curves[key]
         if not steps:
             continue

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipesql.config import machine
+from pipesql.progress import on_terminal
 from pipesql.storage.files import write_json
 from pipesql.storage.manifest import require_inputs, write_manifest
 from pipesql.config.settings import as_dict
@@ -120,7 +121,7 @@ def training_arguments(settings: TrainingRun, runtime: Runtime, learning_rate: f
         data_seed=settings.seed,
         dataloader_num_workers=0,
         logging_nan_inf_filter=False,  # the guard, not the logger, decides what a NaN means
-        disable_tqdm=False,
+        disable_tqdm=not on_terminal(),  # a log file gets the trainer's log lines, not a redrawn bar
     )
 
 

@@ -28,6 +28,20 @@ from pipesql.train.stability import StabilityGuard
 log = logging.getLogger(__name__)
 
 GUARD_STATE_NAME = "pipesql_guard.json"
+# TRL's fused LM head folds the logits in tiles of [4096 tokens x 32768 vocabulary entries]: 512
+# MB of fp32 per tile, with about five temporaries of its size where there is no Triton kernel
+# (the CPU), several GB for a 135M model. [1024 x 8192] tiles hold 32 MB and fold to the same
+# sums; the matrix products stay large enough to run at full speed.
+CPU_LOGPROB_TILE = (1024, 8192)
+
+
+def use_cpu_logprob_tiles() -> None:
+    """Make TRL's fused LM head fold CPU logits in :data:`CPU_LOGPROB_TILE` tiles (both sizes
+    are module globals TRL reads at each call)."""
+    import trl.kernels.chunked_logprob as kernel
+    import trl.trainer.utils as trainer_utils
+
+    kernel.TOKEN_CHUNK_SIZE, trainer_utils._CHUNKED_LOGPROB_CHUNK_SIZE = CPU_LOGPROB_TILE
 
 
 class SimulatedKill(BaseException):
@@ -52,6 +66,8 @@ class GuardMixin:
         self.eval_seconds = 0.0
         self._step_loss = None
         super().__init__(*args, **kwargs)
+        if self.args.device.type == "cpu":
+            use_cpu_logprob_tiles()
 
     # -- per optimizer step -----------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Sequence
 
 from pipesql.config.machine import usable_cores
 from pipesql.corpora.items import Item
+from pipesql.progress import progress_bar
 from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item, crash_record, overrun_record
 
 CHUNK_SIZE = 24
@@ -83,13 +84,6 @@ def chunks_by_database(items: Sequence[Item], size: int = CHUNK_SIZE) -> list[li
     return sorted(chunks, key=len, reverse=True)
 
 
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="validate", unit="item", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, mininterval=0.5)
-
-
 def validate_items(items: Iterable[Item], *, workers: int | None = None, options: CheckOptions | None = None,
                    progress: bool = True, witness_dir: Path | None = None) -> list[dict[str, Any]]:
     """The validation record of every item, in the items' order (see
@@ -103,7 +97,7 @@ def validate_items(items: Iterable[Item], *, workers: int | None = None, options
         return []
     if options.googlesql:
         prepare_googlesql()
-    with _progress(len(items), progress) as bar:
+    with progress_bar(len(items), "validate", "item", disable=not progress) as bar:
         for index, record in _supervised(chunks_by_database(items), workers, options, witness_dir):
             records[index] = record
             bar.update(1)

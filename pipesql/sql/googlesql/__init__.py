@@ -50,6 +50,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -236,10 +238,13 @@ def instance() -> GoogleSQL:
 
 
 def ensure_compiled() -> Path:
-    """Compile and cache the module now if it is not cached (call before starting workers)."""
+    """Compile and cache the module now if it is not cached (call before starting workers). The
+    compile runs in a child process: it takes about 1 GB, which the caller would otherwise keep
+    as its own to the end (the main job goes on to train a model in the same process)."""
     path = compiled_module_path()
     if not path.is_file():
-        load_module(new_engine())
+        code = "from pipesql.sql.googlesql import runtime; runtime.load_module(runtime.new_engine())"
+        subprocess.run([sys.executable, "-c", code], check=True)
     return path
 
 

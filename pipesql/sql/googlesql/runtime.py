@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import importlib.metadata
 import re
+import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -64,6 +65,9 @@ def load_module(engine):
         if path.is_file():  # another process compiled it while we waited
             with contextlib.suppress(WasmtimeError, OSError):
                 return Module.deserialize_file(engine, str(path))
+        # Printed, not logged: the first validate otherwise sits silent for a minute.
+        print(f"googlesql: compiling the ZetaSQL WebAssembly module into {path} (about a minute); "
+              "once per machine", file=sys.stderr, flush=True)
         module = Module.from_file(engine, str(_wasm_path()))
         with atomic_open(path, "wb") as handle:
             handle.write(module.serialize())
