@@ -529,7 +529,8 @@ def check_resume_after_kill(project: Project, reference: str) -> None:
 # Validate on a Ray cluster of the compose `cluster` profile (--cluster)
 
 
-RAY_ADDRESS = "ray://ray-head:10001"  # Ray Client on the head, by its service name
+RAY_ADDRESS = "ray-head:6379"  # the head's GCS: the job's container joins as a node (jobs/lib/ray.sh)
+RAY_CLIENT = "ray://ray-head:10001"  # Ray Client on the head: enough to count its nodes, not for Ray Data
 CLUSTER_SERVICES = ("ray-head", "ray-worker")
 RAY_VALIDATE = {"PIPESQL_VALIDATE_ENGINE": "ray", "PIPESQL_VALIDATE_OUT": "/workspace/validate-ray",
                 "RAY_ADDRESS": RAY_ADDRESS}
@@ -589,7 +590,7 @@ def check_validate_on_cluster(project: Project, reference: Job) -> None:
             print(f"+ {shlex.join(commands['up'])}", flush=True)
             subprocess.run(commands["up"], cwd=project.folder, env=project.env, stdin=subprocess.DEVNULL, check=True)
             started = time.monotonic()
-            found = probe_script(project, "validate", CLUSTER_NODES, RAY_ADDRESS, "2", "300")
+            found = probe_script(project, "validate", CLUSTER_NODES, RAY_CLIENT, "2", "300")
             check(found["nodes"] >= 2, f"the Ray cluster did not come up with its worker: {found}")
             print(f"cluster: {found['nodes']} nodes, {found['cpus']} CPUs, up in {time.monotonic() - started:.0f} s", flush=True)
             started = time.monotonic()

@@ -119,7 +119,7 @@ def test_the_cluster_step_is_opt_in_and_types_what_docs_scale_shows(project):
     assert commands["down"] == [*compose, "--profile", "cluster", "down"]
     assert commands["validate"] == [*compose, "run", "--rm", "-T", "-e", "PIPESQL_VALIDATE_ENGINE=ray",
                                     "-e", "PIPESQL_VALIDATE_OUT=/workspace/validate-ray",
-                                    "-e", "RAY_ADDRESS=ray://ray-head:10001", "validate"]
+                                    "-e", "RAY_ADDRESS=ray-head:6379", "validate"]
     # The ray run's own folder, next to the chain's validate, whose pairs it is compared with.
     assert image_test.RAY_VALIDATE["PIPESQL_VALIDATE_OUT"] != image_test.chain(Path("/s"))[1].writes
 
