@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -73,6 +74,33 @@ def test_bad_input_is_classified_and_the_batch_completes(demo_corpus, library_db
     assert summary["gold_executed"] == 2 and summary["match_rate"] == 1.0
 
 
+# instr of a value half as long in one of the value limit's length, matching only at its end:
+# about 2 s inside one SQLite VM step, where the per-query limit does not reach; twelve back to back.
+_INSTR = "instr(hex(zeroblob(131071)) || '1', hex(zeroblob(65535)) || '1')"
+ONE_STEP_GOLD = "SELECT " + " + ".join([_INSTR] * 12) + " AS i FROM books LIMIT 1"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_work_inside_one_step_costs_one_item_its_budget_and_the_batch_goes_on(library_db, workers):
+    """Issue #21, class 1, in validate: gold SQL whose work is inside single VM steps (about 25 s
+    in process, past a 1 s query limit) ends as TIMEOUT once the item's budget is spent; its
+    worker is killed and replaced, and every other item of its chunk and the batch is checked."""
+    items = [_item(f"good-{i}", "SELECT count(*) FROM books", library_db) for i in range(3)]
+    items.insert(1, _item("one-step", ONE_STEP_GOLD, library_db))
+    items += [_item("after", "SELECT genre, count(*) FROM books GROUP BY genre", library_db)]
+    options = replace(NO_GOOGLESQL, variants=0, timeout_s=1.0, item_timeout_s=2.0)
+    start = time.monotonic()
+    records = validate_items(items, workers=workers, options=options, progress=False)
+    seconds = time.monotonic() - start
+    assert [r["question_id"] for r in records] == [i.question_id for i in items]
+    classes = {r["question_id"]: r["validation"]["class"] for r in records}
+    assert classes == {"good-0": MATCH, "one-step": TIMEOUT, "good-1": MATCH, "good-2": MATCH, "after": MATCH}
+    overrun = records[1]["validation"]
+    assert overrun["stage"] == "budget" and "2 s" in overrun["detail"]
+    assert 2.0 <= overrun["seconds"]["item_s"] < 2.0 + 1.0  # killed within the budget + 1 s
+    assert seconds < 15  # two worker starts and the kill, far below the ~25 s the gold takes in one step
+
+
 def test_gold_whose_result_sql_leaves_undefined_is_an_input_problem(library_db):
     # Each genre ordered by the year of whichever book SQLite scanned first: no other engine's
     # query has that result (PostgreSQL and GoogleSQL refuse the gold itself).
@@ -84,6 +112,13 @@ def test_gold_whose_result_sql_leaves_undefined_is_an_input_problem(library_db):
     assert undefined["detail"] == "unsupported:distinct_order_by_scan_order"
     summary = summarize(records, seconds=1.0, workers=1)
     assert summary["gold_executed"] == 1 and summary["match_rate"] == 1.0
+
+
+def _check_here(items: list[Item], *, options: CheckOptions, witness_dir: Path | None = None) -> list[dict]:
+    """Records as a worker makes them, in this process: worker processes are spawned and would
+    not see a monkeypatched decompiler."""
+    databases, memo = DatabaseCache(), CheckMemo()
+    return [check_item(item, options, databases, memo, witness_dir) for item in items]
 
 
 def _fake_decompile(pipe_sql: str | None, reason: str | None = None):
@@ -100,8 +135,7 @@ def _fake_decompile(pipe_sql: str | None, reason: str | None = None):
 ])
 def test_pipeline_failures_are_classified(monkeypatch, library_db, pipe_sql, reason, label, stage):
     monkeypatch.setattr(pipesql.decompile, "decompile", _fake_decompile(pipe_sql, reason))
-    [record] = validate_items([_item("q", "SELECT count(*) FROM books", library_db)], workers=1,
-                              options=NO_GOOGLESQL, progress=False)
+    [record] = _check_here([_item("q", "SELECT count(*) FROM books", library_db)], options=NO_GOOGLESQL)
     assert record["validation"]["class"] == label
     assert record["validation"]["stage"] == stage
     if label == MISMATCH:
@@ -112,8 +146,7 @@ def test_round_trip_timeout(monkeypatch, library_db):
     slow = ("FROM (WITH RECURSIVE c AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000000) "
             "SELECT n FROM c) |> AGGREGATE COUNT(*) AS n")
     monkeypatch.setattr(pipesql.decompile, "decompile", _fake_decompile(slow))
-    [record] = validate_items([_item("q", "SELECT count(*) FROM books", library_db)], workers=1,
-                              options=replace(NO_GOOGLESQL, timeout_s=0.5), progress=False)
+    [record] = _check_here([_item("q", "SELECT count(*) FROM books", library_db)], options=replace(NO_GOOGLESQL, timeout_s=0.5))
     assert record["validation"]["class"] in (TIMEOUT, RT_ERROR)
     if record["validation"]["class"] == TIMEOUT:
         assert record["validation"]["stage"] == "round_trip"
@@ -303,8 +336,8 @@ def test_a_pair_only_variants_refute_is_quarantined_with_its_witness(monkeypatch
     monkeypatch.setattr(pipesql.decompile, "decompile",
                         _fake_decompile(f"FROM books |> WHERE pages >= {n} |> SELECT title"))
     options = NO_GOOGLESQL
-    [record] = validate_items([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
-                              workers=1, options=options, progress=False, witness_dir=tmp_path / "witnesses")
+    [record] = _check_here([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
+                           options=options, witness_dir=tmp_path / "witnesses")
     validation = record["validation"]
     assert validation["class"] == VARIANT_MISMATCH and validation["stage"] == "variant"
     witness = Path(validation["variant"]["witness"])
@@ -316,8 +349,8 @@ def test_a_pair_only_variants_refute_is_quarantined_with_its_witness(monkeypatch
     assert summary["variant_only_quarantined"] == 1 and summary["match_rate"] == 0.0
     report = render_report(summary, [record], "test")
     assert "1 pairs matched on their database but disagreed" in report and str(witness) in report
-    [unchecked] = validate_items([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
-                                 workers=1, options=replace(options, variants=0), progress=False)
+    [unchecked] = _check_here([_item("q/1", f"SELECT title FROM books WHERE pages > {n}", library_db)],
+                              options=replace(options, variants=0))
     assert unchecked["validation"]["class"] == MATCH
 
 
@@ -327,7 +360,7 @@ def test_each_item_a_variant_refutes_gets_its_own_witness(monkeypatch, library_d
     monkeypatch.setattr(pipesql.decompile, "decompile",
                         _fake_decompile(f"FROM books |> WHERE pages >= {n} |> SELECT title"))
     items = [_item(name, f"SELECT title FROM books WHERE pages > {n}", library_db) for name in ("a", "b")]
-    records = validate_items(items, workers=1, options=NO_GOOGLESQL, progress=False, witness_dir=tmp_path / "witnesses")
+    records = _check_here(items, options=NO_GOOGLESQL, witness_dir=tmp_path / "witnesses")
     witnesses = [Path(r["validation"]["variant"]["witness"]) for r in records]
     assert [w.name.split(".")[0] for w in witnesses] == ["a", "b"]
     assert all(w.is_file() for w in witnesses)

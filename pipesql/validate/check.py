@@ -30,7 +30,8 @@ from pipesql.corpora.items import Item
 from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
 from pipesql.validate.plans import second_plan
-from pipesql.validate.variants import DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement
+from pipesql.validate.variants import (DEFAULT_ROWS, DEFAULT_VARIANTS, VARIANT_TIMEOUT_S, Disagreement,
+                                       first_disagreement)
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
 from pipesql.sql.execute import (DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
                              QueryTimeout, connect_readonly, execute)
@@ -46,7 +47,7 @@ GOLD_ERROR = "GOLD_ERROR"      # the gold SQL itself fails on SQLite (malformed 
 GOLD_UNDEFINED = "GOLD_UNDEFINED"  # the gold SQL runs on SQLite, but SQL does not define its result
 # the gold returns other rows under another legal plan (pipesql.validate.plans): both kept as witness
 GOLD_NONDETERMINISTIC = "GOLD_NONDETERMINISTIC"
-TIMEOUT = "TIMEOUT"            # gold or round trip ran past the time limit
+TIMEOUT = "TIMEOUT"            # gold or round trip ran past the time limit, or the whole check past its budget
 DB_MISSING = "DB_MISSING"      # the item's database file does not exist
 DB_CORRUPT = "DB_CORRUPT"      # the file is there but is not a readable SQLite database
 NOT_A_QUERY = "NOT_A_QUERY"    # the gold SQL is DML/DDL (DELETE, INSERT, CREATE ...), not a query
@@ -64,6 +65,13 @@ UNDEFINED_GOLD_REASONS = ("unsupported:distinct_order_by_scan_order",)
 GOLD_EXECUTED = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
+# The derived item budget (CheckOptions.item_budget_s): a check runs at most this many queries
+# under ``timeout_s`` (gold, round trip, the comparison's reruns, the second plan), and this many
+# per variant under the variants' own limit (building it, gold, pipe SQL, probes), plus slack for
+# opening the database, decompiling and ZetaSQL.
+ITEM_QUERIES = 6
+VARIANT_QUERIES = 4
+ITEM_SLACK_S = 10.0
 
 
 @dataclass
@@ -83,6 +91,16 @@ class CheckOptions:
     variants: int = option(DEFAULT_VARIANTS, "Also prove each match on this many generated variants of its database "
                                              "(0: only on the database itself).")
     variant_rows: int = option(DEFAULT_ROWS, "Most rows per table in a variant.")
+    item_timeout_s: float = option(0.0, "Most seconds one item's whole check may take: past it the worker is killed "
+                                        "and the item classed TIMEOUT (0: derived from the other limits).")
+
+    def item_budget_s(self) -> float:
+        """``item_timeout_s``, or the most time an item's limited steps may add up to: the time
+        limit per query does not reach inside one SQLite VM step, this one does (a killed worker)."""
+        if self.item_timeout_s > 0:
+            return self.item_timeout_s
+        return (ITEM_QUERIES * self.timeout_s + 2 * self.googlesql_timeout_s
+                + self.variants * VARIANT_QUERIES * VARIANT_TIMEOUT_S + ITEM_SLACK_S)
 
     def key(self) -> tuple:
         """The options as a check depends on them (a subclass's other settings do not count)."""
@@ -452,6 +470,12 @@ def googlesql_check(pipe_sql: str, item: Item, database: OpenDatabase, gold: Que
         outcome["mismatch"] = verdict.subclass
         outcome["detail"] = verdict.detail
     return outcome
+
+
+def overrun_record(item: Item, budget_s: float, seconds: float) -> dict[str, Any]:
+    """The record of an item whose check ran past its budget (its worker was killed)."""
+    return _verdict(_base_record(item), TIMEOUT, stage="budget", seconds={"item_s": round(seconds, 3)},
+                    detail=f"the item's check exceeded {budget_s:g} s (--item-timeout-s); its worker was killed")
 
 
 def crash_record(item: Item, detail: str) -> dict[str, Any]:

@@ -1,42 +1,77 @@
-"""Validate many items over all cores.
+"""Validate many items over all cores, each item within a hard time budget.
 
 Items are grouped by database and cut into chunks, so a worker keeps one database's connection,
 schema and ZetaSQL catalog warm across a chunk, and an item whose gold query it checked before
 (Spider asks most twice) copies that outcome (:class:`~pipesql.validate.check.CheckMemo`). Workers are spawned (not forked), each with
 its own caches and its own ZetaSQL instance; the parent compiles the ZetaSQL module once before
 they start, so they only load it.
+
+Gold SQL and database files are untrusted, and some SQLite built-ins do all their work inside one
+VM step, where the per-query time limit does not reach. So the check always runs in worker
+processes (one with ``workers=1``), each telling the parent when it starts an item; a worker
+whose item runs past :meth:`~pipesql.validate.check.CheckOptions.item_budget_s` is killed, the
+item is classed ``TIMEOUT`` (stage ``budget``), a new worker takes the rest of its chunk, and the
+batch goes on. A worker that dies on an item (out of memory) costs that item alike, as
+``INTERNAL_ERROR``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import sys
+import time
+from collections import deque
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from pipesql.config.machine import usable_cores
 from pipesql.corpora.items import Item
 from pipesql.progress import progress_bar
-from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item
+from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item, crash_record, overrun_record
 
 CHUNK_SIZE = 24
 
-_options: CheckOptions | None = None
-_witness_dir: Path | None = None
-_databases: DatabaseCache | None = None
-_memo: CheckMemo | None = None
+
+def _serve(channel: Connection, options: CheckOptions, witness_dir: Path | None) -> None:
+    """A worker: check each chunk it is sent, saying ``("start", index)`` before each item and
+    ``("done", index, record)`` after it; end when the parent closes the channel."""
+    databases, memo = DatabaseCache(), CheckMemo()
+    while True:
+        try:
+            chunk = channel.recv()
+        except EOFError:
+            return
+        for index, item in chunk:
+            channel.send(("start", index))
+            channel.send(("done", index, check_item(item, options, databases, memo, witness_dir)))
 
 
-def _init_worker(options: CheckOptions, witness_dir: Path | None) -> None:
-    global _options, _witness_dir, _databases, _memo
-    _options, _witness_dir = options, witness_dir
-    _databases = DatabaseCache()
-    _memo = CheckMemo()
+class _Worker:
+    """One worker process, the items of its chunk not done yet, and the one it is checking."""
 
+    def __init__(self, context, options: CheckOptions, witness_dir: Path | None) -> None:
+        self.channel, theirs = context.Pipe()
+        self.process = context.Process(target=_serve, args=(theirs, options, witness_dir), daemon=True)
+        self.process.start()
+        theirs.close()
+        self.pending: dict[int, Item] = {}
+        self.current: int | None = None
+        self.started = 0.0
 
-def _check_chunk(chunk: list[tuple[int, Item]]) -> list[tuple[int, dict[str, Any]]]:
-    assert _options is not None and _databases is not None
-    return [(index, check_item(item, _options, _databases, _memo, _witness_dir)) for index, item in chunk]
+    def assign(self, chunk: list[tuple[int, Item]]) -> None:
+        self.pending, self.current = dict(chunk), None
+        self.channel.send(chunk)
+
+    def blamed(self) -> int:
+        """The item a dead worker is charged with: the one it was checking, else its next one
+        (so a worker that keeps dying still moves the batch on)."""
+        return self.current if self.current is not None else next(iter(self.pending))
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join()
+        self.channel.close()
 
 
 def chunks_by_database(items: Sequence[Item], size: int = CHUNK_SIZE) -> list[list[tuple[int, Item]]]:
@@ -52,30 +87,85 @@ def chunks_by_database(items: Sequence[Item], size: int = CHUNK_SIZE) -> list[li
 def validate_items(items: Iterable[Item], *, workers: int | None = None, options: CheckOptions | None = None,
                    progress: bool = True, witness_dir: Path | None = None) -> list[dict[str, Any]]:
     """The validation record of every item, in the items' order (see
-    :func:`pipesql.validate.check.check_item`). ``workers=1`` runs in this process. ``options``
-    may be the validate stage's settings (they extend :class:`CheckOptions`)."""
+    :func:`pipesql.validate.check.check_item`), checked in ``workers`` processes (see the module
+    docstring). ``options`` may be the validate stage's settings (they extend :class:`CheckOptions`)."""
     options = options or CheckOptions()
     items = list(items)
     workers = max(1, min(workers or usable_cores(), len(items) or 1))
     records: list[dict[str, Any] | None] = [None] * len(items)
+    if not items:
+        return []
     if options.googlesql:
         prepare_googlesql()
-    chunks = chunks_by_database(items)
     with progress_bar(len(items), "validate", "item", disable=not progress) as bar:
-        if workers == 1:
-            _init_worker(options, witness_dir)
-            for chunk in chunks:
-                for index, record in _check_chunk(chunk):
-                    records[index] = record
-                bar.update(len(chunk))
-        else:
-            context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_worker, initargs=(options, witness_dir)) as pool:
-                for done in pool.imap_unordered(_check_chunk, chunks):
-                    for index, record in done:
-                        records[index] = record
-                    bar.update(len(done))
+        for index, record in _supervised(chunks_by_database(items), workers, options, witness_dir):
+            records[index] = record
+            bar.update(1)
     return [r for r in records if r is not None]
+
+
+def _supervised(chunks: list[list[tuple[int, Item]]], workers: int, options: CheckOptions,
+                witness_dir: Path | None) -> Iterable[tuple[int, dict[str, Any]]]:
+    """``(index, record)`` of every chunk's items as workers finish them; a worker past an item's
+    budget is killed and replaced, the item classed, the rest of its chunk given to the new one."""
+    context = multiprocessing.get_context("spawn")
+    budget_s = options.item_budget_s()
+    todo = deque(chunks)
+    busy: dict[Connection, _Worker] = {}
+
+    def start(chunk: list[tuple[int, Item]]) -> None:
+        worker = _Worker(context, options, witness_dir)
+        worker.assign(chunk)
+        busy[worker.channel] = worker
+
+    try:
+        while todo and len(busy) < workers:
+            start(todo.popleft())
+        while busy:
+            now = time.monotonic()
+            deadlines = [w.started + budget_s - now for w in busy.values() if w.current is not None]
+            for channel in wait(list(busy), timeout=max(0.0, min(deadlines, default=1.0))):
+                worker = busy[channel]
+                try:
+                    message = channel.recv()
+                except (EOFError, OSError):
+                    index = worker.blamed()
+                    yield index, crash_record(worker.pending[index], "the worker process ended while checking "
+                                                                     "this item (out of memory?)")
+                    _restart(busy, worker, index, start)
+                    continue
+                if message[0] == "start":
+                    worker.current, worker.started = message[1], time.monotonic()
+                    continue
+                _, index, record = message
+                del worker.pending[index]
+                worker.current = None
+                yield index, record
+                if not worker.pending:
+                    if todo:
+                        worker.assign(todo.popleft())
+                    else:
+                        del busy[channel]
+                        worker.channel.close()
+                        worker.process.join()
+            now = time.monotonic()
+            for worker in [w for w in busy.values() if w.current is not None and now - w.started > budget_s]:
+                index = worker.current
+                yield index, overrun_record(worker.pending[index], budget_s, seconds=now - worker.started)
+                _restart(busy, worker, index, start)
+    finally:
+        for worker in busy.values():
+            worker.kill()
+
+
+def _restart(busy: dict[Connection, _Worker], worker: _Worker, lost: int, start) -> None:
+    """Kill ``worker`` (its item ``lost`` is recorded already) and give the rest of its chunk to
+    a new one."""
+    del busy[worker.channel]
+    worker.kill()
+    rest = [(i, item) for i, item in worker.pending.items() if i != lost]
+    if rest:
+        start(rest)
 
 
 def prepare_googlesql() -> None:
