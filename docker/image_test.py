@@ -20,6 +20,9 @@
 6. Resume: a second train-1.5b container is killed (`kill`) once it has saved a checkpoint; the
    next `compose run --rm train-1.5b` resumes from it and ends with the same adapter, tensor for
    tensor, as the uninterrupted run.
+7. `--cluster` (not in CI's run): the compose `cluster` profile, ray-head and one ray-worker, is
+   brought up; validate runs again with `--engine ray` through RAY_ADDRESS, and its sorted
+   golden_pairs.jsonl must equal the chain's (local engine); the cluster is taken down.
 
 compose.yaml and compose.cpu.yaml are used as they are: copied, byte for byte, beside the run's
 `.env` into a folder outside the repository, so a `.env` of the checkout is neither read nor
@@ -415,13 +418,18 @@ print("PROBE " + json.dumps({"files": files, "settings": settings, "uid": os.get
 """
 
 
-def probe(project: Project, service: str, folder: str, recipe: str | None = None) -> dict:
-    command = project.command("run", "--rm", "-T", "--entrypoint", "python", service, "-c", PROBE, folder, recipe or "")
+def probe_script(project: Project, service: str, script: str, *args: str) -> dict:
+    """Run `script` with the image's Python in a container of `service`; the dict it printed."""
+    command = project.command("run", "--rm", "-T", "--entrypoint", "python", service, "-c", script, *args)
     result = subprocess.run(command, cwd=project.folder, env=project.env, stdin=subprocess.DEVNULL,
                             capture_output=True, text=True)
     line = next((line for line in result.stdout.splitlines() if line.startswith("PROBE ")), None)
-    check(result.returncode == 0 and line is not None, f"probe of {folder} failed: {result.stdout[-800:]}{result.stderr[-800:]}")
+    check(result.returncode == 0 and line is not None, f"probe {args} failed: {result.stdout[-800:]}{result.stderr[-800:]}")
     return json.loads(line[len("PROBE "):])
+
+
+def probe(project: Project, service: str, folder: str, recipe: str | None = None) -> dict:
+    return probe_script(project, service, PROBE, folder, recipe or "")
 
 
 def dotenv_settings(stage: str, dotenv: dict[str, str]) -> dict[str, object]:
@@ -508,18 +516,96 @@ def check_resume_after_kill(project: Project, reference: str) -> None:
         "summary = json.load(open(sys.argv[2] + '/summary.json'))\n"
         "print('PROBE ' + json.dumps({'same_keys': a.keys() == b.keys(), 'different': [k for k in a if k in b and not torch.equal(a[k], b[k])],"
         " 'resumed_from': summary.get('resumed_from'), 'global_step': summary.get('global_step')}))\n")
-    result = subprocess.run(project.command("run", "--rm", "-T", "--entrypoint", "python", "train-1.5b", "-c", compare,
-                                            reference, output_dir),
-                            cwd=project.folder, env=project.env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    line = next((line for line in result.stdout.splitlines() if line.startswith("PROBE ")), None)
-    check(line is not None, f"adapter comparison failed: {result.stdout[-800:]}{result.stderr[-800:]}")
-    found = json.loads(line[len("PROBE "):])
+    found = probe_script(project, "train-1.5b", compare, reference, output_dir)
     print(f"resumed run: {found}", flush=True)
     # The kill lands a moment after the listing: a checkpoint saved in between is as good.
     resumed = re.fullmatch(r"checkpoint-(\d+)", found["resumed_from"] or "")
     check(resumed is not None and int(resumed.group(1)) >= min(int(name.rsplit("-", 1)[1]) for name in killed_at),
           f"resumed from {found['resumed_from']}, not from the killed run's checkpoints {killed_at}")
     check(found["same_keys"] and not found["different"], f"the resumed adapter differs from the uninterrupted one: {found}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Validate on a Ray cluster of the compose `cluster` profile (--cluster)
+
+
+RAY_ADDRESS = "ray-head:6379"  # the head's GCS: the job's container joins as a node (jobs/lib/ray.sh)
+RAY_CLIENT = "ray://ray-head:10001"  # Ray Client on the head: enough to count its nodes, not for Ray Data
+CLUSTER_SERVICES = ("ray-head", "ray-worker")
+RAY_VALIDATE = {"PIPESQL_VALIDATE_ENGINE": "ray", "PIPESQL_VALIDATE_OUT": "/workspace/validate-ray",
+                "RAY_ADDRESS": RAY_ADDRESS}
+
+# Run in a job's container on the project's network: waits until the head sees `nodes` live nodes.
+CLUSTER_NODES = r"""
+import json, sys, time, ray
+wanted, deadline, error = int(sys.argv[2]), time.monotonic() + float(sys.argv[3]), None
+while time.monotonic() < deadline:
+    try:
+        ray.init(sys.argv[1], logging_level="ERROR")
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        if len(nodes) >= wanted:
+            print("PROBE " + json.dumps({"nodes": len(nodes), "cpus": ray.cluster_resources().get("CPU")}))
+            sys.exit(0)
+    except Exception as failure:  # the head is not up yet
+        error = repr(failure)
+    ray.shutdown()
+    time.sleep(2)
+print("PROBE " + json.dumps({"nodes": 0, "error": error}))
+"""
+
+# Sorted golden pairs of two validate outputs, compared in a job's container.
+SAME_PAIRS = r"""
+import hashlib, json, sys
+pairs = [sorted(open(folder + "/golden_pairs.jsonl").read().splitlines()) for folder in sys.argv[1:3]]
+print("PROBE " + json.dumps({"same": pairs[0] == pairs[1], "pairs": [len(p) for p in pairs],
+                             "sha256": hashlib.sha256("\n".join(pairs[1]).encode()).hexdigest()[:12]}))
+"""
+
+
+def cluster_commands(project: Project) -> dict[str, list[str]]:
+    """The compose command lines of the cluster step, as a user types them (docs/scale.md)."""
+    options = tuple(item for name, value in RAY_VALIDATE.items() for item in ("-e", f"{name}={value}"))
+    return {"up": project.command("--profile", "cluster", "up", "-d", *CLUSTER_SERVICES),
+            "validate": project.run("validate", options=options),
+            "down": project.command("--profile", "cluster", "down")}
+
+
+def project_leftovers(project: Project, kind: str = "container") -> list[str]:
+    """Containers (or volumes) of the project still there, running or not."""
+    listing = {"container": ("ps", "-a"), "volume": ("volume", "ls")}[kind]
+    found = project.engine.run(*listing, "--format", "{{.Name}}" if kind == "volume" else "{{.Names}}",
+                               "--filter", f"name={project.name}_", check_rc=False)
+    return found.stdout.split()
+
+
+def check_validate_on_cluster(project: Project, reference: Job) -> None:
+    """ray-head and one ray-worker up; validate --engine ray through RAY_ADDRESS writes the same
+    sorted golden pairs as the chain's validate (local engine); the cluster is taken down."""
+    commands = cluster_commands(project)
+    ray_validate = dataclasses.replace(reference, writes=RAY_VALIDATE["PIPESQL_VALIDATE_OUT"])
+    # Two Ray nodes and a driver take a few GB: held like a build, on this shared machine.
+    with HEAVY_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            print(f"+ {shlex.join(commands['up'])}", flush=True)
+            subprocess.run(commands["up"], cwd=project.folder, env=project.env, stdin=subprocess.DEVNULL, check=True)
+            started = time.monotonic()
+            found = probe_script(project, "validate", CLUSTER_NODES, RAY_CLIENT, "2", "300")
+            check(found["nodes"] >= 2, f"the Ray cluster did not come up with its worker: {found}")
+            print(f"cluster: {found['nodes']} nodes, {found['cpus']} CPUs, up in {time.monotonic() - started:.0f} s", flush=True)
+            started = time.monotonic()
+            run_job(project, commands["validate"], "validate")
+            print(f"validate --engine ray on the cluster: exit 0 in {time.monotonic() - started:.0f} s", flush=True)
+            check_job(project, ray_validate, {**DOTENV, **RAY_VALIDATE})
+            same = probe_script(project, "validate", SAME_PAIRS, reference.writes, ray_validate.writes)
+            check(same["same"] and same["pairs"][0] > 0, f"the cluster's golden pairs differ from the local engine's: {same}")
+            print(f"golden_pairs.jsonl, sorted: the same from both engines ({same['pairs'][1]} pairs, sha256 {same['sha256']})",
+                  flush=True)
+        finally:
+            print(f"+ {shlex.join(commands['down'])}", flush=True)
+            subprocess.run(commands["down"], cwd=project.folder, env=project.env, stdin=subprocess.DEVNULL)
+    left = project_leftovers(project)
+    check(not left, f"containers left after the cluster went down: {left}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,6 +622,7 @@ class Options:
     image: str = "pipesql:image-test"
     project: str = f"pipesql-image-test-{os.getpid()}"  # compose project: its volumes are <project>_<volume>
     keep: bool = False  # keep the run's volumes (and project folder) for later steps
+    cluster: bool = False  # also validate on the compose Ray cluster (not in CI's run)
 
 
 def parse_options(argv: list[str] | None) -> Options:
@@ -551,6 +638,8 @@ def parse_options(argv: list[str] | None) -> Options:
     parser.add_argument("--image", default=defaults.image)
     parser.add_argument("--project", default=defaults.project, help="compose project name (its volumes: PROJECT_data, ...)")
     parser.add_argument("--keep", action="store_true", help="keep the run's volumes and project folder")
+    parser.add_argument("--cluster", action="store_true",
+                        help="after the chain, validate again with --engine ray on the compose cluster (ray-head, one ray-worker)")
     return Options(**vars(parser.parse_args(argv)))
 
 
@@ -612,6 +701,10 @@ def main(argv: list[str] | None = None) -> int:
                 jobs = chain(spider)
                 run_chain(project, jobs, after_each=lambda job: check_job(project, job, DOTENV))
                 timings["chain"] = time.monotonic() - started
+                if options.cluster:
+                    cluster_started = time.monotonic()
+                    check_validate_on_cluster(project, next(job for job in jobs if job.service == "validate"))
+                    timings["validate on the cluster"] = time.monotonic() - cluster_started
                 check_failing_job_stops_the_chain(project, jobs)
                 resume_started = time.monotonic()
                 check_resume_after_kill(project, "/workspace/train-1.5b")
@@ -626,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
                     engine.run("rmi", run_image, check_rc=False)  # the tag; IMAGE keeps the layers
                     if engine.name == "podman":
                         engine.run("image", "prune", "--force", check_rc=False)  # earlier runs' untagged builds
+        if options.cluster and not options.keep:
+            left = project_leftovers(project) + project_leftovers(project, "volume")
+            check(not left, f"left after the run: {left}")
     except (JobFailed, CheckFailed, subprocess.CalledProcessError) as error:
         print(f"image test FAILED: {error}", file=sys.stderr, flush=True)
         return 1

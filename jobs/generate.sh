@@ -7,4 +7,6 @@ export PIPESQL_GENERATE_BENCHMARK="$benchmark"
 export PIPESQL_GENERATE_DATA_DIR="${PIPESQL_GENERATE_DATA_DIR:-${DATA_ROOT:-data}/$benchmark}"
 export PIPESQL_GENERATE_GOLDEN_PAIRS="${PIPESQL_GENERATE_GOLDEN_PAIRS:-$out/validate/golden_pairs.jsonl}"
 export PIPESQL_GENERATE_OUTPUT_DIR="${PIPESQL_GENERATE_OUTPUT_DIR:-$out/generate}"
+. "$(dirname "$0")/lib/ray.sh"
+join_ray_cluster
 exec pipesql generate "$@"

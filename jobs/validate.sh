@@ -7,4 +7,6 @@ export PIPESQL_VALIDATE_BENCHMARK="$benchmark"
 export PIPESQL_VALIDATE_DATA_DIR="${PIPESQL_VALIDATE_DATA_DIR:-${DATA_ROOT:-data}/$benchmark}"
 export PIPESQL_VALIDATE_SPLIT="${PIPESQL_VALIDATE_SPLIT:-train}"
 export PIPESQL_VALIDATE_OUT="${PIPESQL_VALIDATE_OUT:-${OUTPUT_ROOT:-runs}/validate}"
+. "$(dirname "$0")/lib/ray.sh"
+join_ray_cluster
 exec pipesql validate "$@"

@@ -703,11 +703,9 @@ def test_cpu_override_builds_the_cpu_set_on_debian_and_reserves_no_gpu(compose):
     result = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)
-    # The override covers every job service (a service added to compose.yaml for another purpose,
-    # e.g. a cluster, is its own business).
+    # The override covers every service, the cluster's too (the image test runs it on the CPU).
     overridden = yaml.safe_load(CPU_OVERRIDE.read_text().replace("!reset", ""))["services"]  # Compose's own tag
-    assert set(overridden) == {"fetch", "validate", "generate", "train-1.5b", "train-7b",
-                                                        "merge", "train-grpo", "evaluate", "smoke"}
+    assert set(overridden) == set(compose["services"])
     documented = env_example()
     for name in overridden:
         service = resolved["services"][name]
@@ -725,3 +723,30 @@ def test_cpu_override_builds_the_cpu_set_on_debian_and_reserves_no_gpu(compose):
     assert resolved["secrets"]["hostca"]["file"] == documented["HOST_CA_BUNDLE"]
     # compose.yaml alone keeps its reservations: the override is the only difference.
     assert all(gpu_reservation_problems(name, compose["services"][name]) == [] for name in GPU_SERVICES)
+
+
+# Ray Data's driver must be on a node of the cluster (through Ray Client, ray://, its executor
+# fails), so validate and generate join the cluster at RAY_ADDRESS as a node before the job.
+CALL_LOG = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$CALL_LOG"
+"""
+
+
+@pytest.mark.parametrize("service", ["validate", "generate"])
+def test_a_ray_job_joins_the_cluster_at_ray_address_as_a_node_before_it_starts(compose, tmp_path, service):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("ray", "pipesql"):
+        (bin_dir / program).write_text(CALL_LOG)
+        (bin_dir / program).chmod(0o755)
+    script = JOBS / compose["services"][service]["entrypoint"][0][len(IMAGE_JOBS):]
+    calls = {}
+    for address in ("ray-head:6379", "ray://ray-head:10001", ""):
+        log = tmp_path / f"calls-{len(calls)}"
+        env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALL_LOG": str(log), "RAY_ADDRESS": address}
+        result = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        calls[address] = log.read_text().splitlines()
+    assert calls["ray-head:6379"] == ["ray start --address=ray-head:6379 --num-cpus=0 --disable-usage-stats",
+                                      f"pipesql {service}"]
+    assert calls["ray://ray-head:10001"] == calls[""] == [f"pipesql {service}"]

@@ -108,3 +108,25 @@ def test_build_steps_tell_which_came_from_the_cache():
     assert image_test.build_steps(BUILD_LOG) == [
         ("COPY locks/torch-${FLAVOR}.in ./locks/", True), ("RUN pip install torch", True),
         ("COPY pipesql ./pipesql", False), ("RUN pip install --no-deps .", False)]
+
+
+def test_the_cluster_step_is_opt_in_and_types_what_docs_scale_shows(project):
+    assert image_test.parse_options([]).cluster is False  # CI's run: no cluster
+    assert image_test.parse_options(["--cluster"]).cluster is True
+    commands = image_test.cluster_commands(project)
+    compose = [*project.engine.compose, "-p", "t", "-f", "compose.yaml"]
+    assert commands["up"] == [*compose, "--profile", "cluster", "up", "-d", "ray-head", "ray-worker"]
+    assert commands["down"] == [*compose, "--profile", "cluster", "down"]
+    assert commands["validate"] == [*compose, "run", "--rm", "-T", "-e", "PIPESQL_VALIDATE_ENGINE=ray",
+                                    "-e", "PIPESQL_VALIDATE_OUT=/workspace/validate-ray",
+                                    "-e", "RAY_ADDRESS=ray-head:6379", "validate"]
+    # The ray run's own folder, next to the chain's validate, whose pairs it is compared with.
+    assert image_test.RAY_VALIDATE["PIPESQL_VALIDATE_OUT"] != image_test.chain(Path("/s"))[1].writes
+
+
+def test_every_ray_validate_setting_names_a_field_of_validate():
+    from pipesql.cli import load_command
+    from pipesql.config.settings import env_name
+
+    fields = {env_name(load_command("validate").Settings, f) for f in __import__("dataclasses").fields(load_command("validate").Settings)}
+    assert {name for name in image_test.RAY_VALIDATE if name.startswith("PIPESQL_")} <= fields

@@ -3,7 +3,7 @@
 ::
 
     pipesql validate --engine ray --benchmark spider --data-dir data/spider --split train
-    RAY_ADDRESS=ray://head:10001 pipesql generate --engine ray --golden-pairs ... --benchmark spider ...
+    RAY_ADDRESS=head:6379 pipesql generate --engine ray --golden-pairs ... --benchmark spider ...  # on a node of it
 
 The units of a job (validate: items; generate: one database's pairs) are cut into shards, every
 unit of a database in the same shard, so a worker builds each database, its schema and its
@@ -16,7 +16,8 @@ rerun skips the shards that have a marker, so a killed driver or worker costs on
 flight; the driver then streams the shards back in input order into the stage's usual outputs.
 
 ``local`` (the default) is the stage's own processes; ``ray`` needs the ``pipesql[cluster]`` extra.
-With ``RAY_ADDRESS`` set it joins that cluster, otherwise it starts one on this machine.
+With ``RAY_ADDRESS`` set it joins that cluster, otherwise it starts one on this machine. The driver
+must run on a node of the cluster: Ray Data does not run through Ray Client (``ray://``).
 """
 
 ENGINES = ("local", "ray")
