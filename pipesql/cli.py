@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from pipesql import __version__
+from pipesql.allocator import return_freed_memory
 from pipesql.config.settings import add_arguments, resolve
 from pipesql.models.loading import ModelUnavailable, ignore_unused_kernel_notice
 from pipesql.progress import prepare_output
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     prepare_output()  # before the command imports the libraries
     ignore_unused_kernel_notice()
+    return_freed_memory()  # before the first tensor: a training step's freed activations go back
     module = load_command(name)
     cli_values = vars(command_parser(name, module.Settings).parse_args(rest))
     settings = resolve(module.Settings, cli_values)

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pipesql"
 
 # Lowest first. Folders of one rank never import each other.
 LAYERS: list[set[str]] = [
-    {"__init__", "config", "progress"},  # progress: how long work reports itself (a terminal or a log)
+    {"__init__", "config", "progress", "allocator"},  # progress: how work reports itself; allocator: glibc's mmap threshold
     {"storage"},
     {"sql"},
     {"corpora", "decompile"},
