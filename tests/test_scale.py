@@ -203,6 +203,9 @@ def cluster():
 def _validate(engine: str, corpus: Path, out: Path, **extra) -> int:
     from pipesql.validate import Settings, run
 
+    # Time limits far above any item's need: a ZetaSQL execution past the default 2 s on a loaded
+    # machine would make one engine's record differ from the other's for a reason that is not the engine.
+    extra = {"timeout_s": 30.0, "googlesql_timeout_s": 30.0, **extra}
     settings = Settings(benchmark="demo", data_dir=corpus, split="all", out=out, engine=engine, workers=2,
                         shard_items=30, progress=False, **extra)
     return run(settings)
