@@ -1,12 +1,15 @@
 """decompile never raises, whatever it is given, and is deterministic."""
 
 import pytest
+from decompile_fixtures import all_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipesql.decompile import decompile, prepare_schema, split_operators
 from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.prepare import _nodes, double_quoted_strings, normalized, parse, plain_sources, qualified, simple_selects
+from pipesql.decompile.semantics import RULES, make_typer
+from pipesql.sql.types import FLOAT, INT, STRING
 
 SCHEMA = {"t": {"a": "INT", "b": "TEXT", "c": "REAL"}, "u": {"a": "INT", "d": "TEXT"}}
 
@@ -127,3 +130,32 @@ def test_generated_simple_qualification_is_qualify_columns(sql):
         return
     if both is not None:
         assert both[0] == both[1]
+
+
+def _rules_leave_undeclared_kinds_alone(sql: str) -> None:
+    """Each semantics rule returns, unchanged, every node whose type its ``@rewrites`` does not
+    name: apply_rules calls a rule only on the types it names, so this must hold for the output
+    to be what calling every rule on every node gives."""
+    try:
+        tree = parse(sql, "sqlite")
+    except Unsupported:
+        return
+    for column_type in (INT, FLOAT, STRING, None):
+        typer = make_typer(lambda column, kind=column_type: kind, lambda column: True)
+        for node in tree.walk():
+            for rule in RULES:
+                if not isinstance(node, rule.kinds):
+                    alone = node.copy()
+                    before = alone.sql()
+                    assert rule(alone, typer) is alone and alone.sql() == before, (rule.__name__, before)
+
+
+@pytest.mark.parametrize("case", all_cases(), ids=lambda case: case.id)
+def test_rules_leave_undeclared_kinds_alone_on_fixtures(case):
+    _rules_leave_undeclared_kinds_alone(case.sql)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(queries())
+def test_rules_leave_undeclared_kinds_alone_on_generated_queries(sql):
+    _rules_leave_undeclared_kinds_alone(sql)

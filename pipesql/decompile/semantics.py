@@ -1,12 +1,15 @@
 """SQLite meaning, GoogleSQL spelling: expression rewrites applied before rendering.
 
 Each rule takes one node (its children already rewritten) and a ``typer`` giving the
-GoogleSQL type of any node, and returns the node to use instead. ``RULES`` is their order.
+GoogleSQL type of any node, and returns the node to use instead; ``@rewrites`` names the node
+types it can change. ``RULES`` is their order.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 
 from sqlglot import exp
 
@@ -18,6 +21,15 @@ _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
 # Nodes no rule rewrites and whose children none does either (a column's identifiers): skipped.
 _LEAVES = (exp.Column, exp.Identifier, exp.Literal, exp.Var, exp.DataType, exp.Star, exp.Null, exp.Boolean)
+
+
+def rewrites(*kinds: type) -> Callable[[Callable], Callable]:
+    """Declares the node types (with their subclasses) a rule may rewrite: on any other node
+    the rule returns the node as it is, so :func:`apply_rules` does not call it there."""
+    def declare(rule: Callable) -> Callable:
+        rule.kinds = kinds
+        return rule
+    return declare
 
 
 def _string_to_number_literal(literal: exp.Literal) -> exp.Expr | None:
@@ -115,6 +127,7 @@ def _compare_pair(left: exp.Expr, right: exp.Expr, typer, ordering: bool = False
     return left, right
 
 
+@rewrites(*_COMPARISONS, exp.In, exp.Between)
 def mixed_type_comparison(node: exp.Expr, typer) -> exp.Expr:
     """``text_col = 5`` → ``text_col = '5'``; ``int_col = '5'`` → ``int_col = 5``;
     ``int_col = text_col`` → ``int_col = SAFE_CAST(text_col AS INT64)``;
@@ -157,6 +170,7 @@ def _nonzero_literal(node: exp.Expr) -> bool:
     return isinstance(node, exp.Literal) and not node.is_string and float(node.this) != 0
 
 
+@rewrites(exp.Div)
 def integer_division(node: exp.Expr, typer) -> exp.Expr:
     """``a / b`` on two INT64 operands → ``DIV(a, NULLIF(b, 0))``.
 
@@ -179,6 +193,7 @@ def _lower_pattern(pattern: exp.Expr) -> exp.Expr:
     return exp.Lower(this=pattern)
 
 
+@rewrites(exp.Like)
 def case_insensitive_like(node: exp.Expr, typer) -> exp.Expr:
     """``name LIKE '%Smith%'`` → ``LOWER(name) LIKE '%smith%'``.
 
@@ -198,6 +213,7 @@ def case_insensitive_like(node: exp.Expr, typer) -> exp.Expr:
     return node
 
 
+@rewrites(exp.DPipe)
 def string_concatenation(node: exp.Expr, typer) -> exp.Expr:
     """``name || 1`` → ``name || CAST(1 AS STRING)``: SQLite's ``||`` converts numbers to
     text, GoogleSQL's takes only STRING."""
@@ -210,6 +226,7 @@ def string_concatenation(node: exp.Expr, typer) -> exp.Expr:
     return node
 
 
+@rewrites(exp.Sum, exp.Avg, exp.Abs, exp.Round, exp.Stddev, exp.Variance)
 def numeric_arguments(node: exp.Expr, typer) -> exp.Expr:
     """``AVG(text_col)`` → ``AVG(SAFE_CAST(text_col AS FLOAT64))``: SQLite does arithmetic on
     text that holds numbers; GoogleSQL's SUM, AVG, ABS and ROUND take numbers only."""
@@ -379,6 +396,7 @@ def _digits_only_format(node: exp.Expr) -> bool:
     return isinstance(fmt, exp.Literal) and re.fullmatch(r"(%[YmdHMSwjW])+", fmt.this) is not None
 
 
+@rewrites(exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)
 def formatted_date_arithmetic(node: exp.Expr, typer) -> exp.Expr:
     """``strftime('%Y', 'now') - strftime('%Y', birthday)`` → the two years as INT64: SQLite
     reads the digit strings as numbers in arithmetic."""
@@ -390,6 +408,7 @@ def formatted_date_arithmetic(node: exp.Expr, typer) -> exp.Expr:
     return node
 
 
+@rewrites(exp.Cast)
 def float_to_integer_cast(node: exp.Expr, typer) -> exp.Expr:
     """``CAST(x AS INTEGER)`` on a FLOAT64 ``x`` → ``CAST(TRUNC(x) AS INT64)``: SQLite truncates
     toward zero, GoogleSQL's cast rounds. ``ROUND(x)`` is already whole and stays as it is."""
@@ -417,6 +436,7 @@ def _sqlite_number(text: str) -> exp.Expr:
     return exp.Neg(this=number) if value < 0 else number
 
 
+@rewrites(*_ARITHMETIC)
 def text_literal_arithmetic(node: exp.Expr, typer) -> exp.Expr:
     """``'1999' - year`` → ``1999 - year``: SQLite reads a string in arithmetic as the number it
     starts with (``'12abc'`` → 12, ``'abc'`` → 0); GoogleSQL would read ``'1999'`` as a DATE."""
@@ -432,6 +452,7 @@ def _as_int64(node: exp.Expr) -> exp.Expr:
     return exp.Cast(this=node, to=exp.DataType.build("BIGINT"))
 
 
+@rewrites(*_ARITHMETIC, exp.Sum, exp.Avg, exp.Max, exp.Min, exp.Abs, exp.Neg)
 def boolean_as_number(node: exp.Expr, typer) -> exp.Expr:
     """``SUM(gender = 'M')`` → ``SUM(CAST(gender = 'M' AS INT64))``, ``2 * (a = b)`` →
     ``2 * CAST(a = b AS INT64)``: a SQLite comparison is the integer 0 or 1; a GoogleSQL one
@@ -456,6 +477,7 @@ def _branches(node: exp.Expr) -> list[exp.Expr]:
     return []
 
 
+@rewrites(exp.If, exp.Case)
 def mixed_type_branches(node: exp.Expr, typer) -> exp.Expr:
     """``IIF(c, text_col, 0)``: SQLite returns text on one branch and an integer on the other;
     a GoogleSQL IF or CASE has one type, and no cast keeps both values as they are (``'0'`` is
@@ -478,6 +500,7 @@ def _numeric_looking(node: exp.Expr, typer) -> bool:
     return numeric(typer(node))
 
 
+@rewrites(exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
 def date_column_ordering(node: exp.Expr, typer) -> exp.Expr:
     """``date_col > 2015`` is refused (``unsupported:date_column_vs_number``): a column declared
     DATE has NUMERIC affinity in SQLite, so the 2015 stays a number, and SQLite orders every
@@ -537,6 +560,24 @@ def _apply_bottom_up(node: exp.Expr, typer) -> exp.Expr:
     if isinstance(node, _LEAVES):
         return node
     map_children(node, lambda child: _apply_bottom_up(child, typer))
-    for rule in RULES:
-        node = rule(node, typer)
+    return _rewritten(node, typer)
+
+
+@functools.cache
+def _rules_for(kind: type) -> tuple[tuple[int, Callable], ...]:
+    """The rules of ``RULES`` that may rewrite a node of type ``kind``, with their positions.
+    Most nodes (AND, a column's parent) have one or none; calling all of them on every node
+    was most of the rules' cost."""
+    return tuple((position, rule) for position, rule in enumerate(RULES) if issubclass(kind, rule.kinds))
+
+
+def _rewritten(node: exp.Expr, typer, after: int = -1) -> exp.Expr:
+    """``node`` after every rule past position ``after`` of ``RULES``, in order; the rules its
+    type cannot need are skipped."""
+    kind = type(node)
+    for position, rule in _rules_for(kind):
+        if position > after:
+            node = rule(node, typer)
+            if type(node) is not kind:  # replaced (a/b → DIV): the rules still to run are those of the new type
+                return _rewritten(node, typer, position)
     return node
