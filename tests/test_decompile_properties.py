@@ -4,11 +4,16 @@ import pytest
 from decompile_fixtures import all_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlglot import exp
 
 from pipesql.decompile import decompile, prepare_schema, split_operators
+from pipesql.decompile.emit import render
 from pipesql.decompile.errors import Unsupported
+from pipesql.decompile.names import identifier
 from pipesql.decompile.prepare import _nodes, double_quoted_strings, normalized, parse, plain_sources, qualified, simple_selects
+from pipesql.decompile.scope import Catalog, Env
 from pipesql.decompile.semantics import RULES, make_typer
+from pipesql.decompile.tree import googlesql
 from pipesql.sql.types import FLOAT, INT, STRING
 
 SCHEMA = {"t": {"a": "INT", "b": "TEXT", "c": "REAL"}, "u": {"a": "INT", "d": "TEXT"}}
@@ -159,3 +164,15 @@ def test_rules_leave_undeclared_kinds_alone_on_fixtures(case):
 @given(queries())
 def test_rules_leave_undeclared_kinds_alone_on_generated_queries(sql):
     _rules_leave_undeclared_kinds_alone(sql)
+
+
+names = st.sampled_from(["a", "Name", "order", "select", "group", "struct", "_col_0", "1x", "my col", "a`b", "x.y", "é"]) | \
+    st.text(alphabet="aZ_1 `.\n'\"é", min_size=1, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(names, st.none() | names)
+def test_a_plain_column_is_written_as_the_generator_writes_it(name, table):
+    """render writes a plain column from its identifiers' texts, without the generator."""
+    column = exp.Column(this=identifier(name), table=identifier(table) if table else None)
+    assert render(column, Env({}), Catalog()) == googlesql(column.copy())

@@ -18,7 +18,7 @@ from sqlglot import exp
 from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.names import AUTO_ALIAS_PREFIX, NameSpace, column, derive_alias
 from pipesql.decompile.scope import Env
-from pipesql.decompile.tree import map_children, signature
+from pipesql.decompile.tree import copied, map_children, signature
 
 
 @dataclass
@@ -80,7 +80,7 @@ def plan(select: exp.Select, env: Env, names: NameSpace) -> AggregatePlan | None
     replace = _post_aggregate_names(keys, named, aggregates, env, names, key_names)
 
     def rewrite(node: exp.Expr) -> exp.Expr:
-        return _map(node.copy(), replace)
+        return _map(copied(node), replace)
 
     return AggregatePlan(
         list(keys.values()),
@@ -200,10 +200,10 @@ def _post_aggregate_names(keys: dict[str, tuple[str, exp.Expr]], named: dict[str
                     name = names.take(natural) if natural in key_names else natural
                     names.reserve(name)
                     key_names.reserve(name)
-                    call = exp.AnyValue(this=node.copy())
+                    call = exp.AnyValue(this=copied(node))
                     if extreme is not None:
                         call = exp.AnyValue(this=exp.HavingMax(
-                            this=node.copy(), expression=extreme.this.copy(), max=isinstance(extreme, exp.Max)))
+                            this=copied(node), expression=copied(extreme.this), max=isinstance(extreme, exp.Max)))
                     aggregates.append((name, call))
                     bare[text] = name
                 return column(name)

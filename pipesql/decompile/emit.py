@@ -20,7 +20,7 @@ from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.names import AUTO_ALIAS_PREFIX, NameSpace, derive_alias, identifier
 from pipesql.decompile.scope import Catalog, Env, OutputColumn, Source
 from pipesql.decompile.semantics import apply_rules, make_typer
-from pipesql.decompile.tree import googlesql, signature
+from pipesql.decompile.tree import copied, googlesql, kinds, signature
 from pipesql.sql.types import type_of
 
 
@@ -285,7 +285,7 @@ def projection_plan(state: SelectState) -> None:
         if isinstance(expression, exp.Subquery) and expression.alias:
             # qualify puts a scalar subquery's output alias on the Subquery node itself
             alias = expression.alias
-            expression = expression.copy()
+            expression = copied(expression)
             expression.set("alias", None)
             expression = exp.Alias(this=expression, alias=identifier(alias))
         inner = expression.this if isinstance(expression, exp.Alias) else expression
@@ -445,7 +445,7 @@ def _distinct_ordered_by_unselected(state: SelectState) -> None:
             columns = list(term.find_all(exp.Column))
             if not columns or any(c.table.lower() not in determined for c in columns):
                 raise Unsupported("unsupported:distinct_order_by_scan_order")
-            call = (exp.Max if ordered.args.get("desc") else exp.Min)(this=term.copy())
+            call = (exp.Max if ordered.args.get("desc") else exp.Min)(this=copied(term))
             name = state.names.take(derive_alias(call))
             helpers.append(f"{state.render(call)} AS {_ident(name)}")
         terms.append(_ordered_sql(ordered, _ident(name)))
@@ -478,7 +478,7 @@ def _inline_invented_alias_refs(select: exp.Select) -> None:
     for ordered in order.expressions:
         term = ordered.this
         if isinstance(term, exp.Column) and not term.table and term.name in invented:
-            ordered.set("this", invented[term.name].copy())
+            ordered.set("this", copied(invented[term.name]))
 
 
 @lru_cache(maxsize=4096)
@@ -595,7 +595,7 @@ def _expand_output_alias(term: exp.Expr, state: SelectState) -> exp.Expr:
         wanted = state.renamed.get(term.name.lower(), term.name).lower()
         for name, expression, explicit in state.projections:
             if name.lower() == wanted and explicit:
-                return expression.copy()
+                return copied(expression)
     return term
 
 
@@ -606,13 +606,15 @@ def render(node: exp.Expr, env: Env, catalog: Catalog) -> str:
     """One expression as GoogleSQL text: subqueries emitted inline, SQLite semantics rewritten,
     identifiers restored to their schema spelling and quoted where needed."""
     if isinstance(node, exp.Column) and _plain_column(node):
-        # Almost half the calls: building the finished column costs less than copying and finishing it.
+        # Almost half the calls. The generator writes such a column as its identifiers joined by
+        # dots, each written as it would be alone (its quoting depends on nothing around it).
         name, table = _column_spelling(node, env)
-        return googlesql(exp.Column(this=identifier(name), table=identifier(table) if table else None))
-    tree = node.copy()
+        return f"{_ident(table)}.{_ident(name)}" if table else _ident(name)
+    tree = copied(node)
     if not isinstance(tree, (exp.Column, exp.Literal)):  # no subquery in these, and no rule rewrites them
-        tree = _inline_subqueries(tree, env, catalog)
-        tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date))
+        nodes = list(tree.walk())  # one walk for both: looking for each kind of node walks the tree again
+        tree = _inline_subqueries(tree, nodes, env, catalog)
+        tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date), nodes)
     for column in list(tree.find_all(exp.Column)):
         _finish_column(column, env)
     return googlesql(tree)
@@ -624,9 +626,14 @@ def _plain_column(column: exp.Column) -> bool:
         value is None or key in ("this", "table", "db", "catalog") for key, value in column.args.items())
 
 
-def _inline_subqueries(tree: exp.Expr, env: Env, catalog: Catalog) -> exp.Expr:
-    queries = [q for q in tree.find_all(exp.Select, exp.SetOperation)]
-    queries = [q for q in queries if not any(isinstance(a, (exp.Select, exp.SetOperation)) for a in _ancestors(q, tree))]
+_QUERY_KINDS = kinds(exp.Select, exp.SetOperation)
+
+
+def _inline_subqueries(tree: exp.Expr, nodes: list[exp.Expr], env: Env, catalog: Catalog) -> exp.Expr:
+    """``tree`` with each query in it that is in no other (``nodes``: its nodes, breadth
+    first) replaced by its pipe SQL as text."""
+    queries = [q for q in nodes if type(q) in _QUERY_KINDS]
+    queries = [q for q in queries if not any(type(a) in _QUERY_KINDS for a in _ancestors(q, tree))]
     for query in queries:
         if isinstance(query.parent, exp.Exists) and isinstance(query, exp.Select) and _projection_is_irrelevant(query):
             # EXISTS ignores the projection; without one the subquery reads as a pure filter

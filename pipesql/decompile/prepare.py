@@ -22,6 +22,7 @@ from sqlglot.schema import MappingSchema, ensure_schema
 
 from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.scope import Catalog
+from pipesql.decompile.tree import kinds
 
 
 class Reader:
@@ -226,21 +227,9 @@ _SIMPLE_SELECT_ARGS = frozenset({"expressions", "from_", "joins", "where", "grou
 _SIMPLE_JOIN_ARGS = frozenset({"this", "on", "side", "kind"})
 
 
-def _kinds(*bases: type) -> frozenset[type]:
-    """``bases`` and all their subclasses: a node's type is looked up in this set, several times
-    faster than ``isinstance`` against the bases, on every node of every query."""
-    kinds, todo = set(), list(bases)
-    while todo:
-        kind = todo.pop()
-        if kind not in kinds:
-            kinds.add(kind)
-            todo.extend(kind.__subclasses__())
-    return frozenset(kinds)
-
-
 # Nodes that give a query more than one scope, or columns sqlglot resolves by other rules.
-_NOT_SIMPLE = _kinds(exp.Query, exp.Subquery, exp.Window, exp.Lambda, exp.Dot, exp.Pivot, exp.UDTF, exp.Lateral,
-                     *exp.Column.__subclasses__())
+_NOT_SIMPLE = kinds(exp.Query, exp.Subquery, exp.Window, exp.Lambda, exp.Dot, exp.Pivot, exp.UDTF, exp.Lateral,
+                    *exp.Column.__subclasses__())
 
 
 def _only(node: exp.Expr, allowed: frozenset[str]) -> bool:

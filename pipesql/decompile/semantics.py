@@ -14,7 +14,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from pipesql.decompile.errors import Unsupported
-from pipesql.decompile.tree import map_children
+from pipesql.decompile.tree import copied, kinds, map_children
 from pipesql.sql.types import BOOL, FLOAT, INT, STRING, numeric, type_of
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
@@ -332,6 +332,7 @@ def _current_time_call(node: exp.Expr) -> bool:
 
 # The node types _date_rule rewrites: a tree without any, rewrite_dates leaves as it is.
 _DATE_CONSTRUCTS = (exp.Sub, exp.Anonymous, exp.TimeToStr, exp.Date)
+_DATE_KINDS = kinds(*_DATE_CONSTRUCTS)
 
 
 def _date_rule(node: exp.Expr, typer, recurse) -> exp.Expr | None:
@@ -490,7 +491,7 @@ def mixed_type_branches(node: exp.Expr, typer) -> exp.Expr:
     if BOOL in kinds and kinds & {INT, FLOAT}:
         for branch in branches:
             if typer(branch) == BOOL:
-                branch.replace(_as_int64(branch.copy()))
+                branch.replace(_as_int64(copied(branch)))
     return node
 
 
@@ -548,10 +549,13 @@ def make_typer(column_type, column_is_date=None):
     return typer
 
 
-def apply_rules(node: exp.Expr, typer) -> exp.Expr:
+def apply_rules(node: exp.Expr, typer, nodes: list[exp.Expr] | None = None) -> exp.Expr:
     """Date/time constructs first (top-down), then every rule bottom-up; subqueries arrive
-    already rendered (as ``exp.Var``) and are skipped."""
-    if node.find(*_DATE_CONSTRUCTS) is not None:  # most expressions have none: no top-down walk then
+    already rendered (as ``exp.Var``) and are skipped. ``nodes``: the nodes of ``node``, or of
+    what it was before its subqueries were rendered, when the caller has them (then ``node``
+    is not walked to look for date constructs)."""
+    dated = node.find(*_DATE_CONSTRUCTS) is not None if nodes is None else any(type(n) in _DATE_KINDS for n in nodes)
+    if dated:  # most expressions have no date construct: no top-down walk then
         node = rewrite_dates(node, typer)
     return _apply_bottom_up(node, typer)
 
