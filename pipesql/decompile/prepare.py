@@ -283,10 +283,11 @@ def _resolves_one_way(column: exp.Column, columns: dict[str, set[str]], aliases:
     return name not in aliases and sum(name in names for names in columns.values()) == 1
 
 
-def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
-                  dialect: Dialect) -> list[tuple[exp.Select, dict[str, exp.Table]]] | None:
+def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None, dialect: Dialect
+                  ) -> list[tuple[exp.Select, dict[str, exp.Table], list[exp.Column]]] | None:
     """Each SELECT of a query whose columns ``qualify_columns`` can only resolve one way, with
-    its tables by range variable, innermost first; else None. The query is a SELECT whose
+    its tables by range variable and its columns (not its subqueries'), innermost first; else
+    None. The query is a SELECT whose
     subqueries (in expressions, not in FROM) are SELECTs too, none correlated, each over plain
     tables of known columns (run after :func:`plain_sources` and :func:`normalized`) with
     distinct range variables, no star in its SELECT list, every column either qualified by a
@@ -313,18 +314,21 @@ def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema |
         elif kind in _NOT_SIMPLE:
             return None
     nested = len(selects) > 1
+    columns_of: dict[int, list[exp.Column]] = {key: [] for key in selects}
     for column in columns:
-        _, _, names, aliases = selects[id(column.find_ancestor(exp.Select))] if nested else selects[id(tree)]
+        key = id(column.find_ancestor(exp.Select)) if nested else id(tree)
+        _, _, names, aliases = selects[key]
         if not _resolves_one_way(column, names, aliases):
             return None
-    return [(select, ranges) for select, ranges, _, _ in reversed(selects.values())]
+        columns_of[key].append(column)
+    return [(select, ranges, columns_of[key]) for key, (select, ranges, _, _) in reversed(selects.items())]
 
 
-def simple_selects(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None,
-                   dialect: Dialect) -> list[tuple[exp.Select, dict[str, exp.Table]]] | None:
+def simple_selects(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None, dialect: Dialect
+                   ) -> list[tuple[exp.Select, dict[str, exp.Table], list[exp.Column]]] | None:
     """Each SELECT of a query :func:`table_columns` accepts, or of a UNION, INTERSECT or EXCEPT
-    (nothing else: no ORDER BY or LIMIT of its own) of such queries, with its tables; else
-    None. ``qualify_columns`` treats each operand of a set operation as a query of its own."""
+    (nothing else: no ORDER BY or LIMIT of its own) of such queries, with its tables and
+    columns; else None. ``qualify_columns`` treats each operand of a set operation as a query of its own."""
     if not isinstance(tree, exp.SetOperation):
         return table_columns(tree, nodes, schema, dialect)
     if any(value and key not in ("this", "expression", "distinct") for key, value in tree.args.items()):
@@ -353,12 +357,13 @@ def _range_variable(table: exp.Table) -> exp.Identifier:
 
 
 def simply_qualified(tree: exp.Select, tables: dict[str, exp.Table], schema: MappingSchema,
-                     dialect: Dialect, nested: bool = False) -> exp.Select:
+                     dialect: Dialect, columns: list[exp.Column] | None = None) -> exp.Select:
     """What ``qualify_columns`` makes of a query :func:`table_columns` accepts (``tables``, by
-    range variable), without its scopes and resolver (most of its cost): unqualified columns
-    name the one table that has them; SELECT outputs are aliased (sqlglot's
-    ``qualify_outputs``); with GROUP BY, an ORDER BY term equal to a SELECT output becomes
-    that output's name.
+    range variable; ``columns``, breadth first, those of this SELECT and not of its subqueries,
+    which are qualified on their own before), without its scopes and resolver (most of its
+    cost): unqualified columns name the one table that has them; SELECT outputs are aliased
+    (sqlglot's ``qualify_outputs``); with GROUP BY, an ORDER BY term equal to a SELECT output
+    becomes that output's name.
 
     >>> tree = parse("SELECT a, COUNT(*) FROM t AS x GROUP BY a ORDER BY COUNT(*)", "sqlite")
     >>> schema = MappingSchema({"t": {"a": "INT"}})
@@ -367,9 +372,11 @@ def simply_qualified(tree: exp.Select, tables: dict[str, exp.Table], schema: Map
     """
     outputs = set(tree.named_selects)
     owner = {name: range_variable for range_variable, table in tables.items() for name in schema.column_names(table)}
-    for column in list(tree.find_all(exp.Column)):
-        if column.table or (nested and column.find_ancestor(exp.Select) is not tree):
-            continue  # qualified, or a subquery's (qualified on its own, before)
+    if columns is None:
+        columns = [column for column in tree.find_all(exp.Column) if column.find_ancestor(exp.Select) is tree]
+    for column in columns:
+        if column.table:
+            continue
         if not _in_order_by_of_output(column, outputs):
             column.set("table", _range_variable(tables[owner[column.name]]))
     qualify_outputs(Scope(tree, sources=dict(tables)), dialect=dialect)  # the scope it reads, not built by walking
@@ -396,8 +403,8 @@ def qualified(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | Non
         tree = normalized(tree, nodes, dialect)
         selects = simple_selects(tree, nodes, schema, dialect) if plain else None
         if selects is not None:
-            for select, tables in selects:
-                simply_qualified(select, tables, schema, dialect, nested=len(selects) > 1)
+            for select, tables, columns in selects:
+                simply_qualified(select, tables, schema, dialect, columns)
             return tree
         if not plain:
             tree = qualify_tables(tree, dialect=dialect)
