@@ -64,7 +64,7 @@ def _map(node: exp.Expr, fn: Callable[[exp.Expr], exp.Expr | None]) -> exp.Expr:
 def plan(select: exp.Select, env: Env, names: NameSpace) -> AggregatePlan | None:
     """The AGGREGATE a SELECT needs, or None when it has no GROUP BY and no aggregate."""
     group, having, order = select.args.get("group"), select.args.get("having"), select.args.get("order")
-    found = _aggregates_of(select) if group is not None or having is not None or _may_aggregate(select) else []
+    found = _aggregates_of(select)
     if group is None and not found:
         if having is not None:
             raise Unsupported("unsupported:having_without_aggregate")
@@ -93,15 +93,6 @@ def plan(select: exp.Select, env: Env, names: NameSpace) -> AggregatePlan | None
         rewrite(having.this) if having is not None else None,
         [rewrite(ordered.this) for ordered in order.expressions] if order is not None else [],
     )
-
-
-def _may_aggregate(select: exp.Select) -> bool:
-    """Whether the SELECT list or ORDER BY holds an aggregate call at any depth (subqueries
-    included, so more than :func:`_aggregates_of` counts). Most SELECTs hold none, and
-    sqlglot's compiled ``find`` says so sooner than :func:`collect_aggregates` walks them."""
-    order = select.args.get("order")
-    terms = [*select.expressions, *(order.expressions if order is not None else [])]
-    return any(term.find(exp.AggFunc) is not None for term in terms)
 
 
 def _aggregates_of(select: exp.Select) -> list[exp.Expr]:

@@ -92,6 +92,8 @@ def _nodes(tree: exp.Expr) -> list[exp.Expr]:
     return nodes
 
 
+_COLUMN_KINDS = kinds(exp.Column)
+_IDENTIFIER_KINDS = kinds(exp.Identifier)
 _DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
 _DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 
@@ -134,7 +136,7 @@ def double_quoted_strings(nodes: list[exp.Expr], column_names: frozenset[str]) -
     ``SELECT a FROM t WHERE b = "John"`` → ``... WHERE b = 'John'`` (given no column John).
     Aliases defined in the query count as names too, since SQLite resolves those first.
     """
-    quoted = [i for i, node in enumerate(nodes) if isinstance(node, exp.Column)
+    quoted = [i for i, node in enumerate(nodes) if type(node) in _COLUMN_KINDS
               and isinstance(node.this, exp.Identifier) and node.this.quoted and not node.table]
     if not quoted:  # most queries: no need to collect the names
         return
@@ -178,7 +180,7 @@ def _distinct_sources(select: exp.Select) -> bool:
     return all(names.count(s.name) == 1 for s in sources if isinstance(s, exp.Table) and not s.alias)
 
 
-_SOURCE_KINDS = (exp.Table, exp.Select, exp.Subquery, exp.UDTF, exp.Pivot)  # what _plain_node looks at
+_SOURCE_KINDS = kinds(exp.Table, exp.Select, exp.Subquery, exp.UDTF, exp.Pivot)  # what _plain_node looks at
 
 
 def _plain_node(node: exp.Expr) -> bool:
@@ -205,7 +207,7 @@ def plain_sources(nodes: list[exp.Expr]) -> bool:
     False
     """
     return not isinstance(nodes[0], exp.Subquery) and all(
-        _plain_node(node) for node in nodes if isinstance(node, _SOURCE_KINDS))
+        _plain_node(node) for node in nodes if type(node) in _SOURCE_KINDS)
 
 
 def normalized(tree: exp.Expr, nodes: list[exp.Expr], dialect: Dialect) -> exp.Expr:
@@ -216,7 +218,7 @@ def normalized(tree: exp.Expr, nodes: list[exp.Expr], dialect: Dialect) -> exp.E
     if dialect.normalization_strategy is not NormalizationStrategy.CASE_INSENSITIVE:
         return normalize_identifiers(tree, dialect=dialect)
     for node in nodes:
-        if isinstance(node, exp.Identifier):
+        if type(node) in _IDENTIFIER_KINDS:
             node.set("this", node.this.lower())
     return tree
 
