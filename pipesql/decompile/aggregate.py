@@ -18,7 +18,7 @@ from sqlglot import exp
 from pipesql.decompile.errors import Unsupported
 from pipesql.decompile.names import AUTO_ALIAS_PREFIX, NameSpace, column, derive_alias
 from pipesql.decompile.scope import Env
-from pipesql.decompile.tree import copied, map_children, signature
+from pipesql.decompile.tree import copied, kinds, map_children, signature
 
 
 @dataclass
@@ -30,11 +30,18 @@ class AggregatePlan:
     order_terms: list[exp.Expr]  # ORDER BY keys, rewritten likewise
 
 
+_OTHER_LEVELS = kinds(exp.Query, exp.Subquery)
+_WINDOWS = kinds(exp.Window)
+_AGGREGATES = kinds(exp.AggFunc)
+_WITHOUT_AGGREGATES = kinds(exp.Column, exp.Identifier, exp.Literal)  # whose parts are names and values
+
+
 def collect_aggregates(node: exp.Expr, out: list[exp.Expr]) -> list[exp.Expr]:
     """Aggregate calls of this query level: not inside subqueries, not window functions."""
-    if isinstance(node, (exp.Query, exp.Subquery)):
+    kind = type(node)
+    if kind in _OTHER_LEVELS or kind in _WITHOUT_AGGREGATES:
         return out
-    if isinstance(node, exp.Window):
+    if kind in _WINDOWS:
         for key in ("partition_by", "order"):
             value = node.args.get(key)
             for child in value if isinstance(value, list) else [value] if value is not None else []:
@@ -43,7 +50,7 @@ def collect_aggregates(node: exp.Expr, out: list[exp.Expr]) -> list[exp.Expr]:
         for child in inner.iter_expressions() if inner is not None else []:
             collect_aggregates(child, out)
         return out
-    if isinstance(node, exp.AggFunc):
+    if kind in _AGGREGATES:
         out.append(node)
         return out
     for child in node.iter_expressions():

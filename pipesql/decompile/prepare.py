@@ -276,20 +276,23 @@ def _select_columns(select: exp.Select, schema: MappingSchema
     return ranges, columns, {e.alias for e in select.expressions if isinstance(e, exp.Alias)}
 
 
-def _resolves_one_way(column: exp.Column, columns: dict[str, set[str]], aliases: set[str]) -> bool:
+def _range_of(column: exp.Column, columns: dict[str, set[str]], aliases: set[str]) -> str | None:
+    """The range variable ``column`` can only mean, of a SELECT with ``columns`` (names by range
+    variable) and SELECT ``aliases``; None when it could mean another or none."""
     if not isinstance(column.this, exp.Identifier) or column.args.get("db"):
-        return False
+        return None
     name = column.name
     if column.table:
-        return name in columns.get(column.table, ())
-    return name not in aliases and sum(name in names for names in columns.values()) == 1
+        return column.table if name in columns.get(column.table, ()) else None
+    holders = [range_variable for range_variable, names in columns.items() if name in names]
+    return holders[0] if len(holders) == 1 and name not in aliases else None
 
 
 def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None, dialect: Dialect
-                  ) -> list[tuple[exp.Select, dict[str, exp.Table], list[exp.Column]]] | None:
+                  ) -> list[tuple[exp.Select, dict[str, exp.Table], list[tuple[exp.Column, str]]]] | None:
     """Each SELECT of a query whose columns ``qualify_columns`` can only resolve one way, with
-    its tables by range variable and its columns (not its subqueries'), innermost first; else
-    None. The query is a SELECT whose
+    its tables by range variable and its unqualified columns (not its subqueries') with the
+    range variable each resolves to, innermost first; else None. The query is a SELECT whose
     subqueries (in expressions, not in FROM) are SELECTs too, none correlated, each over plain
     tables of known columns (run after :func:`plain_sources` and :func:`normalized`) with
     distinct range variables, no star in its SELECT list, every column either qualified by a
@@ -316,21 +319,23 @@ def table_columns(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema |
         elif kind in _NOT_SIMPLE:
             return None
     nested = len(selects) > 1
-    columns_of: dict[int, list[exp.Column]] = {key: [] for key in selects}
+    owners: dict[int, list[tuple[exp.Column, str]]] = {key: [] for key in selects}
     for column in columns:
         key = id(column.find_ancestor(exp.Select)) if nested else id(tree)
         _, _, names, aliases = selects[key]
-        if not _resolves_one_way(column, names, aliases):
+        range_variable = _range_of(column, names, aliases)
+        if range_variable is None:
             return None
-        columns_of[key].append(column)
-    return [(select, ranges, columns_of[key]) for key, (select, ranges, _, _) in reversed(selects.items())]
+        if not column.table:
+            owners[key].append((column, range_variable))
+    return [(select, ranges, owners[key]) for key, (select, ranges, _, _) in reversed(selects.items())]
 
 
 def simple_selects(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | None, dialect: Dialect
-                   ) -> list[tuple[exp.Select, dict[str, exp.Table], list[exp.Column]]] | None:
+                   ) -> list[tuple[exp.Select, dict[str, exp.Table], list[tuple[exp.Column, str]]]] | None:
     """Each SELECT of a query :func:`table_columns` accepts, or of a UNION, INTERSECT or EXCEPT
     (nothing else: no ORDER BY or LIMIT of its own) of such queries, with its tables and
-    columns; else None. ``qualify_columns`` treats each operand of a set operation as a query of its own."""
+    unqualified columns; else None. ``qualify_columns`` treats each operand of a set operation as a query of its own."""
     if not isinstance(tree, exp.SetOperation):
         return table_columns(tree, nodes, schema, dialect)
     if any(value and key not in ("this", "expression", "distinct") for key, value in tree.args.items()):
@@ -359,13 +364,14 @@ def _range_variable(table: exp.Table) -> exp.Identifier:
 
 
 def simply_qualified(tree: exp.Select, tables: dict[str, exp.Table], schema: MappingSchema,
-                     dialect: Dialect, columns: list[exp.Column] | None = None) -> exp.Select:
+                     dialect: Dialect, owners: list[tuple[exp.Column, str]] | None = None) -> exp.Select:
     """What ``qualify_columns`` makes of a query :func:`table_columns` accepts (``tables``, by
-    range variable; ``columns``, breadth first, those of this SELECT and not of its subqueries,
-    which are qualified on their own before), without its scopes and resolver (most of its
-    cost): unqualified columns name the one table that has them; SELECT outputs are aliased
-    (sqlglot's ``qualify_outputs``); with GROUP BY, an ORDER BY term equal to a SELECT output
-    becomes that output's name.
+    range variable; ``owners``, breadth first, the unqualified columns of this SELECT, not of
+    its subqueries, which are qualified on their own before, each with the range variable of
+    the table that has it), without its scopes and resolver (most of its cost): unqualified
+    columns name the one table that has them; SELECT outputs are aliased (sqlglot's
+    ``qualify_outputs``); with GROUP BY, an ORDER BY term equal to a SELECT output becomes that
+    output's name.
 
     >>> tree = parse("SELECT a, COUNT(*) FROM t AS x GROUP BY a ORDER BY COUNT(*)", "sqlite")
     >>> schema = MappingSchema({"t": {"a": "INT"}})
@@ -373,14 +379,13 @@ def simply_qualified(tree: exp.Select, tables: dict[str, exp.Table], schema: Map
     'SELECT x.a AS a, COUNT(*) AS _col_1 FROM t AS x GROUP BY x.a ORDER BY _col_1'
     """
     outputs = set(tree.named_selects)
-    owner = {name: range_variable for range_variable, table in tables.items() for name in schema.column_names(table)}
-    if columns is None:
-        columns = [column for column in tree.find_all(exp.Column) if column.find_ancestor(exp.Select) is tree]
-    for column in columns:
-        if column.table:
-            continue
+    if owners is None:  # not judged by table_columns: each column's table is looked up here
+        owner = {name: range_variable for range_variable, table in tables.items() for name in schema.column_names(table)}
+        owners = [(column, owner.get(column.name)) for column in tree.find_all(exp.Column)
+                  if not column.table and column.find_ancestor(exp.Select) is tree]
+    for column, range_variable in owners:
         if not _in_order_by_of_output(column, outputs):
-            column.set("table", _range_variable(tables[owner[column.name]]))
+            column.set("table", _range_variable(tables[range_variable]))
     qualify_outputs(Scope(tree, sources=dict(tables)), dialect=dialect)  # the scope it reads, not built by walking
     order = tree.args.get("order")
     if order and tree.args.get("group"):
@@ -405,8 +410,8 @@ def qualified(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | Non
         tree = normalized(tree, nodes, dialect)
         selects = simple_selects(tree, nodes, schema, dialect) if plain else None
         if selects is not None:
-            for select, tables, columns in selects:
-                simply_qualified(select, tables, schema, dialect, columns)
+            for select, tables, owners in selects:
+                simply_qualified(select, tables, schema, dialect, owners)
             return tree
         if not plain:
             tree = qualify_tables(tree, dialect=dialect)

@@ -20,7 +20,7 @@ from pipesql.sql.types import BOOL, FLOAT, INT, STRING, numeric, type_of
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
 # Nodes no rule rewrites and whose children none does either (a column's identifiers): skipped.
-_LEAVES = (exp.Column, exp.Identifier, exp.Literal, exp.Var, exp.DataType, exp.Star, exp.Null, exp.Boolean)
+_LEAVES = kinds(exp.Column, exp.Identifier, exp.Literal, exp.Var, exp.DataType, exp.Star, exp.Null, exp.Boolean)
 
 
 def rewrites(*kinds: type) -> Callable[[Callable], Callable]:
@@ -382,7 +382,7 @@ def rewrite_dates(node: exp.Expr, typer) -> exp.Expr:
     def recurse(child: exp.Expr) -> exp.Expr:
         return rewrite_dates(child, typer)
 
-    if isinstance(node, _LEAVES):
+    if type(node) in _LEAVES:
         return node
     new = _date_rule(node, typer, recurse)
     if new is not None:
@@ -561,7 +561,7 @@ def apply_rules(node: exp.Expr, typer, nodes: list[exp.Expr] | None = None) -> e
 
 
 def _apply_bottom_up(node: exp.Expr, typer) -> exp.Expr:
-    if isinstance(node, _LEAVES):
+    if type(node) in _LEAVES:
         return node
     map_children(node, lambda child: _apply_bottom_up(child, typer))
     return _rewritten(node, typer)
