@@ -14,7 +14,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from pipesql.decompile.errors import Unsupported
-from pipesql.decompile.tree import copied, kinds, map_children
+from pipesql.decompile.tree import copied, data_type, kinds, map_children
 from pipesql.sql.types import BOOL, FLOAT, INT, STRING, numeric, type_of
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
@@ -64,7 +64,7 @@ def _coerce_operand(value: exp.Expr, other_type: str | None, typer) -> exp.Expr:
     if kind == STRING and numeric(other_type):
         # A text column next to a numeric one: SQLite converts the text to a number
         # when it looks like one, and then the two never compare equal otherwise.
-        return exp.TryCast(this=value, to=exp.DataType.build("BIGINT" if other_type == INT else "DOUBLE"))
+        return exp.TryCast(this=value, to=data_type("BIGINT" if other_type == INT else "DOUBLE"))
     return value
 
 
@@ -76,7 +76,7 @@ def _has_affinity(node: exp.Expr) -> bool:
 
 
 def _to_text(node: exp.Expr) -> exp.Expr:
-    return exp.Cast(this=node, to=exp.DataType.build("TEXT"))
+    return exp.Cast(this=node, to=data_type("TEXT"))
 
 
 def _orders_before_every_number(literal: exp.Expr) -> bool:
@@ -149,7 +149,7 @@ def mixed_type_comparison(node: exp.Expr, typer) -> exp.Expr:
             if numeric(left):
                 node.set("this", _to_text(node.this))
             else:
-                node.set("this", exp.TryCast(this=node.this, to=exp.DataType.build("BIGINT" if sub == INT else "DOUBLE")))
+                node.set("this", exp.TryCast(this=node.this, to=data_type("BIGINT" if sub == INT else "DOUBLE")))
         return node
     if isinstance(node, exp.In) and node.expressions:
         target = typer(node.this)
@@ -204,7 +204,7 @@ def case_insensitive_like(node: exp.Expr, typer) -> exp.Expr:
         return node
     subject, pattern = node.this, node.expression
     if typer(subject) not in (STRING, None):
-        subject = exp.Cast(this=subject, to=exp.DataType.build("TEXT"))
+        subject = exp.Cast(this=subject, to=data_type("TEXT"))
         node.set("this", subject)
     if isinstance(pattern, exp.Literal) and pattern.is_string and not re.search(r"[A-Za-z]", pattern.this):
         return node
@@ -222,7 +222,7 @@ def string_concatenation(node: exp.Expr, typer) -> exp.Expr:
             value = node.args[arg]
             kind = typer(value)
             if kind not in (STRING, None):
-                node.set(arg, exp.Cast(this=value, to=exp.DataType.build("TEXT")))
+                node.set(arg, exp.Cast(this=value, to=data_type("TEXT")))
     return node
 
 
@@ -235,12 +235,12 @@ def numeric_arguments(node: exp.Expr, typer) -> exp.Expr:
         if isinstance(value, exp.Distinct):
             inner = value.expressions[0] if value.expressions else None
             if inner is not None and typer(inner) == STRING:
-                value.set("expressions", [exp.TryCast(this=inner, to=exp.DataType.build("DOUBLE"))])
+                value.set("expressions", [exp.TryCast(this=inner, to=data_type("DOUBLE"))])
         elif value is not None and getattr(typer, "is_date", lambda _: False)(value):
             # SQLite reads the number an ISO date starts with: its year
             node.set("this", exp.Extract(this=exp.Var(this="YEAR"), expression=exp.TryCast(this=value, to=_datetime_type())))
         elif value is not None and typer(value) == STRING:
-            node.set("this", exp.TryCast(this=value, to=exp.DataType.build("DOUBLE")))
+            node.set("this", exp.TryCast(this=value, to=data_type("DOUBLE")))
     return node
 
 
@@ -258,7 +258,7 @@ _START_OF = re.compile(r"^\s*start\s+of\s+(day|month|year)\s*$", re.IGNORECASE)
 
 
 def _datetime_type() -> exp.DataType:
-    return exp.DataType.build("DATETIME", dialect="bigquery")
+    return data_type("DATETIME", "bigquery")
 
 
 def _fn(name: str, *args: exp.Expr) -> exp.Anonymous:
@@ -405,7 +405,7 @@ def formatted_date_arithmetic(node: exp.Expr, typer) -> exp.Expr:
         for arg in ("this", "expression"):
             value = node.args[arg]
             if _digits_only_format(value):
-                node.set(arg, exp.TryCast(this=value, to=exp.DataType.build("BIGINT")))
+                node.set(arg, exp.TryCast(this=value, to=data_type("BIGINT")))
     return node
 
 
@@ -450,7 +450,7 @@ def text_literal_arithmetic(node: exp.Expr, typer) -> exp.Expr:
 
 
 def _as_int64(node: exp.Expr) -> exp.Expr:
-    return exp.Cast(this=node, to=exp.DataType.build("BIGINT"))
+    return exp.Cast(this=node, to=data_type("BIGINT"))
 
 
 @rewrites(*_ARITHMETIC, exp.Sum, exp.Avg, exp.Max, exp.Min, exp.Abs, exp.Neg)

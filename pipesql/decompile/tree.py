@@ -3,6 +3,7 @@ copying expressions, telling node types apart, and writing expressions out as SQ
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from sqlglot import exp
@@ -22,6 +23,18 @@ def copied(node: exp.Expr) -> exp.Expr:
     bookkeeping costs a tenth of copying a small expression, around the expression's own
     ``__deepcopy__``, which ignores the memo."""
     return node.__deepcopy__(None)
+
+
+def data_type(name: str, dialect: str | None = None) -> exp.DataType:
+    """``exp.DataType.build(name, dialect=dialect)``, a new node each call. sqlglot builds one by
+    parsing the name, which costs as much as writing out a whole condition: each type is built
+    once, then copied."""
+    return copied(_built_type(name, dialect))
+
+
+@functools.cache
+def _built_type(name: str, dialect: str | None) -> exp.DataType:
+    return exp.DataType.build(name, dialect=dialect)
 
 
 def kinds(*bases: type) -> frozenset[type]:
