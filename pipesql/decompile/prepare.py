@@ -352,7 +352,7 @@ def simple_selects(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema 
 def _in_order_by_of_output(column: exp.Column, outputs: set[str]) -> bool:
     """A column sqlglot's scope leaves out of its columns, so qualifies only inside an
     aggregate: in ORDER BY, named as a SELECT output (then it may mean that output)."""
-    return (isinstance(column.find_ancestor(exp.Select, exp.Order), exp.Order) and column.name in outputs
+    return (column.name in outputs and isinstance(column.find_ancestor(exp.Select, exp.Order), exp.Order)
             and not isinstance(column.find_ancestor(exp.AggFunc, exp.Order), exp.AggFunc))
 
 

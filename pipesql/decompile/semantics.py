@@ -140,8 +140,10 @@ def mixed_type_comparison(node: exp.Expr, typer) -> exp.Expr:
     if isinstance(node, _COMPARISONS):
         left, right = _compare_pair(node.this, node.expression, typer,
                                     ordering=isinstance(node, (exp.GT, exp.GTE, exp.LT, exp.LTE)))
-        node.set("this", left)
-        node.set("expression", right)
+        if left is not node.this:  # most operands compare as they are
+            node.set("this", left)
+        if right is not node.expression:
+            node.set("expression", right)
         return node
     if isinstance(node, exp.In) and node.args.get("query") is not None:
         left, sub = typer(node.this), node.args["query"].meta.get("pipesql_type")
