@@ -90,12 +90,12 @@ def test_runaway_query_times_out_and_the_engine_recovers(engine, library_db):
 def test_a_timeout_replaces_the_execution_instance_only(engine, library_db):
     schema = read_sqlite_schema(library_db)
     assert engine.analyze("FROM books |> SELECT title", schema) is None
-    analysis, catalogs = engine._analysis.client, dict(engine._analysis.catalogs)
+    analysis, catalogs = engine._analysis.client, dict(engine._analysis.catalogs.items())
     execution = engine._executor().client
     with pytest.raises(googlesql.GoogleSQLTimeout):
         engine.execute(RUNAWAY, library_db, timeout_s=0.5)
     assert engine._executor().client is not execution  # the trapped instance is not called again
-    assert engine._analysis.client is analysis and dict(engine._analysis.catalogs) == catalogs
+    assert engine._analysis.client is analysis and dict(engine._analysis.catalogs.items()) == catalogs
     assert "Unrecognized name: nope" in engine.analyze("FROM books |> SELECT nope", schema)
     with pytest.raises(googlesql.GoogleSQLAnalysisError, match="Unrecognized name"):
         engine.execute("FROM books |> SELECT nope", library_db)  # the database is registered again

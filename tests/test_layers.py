@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pipesql"
 
 # Lowest first. Folders of one rank never import each other.
 LAYERS: list[set[str]] = [
-    {"__init__", "config", "progress", "allocator"},  # progress: how work reports itself; allocator: glibc's mmap threshold
+    {"__init__", "config", "progress", "allocator", "lru"},  # progress: how work reports itself; allocator: glibc's mmap threshold; lru: the bounded cache
     {"storage"},
     {"sql"},
     {"corpora", "decompile"},

@@ -14,8 +14,9 @@ floating-point rounding of the same sums done in another order).
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 from typing import Any, Sequence
+
+from pipesql.lru import LRU
 
 
 def shared_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -40,7 +41,7 @@ class PrefixCache:
     def __init__(self, entries: int = 16, min_shared: int = 32) -> None:
         self.entries = entries
         self.min_shared = min_shared
-        self._caches: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._caches: LRU[tuple[int, ...], Any] = LRU(entries)
         self.reused_tokens = 0
         self.computed_tokens = 0
 
@@ -60,8 +61,7 @@ class PrefixCache:
         if best_key is None or best < self.min_shared:
             self.computed_tokens += len(ids)
             return None
-        self._caches.move_to_end(best_key)
-        cache = copy.deepcopy(self._caches[best_key])
+        cache = copy.deepcopy(self._caches.get(best_key))
         cache.crop(best - cache.get_seq_length())  # transformers 5: a negative count of tokens to drop
         self.reused_tokens += best
         self.computed_tokens += len(ids) - best
@@ -71,8 +71,4 @@ class PrefixCache:
         """Remember ``cache``, which holds the keys and values of exactly ``ids``."""
         if self.entries <= 0:
             return
-        key = tuple(ids)
-        self._caches[key] = cache
-        self._caches.move_to_end(key)
-        while len(self._caches) > self.entries:
-            self._caches.popitem(last=False)
+        self._caches.put(tuple(ids), cache)

@@ -27,10 +27,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from pipesql.lru import LRU
 from pipesql.sql import execute as sandbox
 
 # How long after the deadline a child that has not answered is killed. The in-child deadline
@@ -198,20 +198,19 @@ def _answer(channel: Connection) -> None:
     _die_with_parent()
     sqlite3.connect(":memory:").execute(f"PRAGMA hard_heap_limit = {HEAP_LIMIT_BYTES}")
     channel.send(("ready",))
-    opened: OrderedDict[str, object] = OrderedDict()
+    opened: LRU[str, sqlite3.Connection] = LRU(_OPEN_PER_CHILD, on_drop=lambda path, connection: connection.close())
     while True:
         try:
             path, sql, timeout_s, row_cap, max_bytes = channel.recv()
         except EOFError:
             return
         try:
-            if path not in opened:
-                opened[path] = sandbox.connect_readonly(path)
-                while len(opened) > _OPEN_PER_CHILD:
-                    opened.popitem(last=False)[1].close()
-            opened.move_to_end(path)
+            connection = opened.get(path)
+            if connection is None:
+                connection = sandbox.connect_readonly(path)
+                opened.put(path, connection)
             # The parent gated the text (execute() does before it hands it over); the authorizer holds here too.
-            result = sandbox.run_query(opened[path], sql, timeout_s=timeout_s, row_cap=row_cap, max_bytes=max_bytes)
+            result = sandbox.run_query(connection, sql, timeout_s=timeout_s, row_cap=row_cap, max_bytes=max_bytes)
             channel.send(("ok", result))
         except (sandbox.QueryError, sandbox.DatabaseError) as error:
             channel.send(("error", type(error).__name__, str(error)))

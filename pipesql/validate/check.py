@@ -17,7 +17,6 @@ import copy
 import dataclasses
 import sqlite3
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -29,6 +28,7 @@ from pipesql.config.settings import option
 from pipesql.corpora.items import Item
 from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
+from pipesql.lru import LRU
 from pipesql.validate.plans import second_plan
 from pipesql.validate.variants import (DEFAULT_ROWS, DEFAULT_VARIANTS, VARIANT_TIMEOUT_S, Disagreement,
                                        first_disagreement)
@@ -118,18 +118,21 @@ class OpenDatabase:
     decompile_schema: PreparedSchema  # the decompiler's normalised schema, catalog and keys
 
 
+def _close_database(path: Path, database: OpenDatabase) -> None:
+    database.connection.close()
+
+
 class DatabaseCache:
     """Per-process cache of open read-only databases (LRU)."""
 
     def __init__(self, size: int = 8):
-        self._size = size
-        self._open: OrderedDict[Path, OpenDatabase] = OrderedDict()
+        self._open: LRU[Path, OpenDatabase] = LRU(size, on_drop=_close_database)
 
     def get(self, path: Path) -> OpenDatabase:
         """Raises :class:`DatabaseError` when the file is not a readable database."""
-        if path in self._open:
-            self._open.move_to_end(path)
-            return self._open[path]
+        database = self._open.get(path)
+        if database is not None:
+            return database
         conn = connect_readonly(path)
         try:
             schema = schema_from_connection(conn)
@@ -138,12 +141,10 @@ class DatabaseCache:
         except sqlite3.DatabaseError as error:
             conn.close()
             raise DatabaseError(f"cannot read {path}: {error}") from None
-        self._open[path] = OpenDatabase(conn, schema, sum(table_rows.values()), table_rows,
-                                        prepare_schema(schema.sqlglot_mapping(), primary_keys(schema)))
-        while len(self._open) > self._size:
-            _, old = self._open.popitem(last=False)
-            old.connection.close()
-        return self._open[path]
+        database = OpenDatabase(conn, schema, sum(table_rows.values()), table_rows,
+                                prepare_schema(schema.sqlglot_mapping(), primary_keys(schema)))
+        self._open.put(path, database)
+        return database
 
     def close(self) -> None:
         for database in self._open.values():
@@ -202,8 +203,7 @@ class CheckMemo:
     _FIELDS = ("pipe_sql", "round_tripped_sql", "validation", "googlesql")
 
     def __init__(self, size: int = 512):
-        self._size = size
-        self._outcomes: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._outcomes: LRU[tuple, dict[str, Any]] = LRU(size)
 
     @staticmethod
     def key(item: Item, options: CheckOptions) -> tuple | None:
@@ -220,7 +220,6 @@ class CheckMemo:
         outcome = self._outcomes.get(key)
         if outcome is None:
             return None
-        self._outcomes.move_to_end(key)
         record.update(copy.deepcopy(outcome))
         if "seconds" in record["validation"]:  # this item's own cost, not the first one's again
             record["validation"]["seconds"] = {"memo_s": round(time.monotonic() - start, 4)}
@@ -229,9 +228,7 @@ class CheckMemo:
     def remember(self, key: tuple, record: dict[str, Any]) -> None:
         if (record["validation"].get("variant") or {}).get("witness"):
             return  # the witness file is named after the item, so another item must save its own
-        self._outcomes[key] = copy.deepcopy({field: record[field] for field in self._FIELDS})
-        while len(self._outcomes) > self._size:
-            self._outcomes.popitem(last=False)
+        self._outcomes.put(key, copy.deepcopy({field: record[field] for field in self._FIELDS}))
 
 
 def check_item(item: Item, options: CheckOptions, databases: DatabaseCache,

@@ -3,10 +3,12 @@ those that depend on the machine's load."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, Callable
 
 from pipesql.agent.tools.specs import ToolError
+from pipesql.lru import LRU
+
+_MISSING = object()
 
 
 class Memo:
@@ -16,23 +18,18 @@ class Memo:
     one caller who loads the CPU cannot make another's query fail from then on."""
 
     def __init__(self, size: int):
-        self._size = size
-        self._entries: OrderedDict[str, Any] = OrderedDict()
+        self._entries: LRU[str, Any] = LRU(size)
 
     def get(self, key: str, compute: Callable[[str], Any]) -> Any:
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            outcome = self._entries[key]
-        else:
+        outcome = self._entries.get(key, _MISSING)
+        if outcome is _MISSING:
             try:
                 outcome = compute(key)
             except ToolError as error:
                 if error.transient:
                     raise
                 outcome = error
-            self._entries[key] = outcome
-            if len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            self._entries.put(key, outcome)
         if isinstance(outcome, ToolError):
             raise outcome
         return outcome

@@ -12,10 +12,10 @@ import importlib.metadata
 import re
 import sys
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
+from pipesql.lru import LRU
 from pipesql.sql.googlesql.errors import GoogleSQLError, GoogleSQLTimeout
 from pipesql.storage.cache import cache_root
 from pipesql.storage.files import atomic_open
@@ -152,7 +152,7 @@ class Instance:
     def __init__(self, start: Callable[[], Client]):
         self._start = start
         self.client = start()
-        self.catalogs: OrderedDict[Any, int] = OrderedDict()
+        self.catalogs: LRU[Any, int] = LRU(_REGISTERED_CATALOGS, on_drop=self._unregister)
 
     def call(self, method: str, request, response_type, timeout_s: float):
         from wasmtime import Trap, WasmtimeError
@@ -178,16 +178,19 @@ class Instance:
         (the least recently used beyond :data:`_REGISTERED_CATALOGS` are unregistered)."""
         from zetasql.wasi._pb2.zetasql.local_service import local_service_pb2 as pb
 
-        if key in self.catalogs:
-            self.catalogs.move_to_end(key)
-            return self.catalogs[key]
+        known = self.catalogs.get(key)
+        if known is not None:
+            return known
         registered = self.call("RegisterCatalog", request_of(), pb.RegisterResponse, ANALYZE_TIMEOUT_S).registered_id
-        self.catalogs[key] = registered
-        while len(self.catalogs) > _REGISTERED_CATALOGS:
-            _, old_id = self.catalogs.popitem(last=False)
-            with contextlib.suppress(GoogleSQLError):
-                self.call("UnregisterCatalog", pb.UnregisterRequest(registered_id=old_id), empty_response(), ANALYZE_TIMEOUT_S)
+        self.catalogs.put(key, registered)
         return registered
+
+    def _unregister(self, key: Any, registered_id: int) -> None:
+        from zetasql.wasi._pb2.zetasql.local_service import local_service_pb2 as pb
+
+        with contextlib.suppress(GoogleSQLError):
+            self.call("UnregisterCatalog", pb.UnregisterRequest(registered_id=registered_id), empty_response(),
+                      ANALYZE_TIMEOUT_S)
 
 
 class EpochTicker:
