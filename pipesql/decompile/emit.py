@@ -611,12 +611,17 @@ def render(node: exp.Expr, env: Env, catalog: Catalog) -> str:
         name, table = _column_spelling(node, env)
         return f"{_ident(table)}.{_ident(name)}" if table else _ident(name)
     tree = copied(node)
-    if not isinstance(tree, (exp.Column, exp.Literal)):  # no subquery in these, and no rule rewrites them
-        nodes = list(tree.walk())  # one walk for both: looking for each kind of node walks the tree again
+    if isinstance(tree, (exp.Column, exp.Literal)):  # no subquery in these, and no rule rewrites them
+        nodes = [tree]
+    else:
+        nodes = list(tree.walk())  # one walk for all: looking for each kind of node walks the tree again
         tree = _inline_subqueries(tree, nodes, env, catalog)
         tree = apply_rules(tree, make_typer(env.column_type, env.column_is_date), nodes)
-    for column in list(tree.find_all(exp.Column)):
-        _finish_column(column, env)
+    # The rules make no column, so the finished tree's columns are among these; the others were
+    # in a subquery, written out as text by now, so finishing them changes nothing written.
+    for column in nodes:
+        if type(column) in _COLUMN_KINDS:
+            _finish_column(column, env)
     return googlesql(tree)
 
 
@@ -627,6 +632,7 @@ def _plain_column(column: exp.Column) -> bool:
 
 
 _QUERY_KINDS = kinds(exp.Select, exp.SetOperation)
+_COLUMN_KINDS = kinds(exp.Column)
 
 
 def _inline_subqueries(tree: exp.Expr, nodes: list[exp.Expr], env: Env, catalog: Catalog) -> exp.Expr:

@@ -84,11 +84,15 @@ def prepare_schema(schema: Mapping[str, Mapping[str, str]] | None = None,
 
 def _nodes(tree: exp.Expr) -> list[exp.Expr]:
     """Every node of the parsed ``tree``, rid of the parser's line/column metadata (never read
-    here, and every copy would deep-copy it). The passes before qualify look through this list
-    instead of walking the tree again, which costs several times more."""
+    here) and of the empty comment lists it leaves on each SELECT, aggregate call and table
+    alias (nothing here tells empty from None): every copy would deep-copy them. The passes
+    before qualify look through this list instead of walking the tree again, which costs
+    several times more."""
     nodes = list(tree.walk())
     for node in nodes:
         node._meta = None
+        if node.comments is not None and not node.comments:
+            node.comments = None
     return nodes
 
 
@@ -415,7 +419,12 @@ def qualified(tree: exp.Expr, nodes: list[exp.Expr], schema: MappingSchema | Non
             return tree
         if not plain:
             tree = qualify_tables(tree, dialect=dialect)
-        return qualify_columns(tree, ensure_schema(schema, dialect=dialect), expand_alias_refs=True, expand_stars=True)
+        tree = qualify_columns(tree, ensure_schema(schema, dialect=dialect), expand_alias_refs=True, expand_stars=True)
+        for node in nodes:
+            # it leaves an empty metadata dict on each column, which every copy would deep-copy
+            if node._meta is not None and not node._meta:
+                node._meta = None
+        return tree
     except SqlglotError as error:
         first_line = str(error).splitlines()[0] if str(error) else "error"
         unknown = re.fullmatch(r"Unknown column: (\S+)", first_line)
@@ -456,13 +465,4 @@ def prepare(sql: str, schema: PreparedSchema) -> exp.Expr:
     if schema.sqlite:
         double_quoted_strings(nodes, schema.column_names)
     # the sources plain_sources reads are as parsed: double_quoted_strings replaces columns only
-    tree = qualified(tree, nodes, schema.mapping, schema.dialect, schema.catalog, plain_sources(nodes))
-    for node in nodes:
-        # every copy of a node deep-copies its metadata dict and comment list, empty or not:
-        # qualify_columns leaves an empty dict on each column, the parser an empty list on
-        # each SELECT, aggregate call and table alias (nothing here tells empty from None)
-        if node._meta is not None and not node._meta:
-            node._meta = None
-        if node.comments is not None and not node.comments:
-            node.comments = None
-    return tree
+    return qualified(tree, nodes, schema.mapping, schema.dialect, schema.catalog, plain_sources(nodes))

@@ -2,7 +2,8 @@
 
 Each rule takes one node (its children already rewritten) and a ``typer`` giving the
 GoogleSQL type of any node, and returns the node to use instead; ``@rewrites`` names the node
-types it can change. ``RULES`` is their order.
+types it can change. ``RULES`` is their order. A rule moves the nodes it keeps, never copies
+them, and makes no column: the emitter finishes the columns it found before the rules ran.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from pipesql.decompile.errors import Unsupported
-from pipesql.decompile.tree import copied, data_type, kinds, map_children
+from pipesql.decompile.tree import data_type, kinds, map_children
 from pipesql.sql.types import BOOL, FLOAT, INT, STRING, numeric, type_of
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
@@ -493,7 +494,8 @@ def mixed_type_branches(node: exp.Expr, typer) -> exp.Expr:
     if BOOL in kinds and kinds & {INT, FLOAT}:
         for branch in branches:
             if typer(branch) == BOOL:
-                branch.replace(_as_int64(copied(branch)))
+                parent, key, index = branch.parent, branch.arg_key, branch.index
+                parent.set(key, _as_int64(branch), index)  # the branch itself, moved into the cast
     return node
 
 
