@@ -187,8 +187,8 @@ def _post_aggregate_names(keys: dict[str, tuple[str, exp.Expr]], named: dict[str
     ``ANY_VALUE(x HAVING MAX y)`` when the query has exactly one distinct MAX/MIN."""
     key_by_sql = {text: name for text, (name, _) in keys.items()}
     agg_by_sql = {text: name for text, (name, _) in named.items()}
-    extremes = [call for _, call in named.values() if isinstance(call, (exp.Max, exp.Min))]
-    extreme = extremes[0] if len({signature(call) for call in extremes}) == 1 else None
+    extremes = [call for _, call in named.values() if isinstance(call, (exp.Max, exp.Min))]  # distinct already
+    extreme = extremes[0] if len(extremes) == 1 else None
     key_kinds = {type(key) for _, key in keys.values()}
     bare: dict[str, str] = {}
 
