@@ -119,8 +119,7 @@ def _reserve_source_names(env: Env, names: NameSpace) -> None:
     """Invented names avoid every range variable and column of this level: an alias equal to
     one could change what a later reference means."""
     for source in env.sources.values():
-        for col in source.columns.values():
-            names.reserve(col.name)
+        names.reserve_lowered(source.columns)  # its keys: the column names, lower-cased
         names.reserve(source.alias)
 
 

@@ -515,13 +515,9 @@ def _source_sql(source: exp.Expr, state: SelectState) -> str:
             raise Unsupported("unsupported:qualified_table_name")
         if not isinstance(source.this, exp.Identifier):
             raise Unsupported("unsupported:table_function")
-        found = state.catalog.lookup(source.name)
-        if found is None:
-            display, outputs = source.name, []
-        else:
-            display, outputs = found
         alias = alias or source.name
-        state.env.sources[alias.lower()] = Source.of(alias, outputs, display)
+        range_variable = state.env.sources[alias.lower()] = state.catalog.source(alias, source.name)
+        display = range_variable.table
         if alias.lower() == display.lower():
             return _ident(display)
         return f"{_ident(display)} AS {_ident(alias)}"

@@ -8,6 +8,7 @@ because an alias equal to an input column can silently change what a later refer
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from sqlglot import exp
 
@@ -94,6 +95,10 @@ class NameSpace:
 
     def reserve(self, name: str) -> None:
         self._taken.add(name.lower())
+
+    def reserve_lowered(self, names: Iterable[str]) -> None:
+        """:meth:`reserve` for each of ``names``, which are lower-cased already."""
+        self._taken.update(names)
 
     def __contains__(self, name: str) -> bool:
         return name.lower() in self._taken

@@ -105,6 +105,9 @@ class Catalog:
     ctes: list[dict[str, tuple[str, list[OutputColumn]]]] = field(default_factory=list)
     # lower-cased table → its primary-key columns, lower-cased (empty when unknown)
     keys: dict[str, frozenset[str]] = field(default_factory=dict)
+    # lower-cased table → its columns as a Source holds them, made on first use and shared by
+    # every query's catalog (no Source changes its columns)
+    columns: dict[str, dict[str, OutputColumn]] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, schema, keys=None) -> Catalog:
@@ -119,20 +122,28 @@ class Catalog:
 
     def for_query(self) -> Catalog:
         """A catalog for one query: the same tables and keys, no CTEs yet (CTEs are per query)."""
-        return Catalog(self.tables, [], self.keys)
+        return Catalog(self.tables, [], self.keys, self.columns)
+
+    def source(self, alias: str, name: str) -> Source:
+        """The range variable ``alias`` over the CTE or table ``name`` (without columns when it
+        is neither)."""
+        lowered = name.lower()
+        for frame in reversed(self.ctes):
+            if lowered in frame:
+                display, outputs = frame[lowered]
+                return Source.of(alias, outputs, display)
+        if lowered not in self.tables:
+            return Source(alias, {}, name)
+        columns = self.columns.get(lowered)
+        if columns is None:
+            columns = self.columns[lowered] = Source.of(alias, self.tables[lowered][1]).columns
+        return Source(alias, columns, self.tables[lowered][0])
 
     def primary_key(self, source: Source) -> frozenset[str]:
         """The primary-key columns of a base-table source (empty for CTEs and derived tables)."""
         if source.table is None or self.is_cte(source.table):
             return frozenset()
         return self.keys.get(source.table.lower(), frozenset())
-
-    def lookup(self, name: str) -> tuple[str, list[OutputColumn]] | None:
-        lowered = name.lower()
-        for frame in reversed(self.ctes):
-            if lowered in frame:
-                return frame[lowered]
-        return self.tables.get(lowered)
 
     def is_cte(self, name: str) -> bool:
         return any(name.lower() in frame for frame in self.ctes)
