@@ -178,8 +178,11 @@ def _plain_subquery(subquery: exp.Subquery) -> bool:
 def _distinct_sources(select: exp.Select) -> bool:
     """Whether no unaliased table of this FROM shares its name with another of its sources
     (``FROM t JOIN t``): ``qualify_tables`` would alias the second one ``t_2``."""
+    joins = select.args.get("joins")
+    if not joins:
+        return True  # one source at most (most SELECTs)
     from_ = select.args.get("from_")
-    sources = ([from_.this] if from_ else []) + [join.this for join in select.args.get("joins") or []]
+    sources = ([from_.this] if from_ else []) + [join.this for join in joins]
     names = [s.alias_or_name for s in sources] + [s.name for s in sources if isinstance(s, exp.Table) and s.alias]
     return all(names.count(s.name) == 1 for s in sources if isinstance(s, exp.Table) and not s.alias)
 
