@@ -255,3 +255,29 @@ def test_the_tools_use_the_session_and_only_the_package_knows_the_dispatcher() -
                  for node in ast.walk(ast.parse(path.read_text()))
                  if isinstance(node, ast.ImportFrom) and node.module == "pipesql.agent.tools.toolbox"}
     assert importers == {"__init__.py"}
+
+
+def test_the_memo_remembers_failures_except_transient_ones() -> None:
+    from pipesql.agent.tools.memo import Memo
+
+    calls = []
+
+    def compute(key: str):
+        calls.append(key)
+        if key.startswith("slow"):
+            raise ToolError("timed out", transient=True)
+        if key.startswith("bad"):
+            raise ToolError("no such table")
+        return key.upper()
+
+    memo = Memo(2)
+    for _ in range(2):
+        assert memo.get("a", compute) == "A"
+        with pytest.raises(ToolError, match="no such table"):
+            memo.get("bad", compute)
+        with pytest.raises(ToolError, match="timed out"):
+            memo.get("slow", compute)
+    assert calls == ["a", "bad", "slow", "slow"]  # the failure once, the load-dependent one each time
+    memo.get("c", compute)  # two entries at most: "a", used least recently, is dropped
+    memo.get("a", compute)
+    assert calls[-2:] == ["c", "a"]

@@ -427,3 +427,20 @@ def test_the_second_plan_copies_a_database_inside_the_sandbox(tmp_path):
     second_plan(conn, db, gold, rows, compare_results, timeout_s=2.0, row_cap=1000)
     assert time.monotonic() - start < 8.0
     assert rss_mb("VmHWM") - rss_before < 100
+
+
+def test_the_database_cache_closes_what_it_drops(tmp_path) -> None:
+    paths = []
+    for name in ("one", "two"):
+        path = tmp_path / f"{name}.sqlite"
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("CREATE TABLE t (a INTEGER)")
+        paths.append(path)
+    with closing(DatabaseCache(size=1)) as databases:
+        first = databases.get(paths[0])
+        assert databases.get(paths[0]) is first
+        databases.get(paths[1])
+        with pytest.raises(sqlite3.ProgrammingError):  # dropped: its connection is closed
+            first.connection.execute("SELECT 1")
+        again = databases.get(paths[0])
+        assert again is not first and again.connection.execute("SELECT count(*) FROM t").fetchone() == (0,)
