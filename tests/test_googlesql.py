@@ -147,3 +147,16 @@ def test_predicted_work_tells_nested_loops_from_hash_joins():
     assert googlesql.predicted_work(nested, rows) == 120_000
     assert googlesql.predicted_work(per_row, rows) == 100 + 100 * 2400
     assert googlesql.predicted_work("SELECT FROM WHERE ((", rows) == 0  # unparseable: the engine decides
+
+
+def test_registered_catalogs_are_bounded_and_a_dropped_one_comes_back(engine):
+    from pipesql.sql.googlesql.runtime import _REGISTERED_CATALOGS
+    from pipesql.sql.schema import Column, DatabaseSchema, Table
+
+    schemas = [DatabaseSchema((Table(f"t{i}", (Column("a", "INTEGER"),)),)) for i in range(_REGISTERED_CATALOGS + 1)]
+    for i, schema in enumerate(schemas):
+        assert engine.analyze(f"FROM t{i} |> SELECT a", schema) is None
+    catalogs = engine._analysis.catalogs
+    assert len(catalogs) == _REGISTERED_CATALOGS and ("schema", schemas[0]) not in catalogs  # the oldest dropped
+    assert engine.analyze("FROM t0 |> SELECT a", schemas[0]) is None  # registered again when needed
+    assert ("schema", schemas[0]) in catalogs and ("schema", schemas[1]) not in catalogs
