@@ -1,7 +1,7 @@
 """How many deliberately broken queries validation catches, on the database alone and with variants.
 
     python benchmarks/mutation_bench.py [--benchmark spider|bird] [--data-dir DIR] [--split dev]
-                                        [--limit N] [--variants 1,2,3,5]
+                                        [--limit N] [--variants 1,2,3,5] [--dump-uncaught FILE]
 
 The demo corpus is always measured; ``--benchmark`` adds Spider (default, at
 ``$PIPESQL_SPIDER_DIR`` or ``../shared/data/spider``) or any BIRD-layout folder (``--data-dir``).

@@ -8,9 +8,10 @@ runs the pair on several databases of the same schema instead; this module makes
   affinities, primary keys, UNIQUE and NOT NULL hold as in the original (a generated row that
   breaks one is dropped by ``INSERT OR IGNORE``);
 - each column's values come from the original's values (its first rows), from the query's
-  literals that the column is compared with (the literal itself and values either side of it:
-  for numbers ±1, for text the literal cut by a character and extended by one, so ``<``
-  against ``<=`` shows), and from a few values made up near those;
+  literals that the column is compared with, directly or through an aggregate (``HAVING sum(x)
+  > 10``): the literal itself and values either side of it (for numbers ±1, for text the literal
+  cut by a character and extended by one), so ``<`` against ``<=`` shows; and from a few values
+  made up near those;
 - columns linked by a foreign key or by an equality in the query draw from one shared pool of
   values, so joins hit; about one value in five is left dangling (or NULL), half of those
   pointing at one missing parent, so orphan children form a group of their own, and parents
@@ -19,10 +20,13 @@ runs the pair on several databases of the same schema instead; this module makes
   more or less shows), so ties, duplicates and empty groups are common and every query runs in
   milliseconds; a one-column primary key gets distinct values, so joins find their parents;
 - variants 2, 6, ... are *narrow* (:func:`_narrow_value`): each column keeps one or two values
-  (a column the query compares with literals: exactly those and their neighbours) and a row is
-  repeated, so groups of different sizes, repeated rows (a missing DISTINCT) and values equal to
-  an aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``) are common; where the query
-  bounds a COUNT (``HAVING count(*) > 10``), the tables take that many rows, or one more or less.
+  (a column the query compares with literals: exactly those, each with its neighbour on one
+  side only, above the bound in variant 2 and below it in variant 6, so a group can hold a row
+  on the bound and none short of it) and a row is repeated, so groups of different sizes,
+  repeated rows (a missing DISTINCT) and values equal to an aggregate of them (``x < (SELECT
+  AVG(x) ...)`` against ``<=``) are common; a table the query compares with literals is full
+  and holds each of them; where the query bounds a COUNT (``HAVING count(*) > 10``), the tables
+  take that many rows, or one more or less, with distinct keys (:func:`_row_count`).
 
 A variant is a function of (database, gold SQL, index): the seed is a hash of them, so the
 same run gives the same variants and a saved witness can be rebuilt.
