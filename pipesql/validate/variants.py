@@ -508,9 +508,11 @@ def _distinct_values(slot: _Slot, count: int, pools: dict, rng: random.Random) -
     taken = set(values)
     while len(values) < count:
         value = _made_up(slot.column, rng)
-        if value in taken:  # made-up values cluster near the samples: count on from the largest
+        suffix = len(values)
+        while value in taken:  # made-up values cluster near the samples: count on past them
             numbers = [v for v in taken if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            value = max(numbers, default=0) + 1 if slot.column.kind in (INT, FLOAT) else f"{value}{len(values)}"
+            value = max(numbers, default=0) + 1 if slot.column.kind in (INT, FLOAT) else f"{value}{suffix}"
+            suffix += 1
         taken.add(value)
         values.append(value)
     return values
