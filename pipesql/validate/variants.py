@@ -48,7 +48,7 @@ import string
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -691,19 +691,31 @@ def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Seque
     (``None``: it agrees on all of them, or no variant could decide). Variants are built once and
     shared by the candidates (the mutation benchmark passes many)."""
     compare = compare or compare_results
-    source = source_of(str(db_path))
-    layout = _layout(source, query_hints(gold_sql, source))
     probes = _limit_probes(gold_sql)
     found: list[Disagreement | None] = [None] * len(candidate_sqls)
+    built = variants(db_path, gold_sql, count=count, rows=rows)
     try:
-        for index in range(count):
-            if all(found):
-                break
-            seed = variant_seed(db_path, gold_sql, index)
-            conn = _build(layout, seed, *variant_shape(index, rows))
+        for index, seed, conn in built:
             if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
                 conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
+            if all(found):
+                break
+    finally:
+        built.close()
+    return found
+
+
+def variants(db_path: str | Path, gold_sql: str, *, count: int = DEFAULT_VARIANTS,
+             rows: int = DEFAULT_ROWS) -> Iterator[tuple[int, int, sqlite3.Connection]]:
+    """``(index, seed, connection)`` of each of the ``count`` variants of the database for this
+    gold query, built one at a time (what they share worked out once); the caller closes each."""
+    source = source_of(str(db_path))
+    layout = _layout(source, query_hints(gold_sql, source))
+    try:
+        for index in range(count):
+            seed = variant_seed(db_path, gold_sql, index)
+            yield index, seed, _build(layout, seed, *variant_shape(index, rows))
     finally:
         layout.schema.close()
-    return found
+
 
