@@ -693,6 +693,8 @@ def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Seque
     compare = compare or compare_results
     probes = _limit_probes(gold_sql)
     found: list[Disagreement | None] = [None] * len(candidate_sqls)
+    if not candidate_sqls:
+        return found
     built = variants(db_path, gold_sql, count=count, rows=rows)
     try:
         for index, seed, conn in built:
