@@ -31,7 +31,7 @@ from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
 from pipesql.validate.plans import second_plan, second_plan_on_variants
 from pipesql.validate.variants import (DEFAULT_ROWS, DEFAULT_VARIANTS, VARIANT_TIMEOUT_S, Disagreement,
-                                       first_disagreement)
+                                       first_disagreement, variants_budget_s)
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
 from pipesql.sql.execute import (DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
                              QueryTimeout, connect_readonly, execute)
@@ -67,11 +67,9 @@ GOLD_EXECUTED = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
 # The derived item budget (CheckOptions.item_budget_s): a check runs at most this many queries
-# under ``timeout_s`` (gold, round trip, the comparison's reruns, the second plan), and this many
-# per variant under the variants' own limit (building it, gold, pipe SQL, probes), plus slack for
-# opening the database, decompiling and ZetaSQL.
+# under ``timeout_s`` (gold, round trip, the comparison's reruns, the second plan), the variants'
+# own budget, plus slack for opening the database, decompiling and ZetaSQL.
 ITEM_QUERIES = 6
-VARIANT_QUERIES = 4
 ITEM_SLACK_S = 10.0
 
 
@@ -101,7 +99,7 @@ class CheckOptions:
         if self.item_timeout_s > 0:
             return self.item_timeout_s
         return (ITEM_QUERIES * self.timeout_s + 2 * self.googlesql_timeout_s
-                + self.variants * VARIANT_QUERIES * VARIANT_TIMEOUT_S + ITEM_SLACK_S)
+                + variants_budget_s(self.variants) + ITEM_SLACK_S)
 
     def key(self) -> tuple:
         """The options as a check depends on them (a subclass's other settings do not count)."""
@@ -372,7 +370,8 @@ def _undefined_gold(item: Item, database: OpenDatabase, gold: QueryResult, reaso
         # SQL leaves undefined pay for it, and each one found keeps an item out of the failures
         found = None if other is not None or options.variants <= 0 else second_plan_on_variants(
             Path(item.db_path), item.gold_sql, compare_results, count=WITNESS_SEARCH * options.variants,
-            rows=options.variant_rows, timeout_s=VARIANT_TIMEOUT_S, row_cap=options.row_cap)
+            rows=options.variant_rows, timeout_s=VARIANT_TIMEOUT_S, row_cap=options.row_cap,
+            budget_s=variants_budget_s(options.variants))  # the proof by variants it stands in for
     if other is not None:
         raise _decided(record, GOLD_UNDEFINED, stage="gold", detail=reason, witness=other.witness(gold.rows),
                        seconds=timings.seconds)

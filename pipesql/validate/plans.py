@@ -26,6 +26,7 @@ its sandbox refuses PRAGMAs that set anything), the third on the original; the g
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -42,6 +43,9 @@ REPRESENTED = "each output row ordered by the {} of its rows' {}"
 REVERSED_SCANS = "PRAGMA reverse_unordered_selects"
 TIES_BROKEN = "subquery ties broken by its output columns"
 WITNESS_ROWS = 20  # rows of each result kept in the record
+# queries one variant's search may run under its time limit: building it, the gold, two
+# tie-broken and two represented rewrites, and two copies with a run each
+PLAN_QUERIES = 10
 
 
 @dataclass(frozen=True)
@@ -198,11 +202,14 @@ def second_plan(conn: sqlite3.Connection, db_path: str | Path, gold_sql: str, go
 
 
 def second_plan_on_variants(db_path: str | Path, gold_sql: str, compare: Callable, *, count: int, rows: int,
-                            timeout_s: float, row_cap: int) -> tuple[Disagreement, tuple, SecondPlan] | None:
+                            timeout_s: float, row_cap: int, budget_s: float) -> tuple[Disagreement, tuple, SecondPlan] | None:
     """The first database variant (:func:`pipesql.validate.variants.variants`) on which the gold
     returns other rows under a second plan: proof, where the original database happens to define
-    the gold's result, that SQL does not. ``(the variant, the gold's rows there, the other plan)``."""
+    the gold's result, that SQL does not. ``(the variant, the gold's rows there, the other plan)``.
+    No variant is started that could run past ``budget_s`` (each costs milliseconds, but up to
+    :data:`PLAN_QUERIES` queries of ``timeout_s`` each)."""
     built = variants(db_path, gold_sql, count=count, rows=rows)
+    deadline = time.monotonic() + budget_s - PLAN_QUERIES * timeout_s
     try:
         for index, seed, conn in built:
             try:
@@ -213,6 +220,8 @@ def second_plan_on_variants(db_path: str | Path, gold_sql: str, compare: Callabl
             if other is not None:
                 return Disagreement(index, seed, other.detail, None, conn), gold, other
             conn.close()
+            if time.monotonic() > deadline:
+                break
     finally:
         built.close()
     return None
