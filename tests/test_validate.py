@@ -142,6 +142,15 @@ def test_a_gold_its_database_happens_to_define_is_undefined_only_with_a_variant_
     variant.close()
     unproven = _check_here([item], options=replace(NO_GOOGLESQL, variants=0))[0]["validation"]
     assert (unproven["class"], unproven["detail"]) == (DECOMPILE_FAIL, "unsupported:distinct_order_by_scan_order")
+    # the search starts no variant past its budget (the item's, which a worker is killed past)
+    from pipesql.sql.compare import compare_results
+    from pipesql.validate.plans import second_plan_on_variants
+
+    search = dict(count=32, rows=12, timeout_s=2.0, row_cap=1000)
+    found = second_plan_on_variants(db, item.gold_sql, compare_results, budget_s=1000.0, **search)
+    assert found is not None and found[0].index > 0
+    found[0].connection.close()
+    assert second_plan_on_variants(db, item.gold_sql, compare_results, budget_s=0.0, **search) is None
 
 
 def _check_here(items: list[Item], *, options: CheckOptions, witness_dir: Path | None = None) -> list[dict]:
