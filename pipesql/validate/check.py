@@ -359,7 +359,8 @@ def _undefined_gold(item: Item, database: OpenDatabase, gold: QueryResult, reaso
     ``GOLD_UNDEFINED`` (stage "gold", out of the match rate's denominator), only with proof: the
     gold returns other rows under a second legal plan on its database
     (:mod:`pipesql.validate.plans`) or, where that database happens to define it, on one of the
-    variants (the variant saved as for a ``VARIANT_MISMATCH``). Without one it stays a ``DECOMPILE_FAIL``, in the denominator."""
+    variants (the variant saved as for a ``VARIANT_MISMATCH``). Without one it stays a
+    ``DECOMPILE_FAIL``, in the denominator."""
     from pipesql.sql.compare import compare_results
 
     with timings.step("second_plan_s"):

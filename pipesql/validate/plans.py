@@ -3,8 +3,10 @@
 A gold query can have more than one legal answer: a subquery's ``ORDER BY count(*) DESC LIMIT 1``
 that cuts through tied groups, ``LIMIT`` without a total order, a bare column. SQLite then returns
 whichever rows its scan met first, and a correct rewrite may return others. Such an item is an
-input problem (``GOLD_NONDETERMINISTIC``) only with proof: the gold itself, run under another plan
-SQLite may legally choose, returns another result. Two such plans:
+input problem (``GOLD_NONDETERMINISTIC``; ``GOLD_UNDEFINED`` where the decompiler refuses the gold
+because SQL leaves its result undefined) only with proof: the gold itself, run under another plan
+SQLite may legally choose, returns another result, on its database or on one of its variants
+(:func:`second_plan_on_variants`). Such plans:
 
 - the tables the query reads copied with their rows in reverse insertion order (so every scan,
   and every sort's order among equal keys, meets the rows the other way round);
@@ -19,7 +21,7 @@ SQLite may legally choose, returns another result. Two such plans:
   table's key orders every scan no copy moves that row).
 
 The first two run on in-memory copies built by this module (the original stays read-only, and
-its sandbox refuses PRAGMAs that set anything), the third on the original; the gold runs through
+its sandbox refuses PRAGMAs that set anything), the rewrites on the original; the gold runs through
 :func:`pipesql.sql.execute.execute`, under the same limits.
 """
 
