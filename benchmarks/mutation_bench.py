@@ -1,7 +1,7 @@
 """How many deliberately broken queries validation catches, on the database alone and with variants.
 
     python benchmarks/mutation_bench.py [--benchmark spider|bird] [--data-dir DIR] [--split dev]
-                                        [--limit N] [--variants 1,2,3,5]
+                                        [--limit N] [--variants 1,2,3,5] [--dump-uncaught FILE]
 
 The demo corpus is always measured; ``--benchmark`` adds Spider (default, at
 ``$PIPESQL_SPIDER_DIR`` or ``../shared/data/spider``) or any BIRD-layout folder (``--data-dir``).
@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipesql.corpora.items import load_items  # noqa: E402
 from pipesql.sql.compare import compare_results  # noqa: E402
 from pipesql.sql.execute import QueryError, connect_readonly, execute  # noqa: E402
+from pipesql.storage.files import write_jsonl  # noqa: E402
 from pipesql.validate.variants import first_disagreement, source_of  # noqa: E402
 
 SPIDER = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
@@ -229,7 +230,7 @@ def measure(items, variant_counts: list[int]) -> dict:
     with_variants = {k: Counter() for k in variant_counts}
     seconds = {k: 0.0 for k in variant_counts}
     check_seconds: list[float] = []
-    uncaught: list[tuple[str, str, str, str]] = []  # (mutation, database, gold, mutant) past every variant
+    uncaught: list[dict] = []  # the mutants past every variant: mutation, question, database, gold, mutant
     connections = {}
     for item in items:
         conn = connections.get(item.db_path) or connections.setdefault(item.db_path, connect_readonly(item.db_path))
@@ -260,7 +261,8 @@ def measure(items, variant_counts: list[int]) -> dict:
             for (name, sql), witness in zip(survivors, found):
                 with_variants[k][name] += witness is not None
                 if k == max(variant_counts) and witness is None:
-                    uncaught.append((name, item.db_id, item.gold_sql, sql))
+                    uncaught.append({"mutation": name, "question_id": item.question_id, "db_id": item.db_id,
+                                     "gold": item.gold_sql, "mutant": sql})
     for conn in connections.values():
         conn.close()
     return {"totals": totals, "single": single, "with_variants": with_variants, "seconds": seconds,
@@ -287,8 +289,8 @@ def report(title: str, result: dict, variant_counts: list[int], show: int = 0) -
     if checks:
         print(f"variant check per gold query (K={max(variant_counts)}): mean {1000 * sum(checks) / len(checks):.1f} ms "
               f"over {len(checks)} queries, total {sum(checks):.1f} s")
-    for name, db_id, gold, mutant in [u for u in result["uncaught"] if show][:show]:
-        print(f"uncaught {name} [{db_id}]: {gold}\n    -> {mutant}")
+    for u in result["uncaught"][:show]:
+        print(f"uncaught {u['mutation']} [{u['question_id']}, {u['db_id']}]: {u['gold']}\n    -> {u['mutant']}")
 
 
 def write_mutant_predictions(items, path: Path) -> int:
@@ -315,6 +317,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N items of the benchmark")
     parser.add_argument("--variants", default="1,2,3,5", help="K values to measure, comma-separated")
     parser.add_argument("--show-uncaught", type=int, default=0, help="print up to N mutants no variant caught")
+    parser.add_argument("--dump-uncaught", type=Path, default=None,
+                        help="write the mutants no variant caught (largest K), one JSON object a line, to this file")
     parser.add_argument("--predictions-out", type=Path, default=None,
                         help="only write one mutant per question of the benchmark split (demo: --benchmark demo) "
                              "as a JSONL for `pipesql evaluate --predictions`")
@@ -335,8 +339,13 @@ def main() -> int:
         corpora.append((f"{args.benchmark} {args.split} ({data_dir})", items[: args.limit] if args.limit else items))
     else:
         print(f"{args.benchmark} not found at {data_dir}: measuring the demo corpus only")
+    uncaught = []
     for title, items in corpora:
-        report(title, measure(items, variant_counts), variant_counts, args.show_uncaught)
+        result = measure(items, variant_counts)
+        report(title, result, variant_counts, args.show_uncaught)
+        uncaught += [{"corpus": title, **u} for u in result["uncaught"]]
+    if args.dump_uncaught:
+        write_jsonl(args.dump_uncaught, uncaught)
     return 0
 
 

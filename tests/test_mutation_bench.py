@@ -55,3 +55,15 @@ def test_mutants_as_predictions_name_every_question(bird_dir, tmp_path):
     items = load_items("bird", bird_dir, "dev")
     assert [line["question_id"] for line in lines] == [item.question_id for item in items]
     assert sum(line["mutation"] is not None for line in lines) > len(lines) // 2
+
+
+def test_the_uncaught_mutants_are_written_with_their_question(bird_dir, tmp_path):
+    path = tmp_path / "uncaught.jsonl"
+    out = _bench("--benchmark", "bird", "--data-dir", str(bird_dir), "--split", "dev", "--limit", "12",
+                 "--variants", "1", "--show-uncaught", "1000", "--dump-uncaught", str(path))
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) == out.count("\nuncaught ")  # the demo corpus and the BIRD folder, each mutant once
+    questions = {item.question_id for item in load_items("bird", bird_dir, "dev")}
+    bird = [line for line in lines if line["corpus"].startswith("bird")]
+    assert bird and all(line["question_id"] in questions for line in bird)
+    assert all(line["gold"] != line["mutant"] and line["mutation"] and line["db_id"] for line in lines)

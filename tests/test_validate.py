@@ -110,8 +110,47 @@ def test_gold_whose_result_sql_leaves_undefined_is_an_input_problem(library_db):
     undefined = records[0]["validation"]
     assert (undefined["class"], undefined["stage"]) == (GOLD_UNDEFINED, "gold")
     assert undefined["detail"] == "unsupported:distinct_order_by_scan_order"
+    # the proof: another answer the gold may give, each genre ordered by its smallest year
+    assert undefined["witness"]["plan"] == "each output row ordered by the MIN of its rows' published_year"
+    assert undefined["witness"]["gold"] != undefined["witness"]["other"]
     summary = summarize(records, seconds=1.0, workers=1)
     assert summary["gold_executed"] == 1 and summary["match_rate"] == 1.0
+
+
+def test_a_gold_its_database_happens_to_define_is_undefined_only_with_a_variant_witness(tmp_path):
+    """Each name once on the database: the gold's answer is the only one there. A variant with a
+    name on two rows proves SQL does not define it (the variant saved); with no variant to look
+    on, no witness: the refusal stays a failure, in the denominator. Before, the static rule
+    alone moved such an item out of the denominator."""
+    db = tmp_path / "district.sqlite"
+    conn = sqlite3.connect(db)
+    conn.executescript("""CREATE TABLE district (district_id int PRIMARY KEY, district_name text, city_area real);
+        INSERT INTO district VALUES (1, 'North', 3.5), (2, 'South', 1.25), (3, 'East', 8.0), (4, 'West', 2.0);""")
+    conn.commit()
+    conn.close()
+    item = _item("q1", "SELECT DISTINCT district_name FROM district ORDER BY city_area DESC", db)
+    proven = _check_here([item], options=replace(NO_GOOGLESQL, variants=8), witness_dir=tmp_path / "witnesses")[0]
+    validation = proven["validation"]
+    assert validation["class"] == GOLD_UNDEFINED, validation
+    saved = Path(validation["variant"]["witness"])
+    variant = sqlite3.connect(saved)
+    assert [list(r) for r in variant.execute(item.gold_sql)] == validation["witness"]["gold"]
+    assert [list(r) for r in variant.execute(
+        "SELECT district_name FROM district GROUP BY district_name ORDER BY " + (
+            "MIN" if "MIN" in validation["witness"]["plan"] else "MAX") + "(city_area) DESC")] \
+        == validation["witness"]["other"] != validation["witness"]["gold"]
+    variant.close()
+    unproven = _check_here([item], options=replace(NO_GOOGLESQL, variants=0))[0]["validation"]
+    assert (unproven["class"], unproven["detail"]) == (DECOMPILE_FAIL, "unsupported:distinct_order_by_scan_order")
+    # the search starts no variant past its budget (the item's, which a worker is killed past)
+    from pipesql.sql.compare import compare_results
+    from pipesql.validate.plans import second_plan_on_variants
+
+    search = dict(count=32, rows=12, timeout_s=2.0, row_cap=1000)
+    found = second_plan_on_variants(db, item.gold_sql, compare_results, budget_s=1000.0, **search)
+    assert found is not None and found[0].index > 0
+    found[0].connection.close()
+    assert second_plan_on_variants(db, item.gold_sql, compare_results, budget_s=0.0, **search) is None
 
 
 def _check_here(items: list[Item], *, options: CheckOptions, witness_dir: Path | None = None) -> list[dict]:

@@ -29,9 +29,9 @@ from pipesql.corpora.items import Item
 from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
 from pipesql.lru import LRU
-from pipesql.validate.plans import second_plan
-from pipesql.validate.variants import (DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement,
-                                       variants_budget_s)
+from pipesql.validate.plans import second_plan, second_plan_on_variants
+from pipesql.validate.variants import (DEFAULT_ROWS, DEFAULT_VARIANTS, VARIANT_TIMEOUT_S, Disagreement,
+                                       first_disagreement, variants_budget_s)
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
 from pipesql.sql.execute import (DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
                              QueryTimeout, connect_readonly, execute)
@@ -61,6 +61,7 @@ CLASSES = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR, GOLD_ERR
 # SQLite orders each ``a`` by the ``b`` of whichever row it scanned first). No query in any other
 # engine has that result, so the item is an input problem, like gold SQL that fails.
 UNDEFINED_GOLD_REASONS = ("unsupported:distinct_order_by_scan_order",)
+WITNESS_SEARCH = 4  # times --variants: how many variants an undefined gold's witness is looked for on
 # Classes for which the gold SQL executed: the denominator of the match rate.
 GOLD_EXECUTED = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 
@@ -285,6 +286,8 @@ def _check(item: Item, options: CheckOptions, databases: DatabaseCache, record: 
             gold = _gold_result(item, run, record)
         with timings.step("decompile_s"):
             result = decompile(item.gold_sql, database.decompile_schema)
+        if not result.ok and result.reason in UNDEFINED_GOLD_REASONS:
+            _undefined_gold(item, database, gold, str(result.reason), options, record, timings, witness_dir)
         record["pipe_sql"] = _pipe_sql(result, record, timings)
         with timings.step("round_trip_s"):
             sqlite_sql, round_trip = _round_trip(item, database, gold, run, options, record, timings)
@@ -344,9 +347,39 @@ def _pipe_sql(result: Any, record: dict, timings: Timings) -> str:
     """The decompiler's pipe SQL; a refusal decides the item."""
     if result.ok:
         return result.pipe_sql
-    if result.reason in UNDEFINED_GOLD_REASONS:  # stage "gold": out of the match rate's denominator
-        raise _decided(record, GOLD_UNDEFINED, stage="gold", detail=str(result.reason), seconds=timings.seconds)
     raise _decided(record, DECOMPILE_FAIL, stage="decompile", detail=str(result.reason), seconds=timings.seconds)
+
+
+def _undefined_gold(item: Item, database: OpenDatabase, gold: QueryResult, reason: str, options: CheckOptions,
+                    record: dict, timings: Timings, witness_dir: Path | None) -> None:
+    """A gold the decompiler refuses because SQL leaves its result undefined is the gold's fault,
+    ``GOLD_UNDEFINED`` (stage "gold", out of the match rate's denominator), only with proof: the
+    gold returns other rows under a second legal plan on its database
+    (:mod:`pipesql.validate.plans`) or, where that database happens to define it, on one of the
+    variants (the variant saved as for a ``VARIANT_MISMATCH``). Without one it stays a
+    ``DECOMPILE_FAIL``, in the denominator."""
+    from pipesql.sql.compare import compare_results
+
+    with timings.step("second_plan_s"):
+        other = None if gold.truncated else second_plan(
+            database.connection, Path(item.db_path), item.gold_sql, gold.rows, compare_results,
+            timeout_s=options.timeout_s, row_cap=options.row_cap)
+        # a search for a witness looks further than a proof by variants does: only the few items
+        # SQL leaves undefined pay for it, and each one found keeps an item out of the failures
+        found = None if other is not None or options.variants <= 0 else second_plan_on_variants(
+            Path(item.db_path), item.gold_sql, compare_results, count=WITNESS_SEARCH * options.variants,
+            rows=options.variant_rows, timeout_s=VARIANT_TIMEOUT_S, row_cap=options.row_cap,
+            budget_s=variants_budget_s(options.variants))  # the proof by variants it stands in for
+    if other is not None:
+        raise _decided(record, GOLD_UNDEFINED, stage="gold", detail=reason, witness=other.witness(gold.rows),
+                       seconds=timings.seconds)
+    if found is not None:
+        variant, variant_gold, other = found
+        try:
+            raise _decided(record, GOLD_UNDEFINED, stage="gold", detail=reason, witness=other.witness(variant_gold),
+                           variant=_witness_record(item, variant, witness_dir), seconds=timings.seconds)
+        finally:
+            variant.connection.close()
 
 
 def _round_trip(item: Item, database: OpenDatabase, gold: QueryResult, run: Callable[[str], QueryResult],

@@ -8,9 +8,10 @@ runs the pair on several databases of the same schema instead; this module makes
   affinities, primary keys, UNIQUE and NOT NULL hold as in the original (a generated row that
   breaks one is dropped by ``INSERT OR IGNORE``);
 - each column's values come from the original's values (its first rows), from the query's
-  literals that the column is compared with (the literal itself and values either side of it:
-  for numbers ±1, for text the literal cut by a character and extended by one, so ``<``
-  against ``<=`` shows), and from a few values made up near those;
+  literals that the column is compared with, directly or through an aggregate (``HAVING sum(x)
+  > 10``): the literal itself and values either side of it (for numbers ±1, for text the literal
+  cut by a character and extended by one), so ``<`` against ``<=`` shows; and from a few values
+  made up near those;
 - columns linked by a foreign key or by an equality in the query draw from one shared pool of
   values, so joins hit; about one value in five is left dangling (or NULL), half of those
   pointing at one missing parent, so orphan children form a group of their own, and parents
@@ -19,10 +20,13 @@ runs the pair on several databases of the same schema instead; this module makes
   more or less shows), so ties, duplicates and empty groups are common and every query runs in
   milliseconds; a one-column primary key gets distinct values, so joins find their parents;
 - variants 2, 6, ... are *narrow* (:func:`_narrow_value`): each column keeps one or two values
-  (a column the query compares with literals: exactly those and their neighbours) and a row is
-  repeated, so groups of different sizes, repeated rows (a missing DISTINCT) and values equal to
-  an aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``) are common; where the query
-  bounds a COUNT (``HAVING count(*) > 10``), the tables take that many rows, or one more or less.
+  (a column the query compares with literals: exactly those, each with its neighbour on one
+  side only, above the bound in variant 2 and below it in variant 6, so a group can hold a row
+  on the bound and none short of it) and a row is repeated, so groups of different sizes,
+  repeated rows (a missing DISTINCT) and values equal to an aggregate of them (``x < (SELECT
+  AVG(x) ...)`` against ``<=``) are common; a table the query compares with literals is full
+  and holds each of them; where the query bounds a COUNT (``HAVING count(*) > 10``), the tables
+  take that many rows, or one more or less, with distinct keys (:func:`_row_count`).
 
 A variant is a function of (database, gold SQL, index): the seed is a hash of them, so the
 same run gives the same variants and a saved witness can be rebuilt.
@@ -42,9 +46,9 @@ import re
 import sqlite3
 import string
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -64,6 +68,7 @@ _LITERAL_SHARE = 0.5       # a seeded column takes a query literal this often
 MAX_GROUP_SIZE = 300       # the largest COUNT bound a narrow variant builds a group for
 _NULL_SHARE = 0.08
 _DANGLING_SHARE = 0.2
+ABOVE, BELOW = "above", "below"  # the side of each bound a narrow variant keeps
 _INTEGER_TEXT = re.compile(r"-?\d{1,15}")
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.Glob, exp.In,
                 exp.Between)
@@ -200,15 +205,15 @@ def _like_examples(pattern: str) -> list[str]:
     return [text, pattern.replace("%", "").replace("_", "a").upper()]
 
 
-def _neighbours(value: Any, ordering: bool = False) -> list[Any]:
-    """The literal and values either side of it (the bound itself half the time: where ``<`` and
-    ``<=`` differ); a text literal gets neighbours only where the query orders by it."""
+def _neighbours(value: Any, ordering: bool = False) -> tuple[Any, Any] | None:
+    """(the value just below, the value just above) a literal: where ``<`` and ``<=`` differ. A
+    text literal has them only where the query orders against it."""
     if isinstance(value, str):
-        return [value, value, value[:-1], value + "0"] if ordering and value else [value]
+        return (value[:-1], value + "0") if ordering and value else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return [value]
+        return None
     step = 1 if isinstance(value, int) or float(value).is_integer() else abs(value) * 0.01 or 0.01
-    return [value, value, value - step, value + step]
+    return value - step, value + step
 
 
 class _Columns:
@@ -235,10 +240,12 @@ class _Columns:
 
 
 def _operand_columns(node: exp.Expr) -> list[exp.Column]:
-    # a column compared directly, or under CAST / a string function (strftime('%Y', d), lower(x))
+    # a column compared directly, under CAST / a string function (strftime('%Y', d), lower(x)), or
+    # aggregated (``HAVING sum(killed) > 10``: a group of one row holding the bound, or of rows
+    # all holding it, puts the aggregate on the bound)
     if isinstance(node, exp.Column):
         return [node]
-    if isinstance(node, (exp.Cast, exp.Lower, exp.Upper, exp.Trim, exp.Paren)):
+    if isinstance(node, (exp.Cast, exp.Lower, exp.Upper, exp.Trim, exp.Paren, exp.Sum, exp.Avg, exp.Min, exp.Max)):
         return _operand_columns(node.this)
     return []
 
@@ -247,12 +254,17 @@ def _operand_columns(node: exp.Expr) -> list[exp.Column]:
 class QueryHints:
     """Literals per (table, column), and pairs of columns the query equates (joins)."""
 
+    # each literal compared with the column: the literal twice (the bound itself half the time),
+    # then the values just below and just above it where the query orders against it
     literals: dict[tuple[str, str], list[Any]]
     links: list[tuple[tuple[str, str], tuple[str, str]]]
     # lower-cased tables the query reads; None: all (it reads a view, or could not be parsed)
     tables: frozenset[str] | None = None
     # ``COUNT(...) > 10``: 10 and its neighbours, so a narrow variant can hold a group of that size
     group_sizes: list[int] = field(default_factory=list)
+    # per (table, column), the literals' neighbours on each side: a narrow variant keeps one side
+    below: dict[tuple[str, str], set[Any]] = field(default_factory=dict)
+    above: dict[tuple[str, str], set[Any]] = field(default_factory=dict)
 
 
 def _tables_read(tree: exp.Expr, source: Source) -> frozenset[str] | None:
@@ -263,6 +275,16 @@ def _tables_read(tree: exp.Expr, source: Source) -> frozenset[str] | None:
     return frozenset(n for n in names if source.table(n) is not None)
 
 
+def _compared_values(predicate: exp.Expr, operands: list[exp.Expr]) -> list[tuple[Any, tuple[Any, Any] | None]]:
+    """Each literal the predicate compares with (for LIKE: strings that match its pattern), with
+    the values just below and above it (:func:`_neighbours`)."""
+    values = [v for node in operands if (v := _literal_value(node)) is not None]
+    if isinstance(predicate, (exp.Like, exp.ILike)):
+        return [(s, None) for v in values if isinstance(v, str) for s in _like_examples(v)]
+    ordering = isinstance(predicate, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between))
+    return [(v, _neighbours(v, ordering)) for v in values]
+
+
 def query_hints(sql: str, source: Source) -> QueryHints:
     hints = QueryHints({}, [])
     try:
@@ -271,6 +293,7 @@ def query_hints(sql: str, source: Source) -> QueryHints:
         return hints
     hints.tables = _tables_read(tree, source)
     columns = _Columns(tree, source)
+    exact: dict[tuple[str, str], set[Any]] = {}  # per column, the literals themselves
     known = {c.name.lower() for t in source.tables for c in t.columns}
     for column in list(tree.find_all(exp.Column)):
         # SQLite reads "Spanish" as a string when no column has that name (Spider does this a lot)
@@ -280,20 +303,23 @@ def query_hints(sql: str, source: Source) -> QueryHints:
         operands = [predicate.this, *([predicate.expression] if predicate.expression else []),
                     *predicate.expressions, *(predicate.args.get(k) for k in ("low", "high") if predicate.args.get(k))]
         refs = [ref for node in operands for column in _operand_columns(node) for ref in columns.resolve(column)]
-        values = [v for node in operands if (v := _literal_value(node)) is not None]
-        if isinstance(predicate, (exp.Like, exp.ILike)):
-            values = [s for v in values if isinstance(v, str) for s in _like_examples(v)]
-        else:
-            ordering = isinstance(predicate, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between))
-            values = [n for v in values for n in _neighbours(v, ordering)]
+        compared = _compared_values(predicate, operands)
+        # the bound itself half the time, then the value either side
+        values = [n for v, side in compared for n in ([v, v, *side] if side else [v])]
         for ref in refs:
             hints.literals.setdefault(ref, []).extend(values)
+            exact.setdefault(ref, set()).update(v for v, _ in compared)
+            hints.below.setdefault(ref, set()).update(side[0] for _, side in compared if side)
+            hints.above.setdefault(ref, set()).update(side[1] for _, side in compared if side)
         if isinstance(predicate.this, exp.Count):
             hints.group_sizes += [n for n in values if isinstance(n, int) and 0 < n <= MAX_GROUP_SIZE]
         if isinstance(predicate, exp.EQ) and isinstance(predicate.this, exp.Column) \
                 and isinstance(predicate.expression, exp.Column):
             left, right = columns.resolve(predicate.this), columns.resolve(predicate.expression)
             hints.links += [(a, b) for a in left for b in right if a != b]
+    for ref, bounds in exact.items():  # a literal that is also another's neighbour stays on both sides
+        hints.below[ref] -= bounds
+        hints.above[ref] -= bounds
     return hints
 
 
@@ -347,6 +373,10 @@ class _Slot:
     column: SourceColumn
     literals: list[Any] | None  # the query's literals compared with it
     group: tuple[str, str]      # its group of linked columns (foreign keys, the query's equalities)
+    # the literals' neighbours just below / just above them, which a narrow variant leaves out
+    # on one side (:func:`_narrow_value`)
+    below: frozenset = frozenset()
+    above: frozenset = frozenset()
 
 
 @dataclass(frozen=True)
@@ -392,7 +422,9 @@ def _layout(source: Source, hints: QueryHints) -> _Layout:
             continue
         names = ", ".join(sqlite_identifier(c.name) for c in table.columns)
         marks = ", ".join("?" for _ in table.columns)
-        slots = tuple(_Slot(c, hints.literals.get((table.name, c.name)), groups.find((table.name, c.name)))
+        slots = tuple(_Slot(c, hints.literals.get((table.name, c.name)), groups.find((table.name, c.name)),
+                            frozenset(hints.below.get((table.name, c.name), ())),
+                            frozenset(hints.above.get((table.name, c.name), ())))
                       for c in table.columns)
         tables.append((f"INSERT OR IGNORE INTO {sqlite_identifier(table.name)} ({names}) VALUES ({marks})", slots))
     return _Layout(_schema(source, hints), tuple(tables), linked, tuple(hints.group_sizes))
@@ -444,16 +476,22 @@ def _value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
     return _made_up(column, rng)
 
 
-def _narrow_value(slot: _Slot, pools: dict, rng: random.Random) -> Any:
-    """A narrow variant's value: a column the query compares with literals takes only those
-    (each literal and its neighbours: rows on both sides of every bound), any other column keeps
-    one or two values, so rows repeat, groups grow to different sizes, values tie and equal an
-    aggregate of them (``x < (SELECT AVG(x) ...)`` against ``<=``)."""
+def _narrow_value(slot: _Slot, pools: dict, rng: random.Random, side: str = ABOVE) -> Any:
+    """A narrow variant's value: a column the query compares with literals takes only those and
+    their neighbours on one ``side`` (the bound and the value just past it, none short of it: so
+    ``< 2003 INTERSECT > 2003`` against ``<= 2003`` shows, and a group of values all on the bound
+    puts its AVG or SUM there); any other column keeps one or two values, so rows repeat, groups
+    grow to different sizes, values tie and equal an aggregate of them (``x < (SELECT AVG(x)
+    ...)`` against ``<=``). The literals each come once, in a random order, before any comes
+    again: a full table holds them all."""
     key = ("narrow", id(slot))
     if key not in pools:
-        pools[key] = list(dict.fromkeys(slot.literals)) if slot.literals else \
+        left_out = slot.below if side == ABOVE else slot.above
+        pools[key] = [v for v in dict.fromkeys(slot.literals) if v not in left_out] if slot.literals else \
             [_value(slot, pools, rng) for _ in range(rng.randint(1, 2))]
-    return rng.choice(pools[key])
+        pools[("unused",) + key] = rng.sample(pools[key], len(pools[key])) if slot.literals else []
+    unused = pools[("unused",) + key]
+    return unused.pop() if unused else rng.choice(pools[key])
 
 
 def _key_values(slot: _Slot, count: int, pools: dict, rng: random.Random) -> list[Any]:
@@ -466,13 +504,32 @@ def _key_values(slot: _Slot, count: int, pools: dict, rng: random.Random) -> lis
     return values
 
 
+def _distinct_values(slot: _Slot, count: int, pools: dict, rng: random.Random) -> list[Any]:
+    """``count`` distinct values for a key column, made up past the sampled ones where those run out."""
+    values = list(dict.fromkeys(_key_values(slot, count, pools, rng)))
+    taken = set(values)
+    while len(values) < count:
+        value = _made_up(slot.column, rng)
+        suffix = len(values)
+        while value in taken:  # made-up values cluster near the samples: count on past them
+            numbers = [v for v in taken if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            value = max(numbers, default=0) + 1 if slot.column.kind in (INT, FLOAT) else f"{value}{suffix}"
+            suffix += 1
+        taken.add(value)
+        values.append(value)
+    return values
+
+
 def _rows_of(slots: tuple[_Slot, ...], count: int, pools: dict, rng: random.Random,
-             narrow: bool = False) -> list[tuple]:
+             narrow: str | None = None) -> list[tuple]:
     keys = [s for s in slots if s.column.primary_key]
-    key_values = _key_values(keys[0], count, pools, rng) if len(keys) == 1 else None
-    # a narrow variant keeps the last key column wide, so rows stay distinct on the key
-    values = [_narrow_value if narrow and not (keys and slot is keys[-1]) else _value for slot in slots]
-    rows = [tuple(key_values[row] if key_values is not None and slot is keys[0] else value(slot, pools, rng)
+    # a one-column key gets distinct values; so does a narrow variant's last key column, the one
+    # it keeps wide, and there none are lost to collisions: its tables are full, and a group
+    # reaches a COUNT bound
+    distinct = keys[0] if len(keys) == 1 else keys[-1] if narrow and keys else None
+    key_values = (_distinct_values if narrow else _key_values)(distinct, count, pools, rng) if distinct else None
+    values = [_value if not narrow or slot is distinct else partial(_narrow_value, side=narrow) for slot in slots]
+    rows = [tuple(key_values[row] if slot is distinct else value(slot, pools, rng)
                   for slot, value in zip(slots, values))
             for row in range(count)]
     if narrow and rows:
@@ -505,10 +562,12 @@ def _parents_first(source: Source) -> list[SourceTable]:
     return ordered
 
 
-def variant_shape(index: int, rows: int) -> tuple[int, bool]:
-    """(most rows per table, narrow) of variant ``index``: every other variant has a third of
-    the rows, and variants 2, 6, 10 ... are narrow (:func:`_narrow_value`)."""
-    return (rows if index % 2 == 0 else max(3, rows // 3)), index % 4 == 2
+def variant_shape(index: int, rows: int) -> tuple[int, str | None]:
+    """(most rows per table, narrow side or None) of variant ``index``: every other variant has a
+    third of the rows, and variants 2, 6, 10, 14 ... are narrow (:func:`_narrow_value`), keeping
+    the side above each bound (2, 10, ...) or below it (6, 14, ...)."""
+    narrow = (ABOVE if index % 8 == 2 else BELOW) if index % 4 == 2 else None
+    return (rows if index % 2 == 0 else max(3, rows // 3)), narrow
 
 
 def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFAULT_ROWS) -> sqlite3.Connection:
@@ -521,14 +580,28 @@ def build_variant(source: Source, hints: QueryHints, seed: int, rows: int = DEFA
         layout.schema.close()
 
 
-def _build(layout: _Layout, seed: int, rows: int, narrow: bool = False) -> sqlite3.Connection:
+def _row_count(layout: _Layout, slots: tuple[_Slot, ...], rows: int, narrow: str | None, rng: random.Random) -> int:
+    """How many rows a table of a variant gets: between 1 and ``rows``; in a narrow variant, a
+    COUNT bound of the query (or one more or less), else all ``rows`` where the query compares
+    a column of the table with literals, so that its few values meet in every combination (a
+    group holding rows on the bound and past the other bound, as ``< 2003 INTERSECT > 2003``
+    against ``<= 2003`` needs). Tables it does not compare keep their spread of sizes (an orphan
+    group that is the largest: ``ORDER BY count(*) DESC LIMIT 1`` over a LEFT join)."""
+    if narrow and layout.group_sizes:
+        return rng.choice(layout.group_sizes)
+    if narrow and any(slot.literals for slot in slots):
+        return rows
+    return rng.randint(1, rows)
+
+
+def _build(layout: _Layout, seed: int, rows: int, narrow: str | None = None) -> sqlite3.Connection:
     rng = random.Random(seed)
     conn = connect_scratch()  # CHECK constraints and defaults run under the sandbox's limits
     layout.schema.backup(conn)  # a copy of the pages: cheaper than running the DDL again
     pools = _pools(layout, rows, rng)
     with deadline(conn, VARIANT_TIMEOUT_S):
         for insert, slots in layout.tables:
-            count = rng.choice(layout.group_sizes) if narrow and layout.group_sizes else rng.randint(1, rows)
+            count = _row_count(layout, slots, rows, narrow, rng)
             values = _rows_of(slots, count, pools, rng, narrow)
             try:
                 conn.executemany(insert, values)
@@ -626,19 +699,33 @@ def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Seque
     (``None``: it agrees on all of them, or no variant could decide). Variants are built once and
     shared by the candidates (the mutation benchmark passes many)."""
     compare = compare or compare_results
-    source = source_of(str(db_path))
-    layout = _layout(source, query_hints(gold_sql, source))
     probes = _limit_probes(gold_sql)
     found: list[Disagreement | None] = [None] * len(candidate_sqls)
+    if not candidate_sqls:
+        return found
+    built = variants(db_path, gold_sql, count=count, rows=rows)
     try:
-        for index in range(count):
-            if all(found):
-                break
-            seed = variant_seed(db_path, gold_sql, index)
-            conn = _build(layout, seed, *variant_shape(index, rows))
+        for index, seed, conn in built:
             if not _disagreements_on(conn, index, seed, gold_sql, candidate_sqls, probes, compare, found):
                 conn.close()  # a variant that refutes a candidate stays open: its witness is saved from it
+            if all(found):
+                break
+    finally:
+        built.close()
+    return found
+
+
+def variants(db_path: str | Path, gold_sql: str, *, count: int = DEFAULT_VARIANTS,
+             rows: int = DEFAULT_ROWS) -> Iterator[tuple[int, int, sqlite3.Connection]]:
+    """``(index, seed, connection)`` of each of the ``count`` variants of the database for this
+    gold query, built one at a time (what they share worked out once); the caller closes each."""
+    source = source_of(str(db_path))
+    layout = _layout(source, query_hints(gold_sql, source))
+    try:
+        for index in range(count):
+            seed = variant_seed(db_path, gold_sql, index)
+            yield index, seed, _build(layout, seed, *variant_shape(index, rows))
     finally:
         layout.schema.close()
-    return found
+
 
