@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# Bounds of a tool's answer. Query answers (execute_pipe_sql, sample_data, validate_pipe_sql) are
+# short: a tool chat holds several, and the chats train within the main job's sequence limit
+# (docs/training_data.md). What the database holds (list_tables, describe_table) may be longer:
+# a wide table loses example values, never columns, before CATALOG_CHAR_CAP.
 ROW_CAP = 5
 CHAR_CAP = 600
+CATALOG_CHAR_CAP = 2_000
 CELL_CHARS = 40
 SAMPLE_LIMIT_DEFAULT = 3
 SAMPLE_LIMIT_MAX = 10
