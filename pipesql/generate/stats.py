@@ -37,10 +37,10 @@ def sample_chars(sample: Mapping[str, Any]) -> int:
 def token_lengths(tokenizer: Any, batch_size: int = 512) -> Callable[[Sequence[Mapping[str, Any]]], list[int]]:
     """Tokens of each sample as train counts them against ``--max-seq-length``: rendered with
     the training chat template (tools in the system turn, tool-call arguments as objects;
-    :func:`pipesql.train.data.normalize_conversation`), whatever template the tokenizer ships
+    :func:`pipesql.models.conversation.normalize_conversation`), whatever template the tokenizer ships
     with (SmolLM2's own drops the tools and the calls). Tokenizes in batches (fast)."""
     from pipesql.models.chat_template import CHAT_TEMPLATE
-    from pipesql.train.data import normalize_conversation
+    from pipesql.models.conversation import normalize_conversation
 
     def render(sample: Mapping[str, Any]) -> str:
         messages, tools = normalize_conversation(dict(sample))
