@@ -38,18 +38,18 @@ def _function(name: str, description: str, required: tuple[str, ...] = (), **pro
     return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
 
 
-_TABLE = {"type": "string"}
-_PIPE_SQL = {"type": "string"}
+_TEXT = {"type": "string"}
 
 TOOL_SPECS: list[dict[str, Any]] = [
     _function("list_tables", "The tables, with column and row counts."),
     _function("describe_table", "A table's CREATE TABLE text: columns, types, keys, example values.", ("table",),
-              table=_TABLE),
-    _function("sample_data", "The first rows of a table.", ("table",), table=_TABLE,
+              table=_TEXT),
+    _function("sample_data", "The first rows of a table.", ("table",), table=_TEXT,
               limit={"type": "integer", "description": f"1 to {SAMPLE_LIMIT_MAX}"}),
-    _function("execute_pipe_sql", f"Run a GoogleSQL pipe query (FROM ... |> ...); shows its first {ROW_CAP} rows.", ("sql",), sql=_PIPE_SQL),
+    _function("execute_pipe_sql", f"Run a GoogleSQL pipe query (FROM ... |> ...); shows its first {ROW_CAP} rows.",
+              ("sql",), sql=_TEXT),
     _function("validate_pipe_sql", "Check that a pipe query parses and compiles, without running it.", ("sql",),
-              sql=_PIPE_SQL),
+              sql=_TEXT),
 ]
 
 TOOL_NAMES: tuple[str, ...] = tuple(spec["function"]["name"] for spec in TOOL_SPECS)
