@@ -35,8 +35,8 @@ ONE_STEP_ESCAPES = [
 # takes 0.3 s (a quiet machine) to seconds (a loaded one) inside one step; 32 of them back to back
 # are several times the tests' 2 s tool limit even on a CPU a few times faster than ours (six
 # were not: on a quiet machine they finished in 1.9 s).
-_INSTR = "instr(hex(zeroblob(131071)) || '1', hex(zeroblob(65535)) || '1')"
-BACK_TO_BACK = "FROM singer |> LIMIT 1 |> SELECT " + " + ".join([_INSTR] * 32) + " AS i"
+INSTR = "instr(hex(zeroblob(131071)) || '1', hex(zeroblob(65535)) || '1')"
+BACK_TO_BACK = "FROM singer |> LIMIT 1 |> SELECT " + " + ".join([INSTR] * 32) + " AS i"
 TEN_MILLION_ROWS = "WITH RECURSIVE n AS (SELECT 1 AS i UNION ALL SELECT i + 1 FROM n WHERE i < 10000000) FROM n"
 TEN_MILLION_ROWS_SORTED = TEN_MILLION_ROWS + " |> ORDER BY i DESC"
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from pipesql.agent.tools import ROW_CAP, Toolbox, format_result
 from pipesql.corpora.items import Item
-from pipesql.evaluate.scoring import EXEC_ERROR, MATCH, TRANSPILE_ERROR, Limits, score
+from pipesql.evaluate.scoring import EXEC_ERROR, MATCH, TRANSPILE_ERROR, VARIANTS_SLACK_S, Limits, score
 from pipesql.sql.execute import (MAX_VALUE_BYTES, QueryError, QueryRefused, QueryTimeout, connect_readonly, execute,
                                  require_query)
+from pipesql.sql.isolated import KILL_GRACE_S, call_isolated
 from pipesql.sql.transpile import MAX_PIPE_OPERATORS, MAX_PIPE_SQL_CHARS, TranspileError, pipe_to_sqlite
-from sandbox_attacks import (BACK_TO_BACK, HUGE_VALUES, ONE_STEP_ESCAPES, PROBES, TEN_MILLION_ROWS, TEN_MILLION_ROWS_SORTED, WRITES, build_db,
+from pipesql.validate.variants import variants_budget_s
+from sandbox_attacks import (BACK_TO_BACK, INSTR, HUGE_VALUES, ONE_STEP_ESCAPES, PROBES, TEN_MILLION_ROWS, TEN_MILLION_ROWS_SORTED, WRITES, build_db,
                              file_hash, files_under, fill, reset_peak_rss, rss_mb)
 
 TOOL_TIMEOUT_S = 2.0
@@ -305,3 +308,38 @@ def test_scoring_runs_sandboxed_in_worker_processes(scene):
     assert outcomes[1][0] == EXEC_ERROR and "read-only" in outcomes[1][1]
     assert outcomes[2][0] == EXEC_ERROR and "too big" in outcomes[2][1]
     assert outcomes[3] == (EXEC_ERROR, f"timeout: query exceeded {TOOL_TIMEOUT_S:g} s")
+
+
+def test_a_function_called_in_a_child_is_killed_past_its_limit():
+    """``call_isolated``: a whole function in the killable child (evaluate's variant check) ends
+    within its limit + the kill's grace, whatever it does; the pool replaces the child; its errors
+    come back named."""
+    start = time.monotonic()
+    with pytest.raises(QueryTimeout):
+        call_isolated(time.sleep, 60, timeout_s=0.5)
+    assert time.monotonic() - start < 0.5 + KILL_GRACE_S + 1
+    assert call_isolated(max, 3, 7, timeout_s=10) == 7
+    with pytest.raises(QueryError, match="ZeroDivisionError"):
+        call_isolated(divmod, 1, 0, timeout_s=10)
+
+
+def test_test_suite_variants_of_a_prediction_end_within_their_budget(tmp_path):
+    """Issue #21, left from its class 1: evaluate ran a matched prediction on the variants in
+    process, where work inside one SQLite step is bounded by nothing. The table is empty in the
+    database and has rows in every variant; on each row the prediction makes 64 ``instr`` calls
+    of seconds each: instant on the database, a minute or more on a variant (before). Now the
+    check is killed at the variants' budget, and the prediction does not count."""
+    db = tmp_path / "empty.sqlite"
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    item = Item(question_id="q", db_id="empty", question="All x?", gold_sql="SELECT x FROM t", db_path=db)
+    # a column in the argument, or SQLite computes the constant once before the scan
+    escape = " + ".join([INSTR.replace("zeroblob(131071)", "zeroblob(131071 + ifnull(0 * x, 0))")] * 64)
+    limits = Limits(timeout_s=TOOL_TIMEOUT_S, variants=1)
+    start = time.monotonic()
+    verdict = score(item, f"FROM t |> WHERE {escape} > 0 |> SELECT x", limits=limits)
+    budget = variants_budget_s(1) + VARIANTS_SLACK_S + KILL_GRACE_S
+    assert time.monotonic() - start < budget + 2 * TOOL_TIMEOUT_S  # + the gold and the prediction on the database
+    assert verdict.status == MATCH and verdict.test_suite is False, verdict
+    assert "exceeded" in verdict.test_suite_detail
+    assert score(item, "FROM t |> SELECT x", limits=limits).test_suite is True  # a new child answers

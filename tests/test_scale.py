@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from pipesql.corpora.items import BenchmarkError, iter_items, load_items
 from pipesql.scale.shards import ShardStore, iter_results, pack, process_shard, write_input_shards
 from pipesql.validate.check import CheckOptions
 from pipesql.validate.report import render_report, summarize
+from sandbox_attacks import INSTR
 
 NO_GOOGLESQL = CheckOptions(googlesql=False)
 
@@ -276,6 +280,32 @@ def test_a_killed_worker_loses_nothing_and_an_item_that_kills_every_worker_is_cl
     assert set(classes.values()) == {"MATCH"}  # dev-00003 was tried again after its worker died
     crashed = next(r for r in records if r["question_id"] == "dev-00005")
     assert crashed["validation"]["stage"] == "worker" and "died" in crashed["validation"]["detail"]
+
+
+def test_an_item_past_its_budget_costs_one_item_on_ray_too(cluster, corpus, tmp_path):
+    """Issue #21, class 1, on the ray engine: the actors check items in a supervised worker, so
+    gold whose work is inside single VM steps (12 ``instr`` calls, about 25 s in process) ends as
+    TIMEOUT once its 2 s budget is spent, and every other item is checked (before: the actor ran it
+    to the end in process)."""
+    from pipesql.scale.engine import run_shards
+    from pipesql.validate.ray_engine import SHARDS, ValidateJob, item_row
+
+    items = load_items("demo", corpus, "dev")[:6]
+    with closing(sqlite3.connect(items[0].db_path)) as conn:
+        table = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    one_step = f"SELECT {' + '.join([INSTR] * 12)} AS i FROM \"{table}\" LIMIT 1"
+    items.insert(2, dataclasses.replace(items[0], question_id="one-step", gold_sql=one_step))
+    store = ShardStore(tmp_path / SHARDS)
+    write_input_shards(store, lambda: map(item_row, items), key=lambda row: row["db_id"], weight=lambda row: 1,
+                       shard_weight=10, job_fingerprint="budget")
+    options = dataclasses.replace(NO_GOOGLESQL, variants=0, timeout_s=1.0, item_timeout_s=2.0)
+    run_shards(ValidateJob(options, None, os.getcwd()), store, workers=2, progress=False)
+    records = {r["question_id"]: r["validation"] for r in iter_results(store)}
+    assert set(records) == {item.question_id for item in items}
+    overrun = records.pop("one-step")
+    assert (overrun["class"], overrun["stage"]) == ("TIMEOUT", "budget")
+    assert 2.0 <= overrun["seconds"]["item_s"] < 2.0 + 1.0  # killed within the budget + 1 s
+    assert {r["class"] for r in records.values()} == {"MATCH"}
 
 
 def test_a_killed_driver_is_resumed_by_a_rerun(corpus, tmp_path):

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from pipesql.corpora.items import Item
 from pipesql.sql.execute import DatabaseError, QueryError, QueryResult, QueryTimeout, execute
-from pipesql.sql.isolated import connect_isolated
+from pipesql.sql.isolated import call_isolated, connect_isolated
 
 MATCH = "match"
 MISMATCH = "mismatch"
@@ -25,6 +25,10 @@ NO_PREDICTION = "no_prediction"
 # The gold query itself failed (a broken benchmark item or database): no prediction can match,
 # and the item still counts in the denominator so accuracy is never flattered.
 GOLD_ERROR = "gold_error"
+
+# Beyond the variants' query budget, for the child's first imports and reading the database's
+# value pools.
+VARIANTS_SLACK_S = 10.0
 
 STATUSES = (MATCH, MISMATCH, EXEC_ERROR, TRANSPILE_ERROR, NO_PREDICTION, GOLD_ERROR)
 
@@ -186,10 +190,25 @@ def _score_one(item: Item, prediction: str | None, gold_source: _Gold, limits: L
 
 def agrees_on_variants(item: Item, sqlite_sql: str, count: int) -> tuple[bool, str]:
     """Test-suite accuracy's second half (Zhong, Yu & Klein, 2020): ``(agrees, detail)`` of a
-    prediction that matched on the database, run on the ``count`` variants validation builds."""
+    prediction that matched on the database, run on the ``count`` variants validation builds.
+
+    The whole check runs in a child process killed past the variants' budget: the variants are
+    in-memory databases the prediction runs on, and work inside one SQLite step (which the
+    per-query limit does not reach) must not outlast it. A prediction that runs past it disagrees."""
+    from pipesql.validate.variants import variants_budget_s
+
+    try:
+        return call_isolated(_variant_verdict, str(item.db_path), item.gold_sql, sqlite_sql, count,
+                             timeout_s=variants_budget_s(count) + VARIANTS_SLACK_S)
+    except QueryError as error:
+        return False, f"variants: {_describe(error)}"
+
+
+def _variant_verdict(db_path: str, gold_sql: str, sqlite_sql: str, count: int) -> tuple[bool, str]:
+    """:func:`agrees_on_variants`' work, in the child process."""
     from pipesql.validate.variants import first_disagreement
 
-    witness = first_disagreement(item.db_path, item.gold_sql, [sqlite_sql], count=count)[0]
+    witness = first_disagreement(db_path, gold_sql, [sqlite_sql], count=count)[0]
     if witness is None:
         return True, ""
     witness.connection.close()

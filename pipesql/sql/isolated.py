@@ -7,6 +7,10 @@ the same :func:`~pipesql.sql.execute.execute` runs in a child process; when no a
 ``KILL_GRACE_S`` after the deadline, the child is killed (SIGKILL) and the caller gets
 :class:`~pipesql.sql.execute.QueryTimeout`, whatever the query was doing.
 
+The same children run a whole function of the caller's where that function runs SQL it did not
+write on databases it builds in memory (:func:`call_isolated`: evaluate's test-suite step runs a
+prediction on generated variants), so one deadline bounds all of it.
+
 Children are started once per process and reused across databases and callers (at most
 ``MAX_CHILDREN`` at once; a caller beyond that waits for one). A killed child is replaced on the
 next query. Each child caps SQLite's heap (``PRAGMA hard_heap_limit``), so one query cannot
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -30,8 +35,11 @@ import time
 from collections import OrderedDict
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from pipesql.sql import execute as sandbox
+
+T = TypeVar("T")
 
 # How long after the deadline a child that has not answered is killed. The in-child deadline
 # answers first for every query that yields between VM steps; only work inside one step waits
@@ -58,7 +66,7 @@ class IsolatedDatabase:
 
     def execute(self, sql: str, *, timeout_s: float, row_cap: int, max_bytes: int) -> sandbox.QueryResult:
         sandbox.require_query(sql)  # remembered per text: free after execute()'s own check
-        return _pool.run((str(self.path.resolve()), sql, timeout_s, row_cap, max_bytes), timeout_s)
+        return _pool.run(("query", str(self.path.resolve()), sql, timeout_s, row_cap, max_bytes), timeout_s)
 
     def close(self) -> None:
         """Nothing to close: the children belong to the process, not to one database."""
@@ -68,6 +76,15 @@ def connect_isolated(path: str | Path) -> IsolatedDatabase:
     """A handle on ``path`` for :func:`~pipesql.sql.execute.execute`; raises
     :class:`~pipesql.sql.execute.DatabaseError` if the file is not there."""
     return IsolatedDatabase(path)
+
+
+def call_isolated(function: Callable[..., T], *args, timeout_s: float) -> T:
+    """``function(*args)`` in a child process killed ``KILL_GRACE_S`` after ``timeout_s``
+    (:class:`~pipesql.sql.execute.QueryTimeout`). ``function`` is sent by name, so it must be a
+    module-level function of an importable module, and its arguments and result must pickle.
+    Its query errors come back as they were raised; any other error as a
+    :class:`~pipesql.sql.execute.QueryError` naming it."""
+    return _pool.run(("call", function, args), timeout_s)
 
 
 class ChildLost(sandbox.QueryError):
@@ -201,22 +218,32 @@ def _answer(channel: Connection) -> None:
     opened: OrderedDict[str, object] = OrderedDict()
     while True:
         try:
-            path, sql, timeout_s, row_cap, max_bytes = channel.recv()
+            message = channel.recv_bytes()
         except EOFError:
             return
         try:
-            if path not in opened:
-                opened[path] = sandbox.connect_readonly(path)
-                while len(opened) > _OPEN_PER_CHILD:
-                    opened.popitem(last=False)[1].close()
-            opened.move_to_end(path)
-            # The parent gated the text (execute() does before it hands it over); the authorizer holds here too.
-            result = sandbox.run_query(opened[path], sql, timeout_s=timeout_s, row_cap=row_cap, max_bytes=max_bytes)
-            channel.send(("ok", result))
+            request = pickle.loads(message)  # here, so a function that cannot be imported fails only its call
+            if request[0] == "call":
+                _, function, args = request
+                channel.send(("ok", function(*args)))
+            else:
+                channel.send(("ok", _query(opened, *request[1:])))
         except (sandbox.QueryError, sandbox.DatabaseError) as error:
             channel.send(("error", type(error).__name__, str(error)))
-        except Exception as error:  # a value that cannot be sent, ...: the query fails, the child goes on
+        except Exception as error:  # a value that cannot be sent, ...: the request fails, the child goes on
             channel.send(("error", "QueryError", f"{type(error).__name__}: {error}"))
+
+
+def _query(opened: OrderedDict, path: str, sql: str, timeout_s: float, row_cap: int,
+           max_bytes: int) -> sandbox.QueryResult:
+    """One query on one of the child's read-only connections (the latest ``_OPEN_PER_CHILD`` stay open)."""
+    if path not in opened:
+        opened[path] = sandbox.connect_readonly(path)
+        while len(opened) > _OPEN_PER_CHILD:
+            opened.popitem(last=False)[1].close()
+    opened.move_to_end(path)
+    # The parent gated the text (execute() does before it hands it over); the authorizer holds here too.
+    return sandbox.run_query(opened[path], sql, timeout_s=timeout_s, row_cap=row_cap, max_bytes=max_bytes)
 
 
 if __name__ == "__main__":

@@ -56,18 +56,24 @@ _STEP_AFTER_LIMIT = {"WHERE", "AGGREGATE", "ORDER", "EXTEND", "LIMIT", "JOIN", "
 
 
 def _repair_pipe_text(pipe_sql: str) -> str:
-    """Token-level repairs done before parsing (sqlglot's compiled parser cannot be subclassed).
-
-    ``|> SELECT DISTINCT a`` → ``|> SELECT a |> DISTINCT``; ``|> LIMIT 3 |> WHERE ...`` →
-    ``|> LIMIT 3 |> AS __limit1 |> WHERE ...``.
-    """
+    """Token-level repairs done before parsing (sqlglot's compiled parser cannot be subclassed):
+    :func:`_distinct_edits` and :func:`_limit_alias_edits`, applied together."""
     tokens = Tokenizer().tokenize(pipe_sql)
-    inserts: list[tuple[int, str]] = []  # (char position, text)
-    deletes: list[tuple[int, int]] = []
+    edits = [*_distinct_edits(tokens, len(pipe_sql)), *_limit_alias_edits(tokens)]
+    return _apply_edits(pipe_sql, edits) if edits else pipe_sql
+
+
+# An edit replaces text[start:end] with its text (an insert has start == end).
+Edit = tuple[int, int, str]
+
+
+def _distinct_edits(tokens: list, length: int) -> list[Edit]:
+    """``|> SELECT DISTINCT a`` → ``|> SELECT a |> DISTINCT``: sqlglot's pipe parser has no
+    SELECT DISTINCT. The DISTINCT moves to where its SELECT ends: the next ``|>`` or closing
+    parenthesis at its depth, or the end of the text."""
+    edits: list[Edit] = []
     depth = 0
     open_distinct: list[int] = []  # depths at which a DISTINCT awaits the end of its SELECT
-    pipe_positions = []
-    limit_counter = 0
     for i, token in enumerate(tokens):
         kind = token.token_type
         if kind == TokenType.L_PAREN:
@@ -75,36 +81,56 @@ def _repair_pipe_text(pipe_sql: str) -> str:
         elif kind == TokenType.R_PAREN:
             if open_distinct and open_distinct[-1] == depth:
                 open_distinct.pop()
-                inserts.append((token.start, " |> DISTINCT "))
+                edits.append((token.start, token.start, " |> DISTINCT "))
             depth -= 1
         elif kind == TokenType.PIPE_GT:
             if open_distinct and open_distinct[-1] == depth:
                 open_distinct.pop()
-                inserts.append((token.start, "|> DISTINCT "))
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            after = tokens[i + 2] if i + 2 < len(tokens) else None
-            if nxt is not None and nxt.text.upper() == "SELECT" and after is not None and after.text.upper() == "DISTINCT":
-                deletes.append((after.start, after.end + 1))
+                edits.append((token.start, token.start, "|> DISTINCT "))
+            if _text_at(tokens, i + 1) == "SELECT" and _text_at(tokens, i + 2) == "DISTINCT":
+                distinct = tokens[i + 2]
+                edits.append((distinct.start, distinct.end + 1, ""))
                 open_distinct.append(depth)
-            if nxt is not None and nxt.text.upper() in _STEP_AFTER_LIMIT and pipe_positions:
-                last_depth, last_op = pipe_positions[-1]
-                if last_depth == depth and last_op == "LIMIT":
-                    limit_counter += 1
-                    inserts.append((token.start, f"|> AS __limit{limit_counter} "))
-            pipe_positions = [p for p in pipe_positions if p[0] < depth]
-            if nxt is not None:
-                pipe_positions.append((depth, nxt.text.upper()))
     if open_distinct:
-        inserts.append((len(pipe_sql), " |> DISTINCT"))
-    if not inserts and not deletes:
-        return pipe_sql
-    edits = [(pos, pos, text) for pos, text in inserts] + [(a, b, "") for a, b in deletes]
+        edits.append((length, length, " |> DISTINCT"))
+    return edits
+
+
+def _limit_alias_edits(tokens: list) -> list[Edit]:
+    """``|> LIMIT 3 |> WHERE ...`` → ``|> LIMIT 3 |> AS __limit1 |> WHERE ...``: a step after a
+    LIMIT at the same depth reads the limited rows as a named table."""
+    edits: list[Edit] = []
+    depth = 0
+    pipe_positions: list[tuple[int, str]] = []  # (depth, operator) of the operators open so far
+    for i, token in enumerate(tokens):
+        kind = token.token_type
+        if kind == TokenType.L_PAREN:
+            depth += 1
+        elif kind == TokenType.R_PAREN:
+            depth -= 1
+        elif kind == TokenType.PIPE_GT:
+            operator = _text_at(tokens, i + 1)
+            if operator in _STEP_AFTER_LIMIT and pipe_positions and pipe_positions[-1] == (depth, "LIMIT"):
+                edits.append((token.start, token.start, f"|> AS __limit{len(edits) + 1} "))
+            pipe_positions = [p for p in pipe_positions if p[0] < depth]
+            if operator is not None:
+                pipe_positions.append((depth, operator))
+    return edits
+
+
+def _text_at(tokens: list, index: int) -> str | None:
+    """The upper-cased text of ``tokens[index]``; None past the end."""
+    return tokens[index].text.upper() if index < len(tokens) else None
+
+
+def _apply_edits(text: str, edits: list[Edit]) -> str:
+    """``text`` with every edit made, in position order (at one position, in the list's order)."""
     out, cursor = [], 0
-    for start, end, text in sorted(edits, key=lambda e: (e[0], e[1])):
-        out.append(pipe_sql[cursor:start])
-        out.append(text)
+    for start, end, replacement in sorted(edits, key=lambda e: (e[0], e[1])):
+        out.append(text[cursor:start])
+        out.append(replacement)
         cursor = max(cursor, end)
-    out.append(pipe_sql[cursor:])
+    out.append(text[cursor:])
     return "".join(out)
 
 

@@ -30,8 +30,8 @@ from pipesql.corpora.items import Item
 from pipesql.sql.googlesql import DEFAULT_MAX_WORK
 from pipesql.decompile import PreparedSchema, prepare_schema
 from pipesql.validate.plans import second_plan
-from pipesql.validate.variants import (DEFAULT_ROWS, DEFAULT_VARIANTS, VARIANT_TIMEOUT_S, Disagreement,
-                                       first_disagreement)
+from pipesql.validate.variants import (DEFAULT_ROWS, DEFAULT_VARIANTS, Disagreement, first_disagreement,
+                                       variants_budget_s)
 from pipesql.sql.schema import DatabaseSchema, schema_from_connection
 from pipesql.sql.execute import (DEFAULT_ROW_CAP, DEFAULT_TIMEOUT_S, DatabaseError, QueryError, QueryResult,
                              QueryTimeout, connect_readonly, execute)
@@ -66,11 +66,9 @@ GOLD_EXECUTED = (MATCH, MISMATCH, VARIANT_MISMATCH, DECOMPILE_FAIL, RT_ERROR)
 
 _QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
 # The derived item budget (CheckOptions.item_budget_s): a check runs at most this many queries
-# under ``timeout_s`` (gold, round trip, the comparison's reruns, the second plan), and this many
-# per variant under the variants' own limit (building it, gold, pipe SQL, probes), plus slack for
-# opening the database, decompiling and ZetaSQL.
+# under ``timeout_s`` (gold, round trip, the comparison's reruns, the second plan), the variants'
+# own budget, plus slack for opening the database, decompiling and ZetaSQL.
 ITEM_QUERIES = 6
-VARIANT_QUERIES = 4
 ITEM_SLACK_S = 10.0
 
 
@@ -100,7 +98,7 @@ class CheckOptions:
         if self.item_timeout_s > 0:
             return self.item_timeout_s
         return (ITEM_QUERIES * self.timeout_s + 2 * self.googlesql_timeout_s
-                + self.variants * VARIANT_QUERIES * VARIANT_TIMEOUT_S + ITEM_SLACK_S)
+                + variants_budget_s(self.variants) + ITEM_SLACK_S)
 
     def key(self) -> tuple:
         """The options as a check depends on them (a subclass's other settings do not count)."""

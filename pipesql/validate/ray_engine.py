@@ -1,7 +1,8 @@
 """``pipesql validate --engine ray``: the items, sharded by database, checked by Ray actors.
 
-Each actor holds what :mod:`pipesql.validate.runner`'s processes hold (ZetaSQL, the LRU of open
-databases, the check memo), so the records are the same; they come back in the items' order.
+Each actor checks its items in a worker process of its own, as :mod:`pipesql.validate.runner`
+does (ZetaSQL, the LRU of open databases and the check memo in it; the worker killed past an
+item's budget), so the records are the same; they come back in the items' order.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any, Callable, Iterable
 
 from pipesql.corpora.items import Item
 from pipesql.scale.shards import ShardedResults, ShardStore, fingerprint, write_input_shards
-from pipesql.validate.check import CheckMemo, CheckOptions, DatabaseCache, check_item, crash_record
-from pipesql.validate.runner import prepare_googlesql
+from pipesql.validate.check import CheckOptions, crash_record
+from pipesql.validate.runner import OneWorker, prepare_googlesql
 
 SHARDS = "shards"
 
@@ -29,7 +30,8 @@ def row_item(row: dict[str, Any]) -> Item:
 
 
 class ValidateJob:
-    """What each actor runs: :func:`pipesql.validate.check.check_item` with its own caches."""
+    """What each actor runs: :func:`pipesql.validate.check.check_item` in a supervised worker
+    process (:class:`~pipesql.validate.runner.OneWorker`)."""
 
     def __init__(self, options: CheckOptions, witness_dir: Path | None, cwd: str):
         self.options, self.witness_dir, self.cwd = options, witness_dir, cwd
@@ -37,12 +39,12 @@ class ValidateJob:
     def setup(self) -> None:
         if Path(self.cwd).is_dir():  # relative paths (data, witnesses) mean what they meant to the driver
             os.chdir(self.cwd)
-        if self.options.googlesql:  # compiled once per node (cached on disk), loaded by each actor
+        if self.options.googlesql:  # compiled once per node (cached on disk), loaded by each actor's worker
             prepare_googlesql()
-        self.databases, self.memo = DatabaseCache(), CheckMemo()
+        self.worker = OneWorker(self.options, self.witness_dir)
 
     def handle(self, row: dict[str, Any]) -> dict[str, Any]:
-        return check_item(row_item(row), self.options, self.databases, self.memo, self.witness_dir)
+        return self.worker.check(row_item(row))
 
     def crashed(self, row: dict[str, Any], detail: str) -> dict[str, Any]:
         return crash_record(row_item(row), detail)

@@ -74,6 +74,37 @@ class _Worker:
         self.channel.close()
 
 
+class OneWorker:
+    """One supervised worker process for a caller that hands over one item at a time (the ray
+    engine's actors): the same budget kill as :func:`validate_items`, the worker kept across
+    items (its caches stay warm) and replaced after a kill."""
+
+    def __init__(self, options: CheckOptions, witness_dir: Path | None = None):
+        self.options, self.witness_dir = options, witness_dir
+        self.budget_s = options.item_budget_s()
+        self._worker: _Worker | None = None
+
+    def check(self, item: Item) -> dict[str, Any]:
+        worker = self._worker = self._worker or _Worker(multiprocessing.get_context("spawn"), self.options,
+                                                        self.witness_dir)
+        worker.assign([(0, item)])
+        try:
+            worker.channel.recv()  # ("start", 0): the clock starts when the worker does, not while it starts up
+            started = time.monotonic()
+            if worker.channel.poll(self.budget_s):
+                return worker.channel.recv()[2]
+            record = overrun_record(item, self.budget_s, seconds=time.monotonic() - started)
+        except (EOFError, OSError):
+            record = crash_record(item, "the worker process ended while checking this item (out of memory?)")
+        self.close()
+        return record
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.kill()
+            self._worker = None
+
+
 def chunks_by_database(items: Sequence[Item], size: int = CHUNK_SIZE) -> list[list[tuple[int, Item]]]:
     """``(index, item)`` chunks of at most ``size``, each holding items of one database; big
     databases' chunks first, so the slowest work does not start last."""

@@ -58,6 +58,8 @@ DEFAULT_VARIANTS = 8
 DEFAULT_ROWS = 12
 SAMPLE_ROWS = 200          # rows of each original table read for its value pools
 VARIANT_TIMEOUT_S = 2.0    # per query on a variant; the data are tiny, so only a blow-up hits it
+# Queries per variant under VARIANT_TIMEOUT_S: building it, the gold, a candidate, an order-key probe.
+VARIANT_QUERIES = 4
 _LITERAL_SHARE = 0.5       # a seeded column takes a query literal this often
 MAX_GROUP_SIZE = 300       # the largest COUNT bound a narrow variant builds a group for
 _NULL_SHARE = 0.08
@@ -610,6 +612,12 @@ def _decides(conn: sqlite3.Connection, gold_sql: str, gold, probes, compare: Cal
         return compare(gold_sql, gold, _rows(conn, gold_sql, reverse=True), rerun=lambda sql: _rows(conn, sql)).match
     except QueryError:
         return False  # the reversed run fails or times out
+
+
+def variants_budget_s(count: int) -> float:
+    """The most time checking a candidate on ``count`` variants may take by the per-query limit:
+    the budget of a process that is killed past it (work inside one SQLite step escapes the limit)."""
+    return count * VARIANT_QUERIES * VARIANT_TIMEOUT_S
 
 
 def first_disagreement(db_path: str | Path, gold_sql: str, candidate_sqls: Sequence[str], *, count: int = DEFAULT_VARIANTS,
