@@ -56,7 +56,7 @@ def test_the_main_job_trains_on_every_tool_chat(main_job, tokenizer) -> None:
     # and train, loading the file as the main job does, skips none
     _, stats = load_tokenized(tokenizer, layout.generate / "train.jsonl", max_seq_length=settings.max_seq_length,
                               end_sample_share=settings.end_sample_share)
-    assert stats.too_long == 0 and not stats.bad
+    assert stats.too_long == 0 and not stats.bad and stats.kept_by_kind["tools"] == len(chats)
 
 
 def test_generate_counts_tokens_as_train_does(main_job, tokenizer) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -50,6 +51,9 @@ class DatasetStats:
     rows: int = 0
     kept: int = 0
     too_long: int = 0
+    # By the row's ``kind`` (step, end, tools): which kinds of conversation train learns from.
+    kept_by_kind: Counter = field(default_factory=Counter)
+    too_long_by_kind: Counter = field(default_factory=Counter)
     bad: list[str] = field(default_factory=list)
     tokens: int = 0
     assistant_tokens: int = 0
@@ -57,7 +61,8 @@ class DatasetStats:
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "rows": self.rows, "kept": self.kept, "too_long": self.too_long,
                 "bad": len(self.bad), "bad_examples": self.bad[:10], "tokens": self.tokens,
-                "assistant_tokens": self.assistant_tokens}
+                "assistant_tokens": self.assistant_tokens, "kept_by_kind": dict(sorted(self.kept_by_kind.items())),
+                "too_long_by_kind": dict(sorted(self.too_long_by_kind.items()))}
 
 
 def tokenize_rows(tokenizer, rows: Iterable[tuple[int, dict[str, Any]]], path: str, max_seq_length: int,
@@ -70,10 +75,13 @@ def tokenize_rows(tokenizer, rows: Iterable[tuple[int, dict[str, Any]]], path: s
         except ConversationError as error:
             stats.bad.append(f"{path}:{line}: {error}")
             continue
+        kind = str(row.get("kind") or "unknown")
         if len(example["input_ids"]) > max_seq_length:
             stats.too_long += 1
+            stats.too_long_by_kind[kind] += 1
             continue
         stats.kept += 1
+        stats.kept_by_kind[kind] += 1
         stats.tokens += len(example["input_ids"])
         stats.assistant_tokens += sum(example["assistant_masks"])
         examples.append(example)
@@ -119,7 +127,8 @@ def load_tokenized(tokenizer, path: str | Path, *, max_seq_length: int, limit: i
     for problem in stats.bad[:5]:
         log.warning("skipped %s", problem)
     if stats.too_long:
-        log.warning("%s: skipped %d conversations longer than %d tokens", path, stats.too_long, max_seq_length)
+        log.warning("%s: skipped %d conversations longer than %d tokens (%s)", path, stats.too_long, max_seq_length,
+                    ", ".join(f"{kind} {count}" for kind, count in sorted(stats.too_long_by_kind.items())))
     if not examples:
         first_problem = f"; first: {stats.bad[0]}" if stats.bad else ""
         raise TrainingDataError(f"{path}: no usable conversations ({stats.rows} rows, {len(stats.bad)} bad, "
