@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipesql.agent.tools import Toolbox, format_result
+from pipesql.agent.tools import ROW_CAP, Toolbox, format_result
 from pipesql.corpora.items import Item
 from pipesql.evaluate.scoring import EXEC_ERROR, MATCH, TRANSPILE_ERROR, VARIANTS_SLACK_S, Limits, score
 from pipesql.sql.execute import (MAX_VALUE_BYTES, QueryError, QueryRefused, QueryTimeout, connect_readonly, execute,
@@ -136,7 +136,7 @@ def test_ten_million_rows_stream_only_the_cap(scene):
     with Toolbox(db, timeout_s=TOOL_TIMEOUT_S) as box:
         start = time.monotonic()
         first = box.call("execute_pipe_sql", {"sql": TEN_MILLION_ROWS})
-        assert first.splitlines()[-1] == "(first 20 rows shown; the result has more)"
+        assert first.splitlines()[-1] == f"(first {ROW_CAP} rows shown; the result has more)"
         assert time.monotonic() - start < 1
         start = time.monotonic()
         sorted_ = box.call("execute_pipe_sql", {"sql": TEN_MILLION_ROWS_SORTED})  # must read all 10M to sort

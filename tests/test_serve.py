@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipesql.agent.tools import ROW_CAP
 from pipesql.models.backends import ScriptedBackend
 from pipesql.serve import Settings, make_server, parse_tool_calls, start_in_thread
 
@@ -302,13 +303,13 @@ def test_http_huge_results_fail_fast_in_little_memory(music_server, attack):
     assert _probe_answers(music_server, again=True) == before
 
 
-def test_http_ten_million_rows_answer_with_the_first_20(music_server):
+def test_http_ten_million_rows_answer_with_the_first_rows(music_server):
     reset_peak_rss()
     rss_before = rss_mb("VmRSS")
     start = time.monotonic()
     body = _call(music_server, "POST", "/tools/execute_pipe_sql",
                  {"db_id": "music", "arguments": {"sql": TEN_MILLION_ROWS}})[1]
-    assert body["ok"] and body["output"].splitlines()[-1] == "(first 20 rows shown; the result has more)"
+    assert body["ok"] and body["output"].splitlines()[-1] == f"(first {ROW_CAP} rows shown; the result has more)"
     assert time.monotonic() - start < TOOL_LIMIT_S + 1 and rss_mb("VmHWM") - rss_before < 100
 
 

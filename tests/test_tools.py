@@ -225,7 +225,7 @@ def test_describe_wide_table_keeps_every_column(tmp_path: Path) -> None:
     conn.execute(f"INSERT INTO wide VALUES ({', '.join('?' * len(columns))})", ["a fairly long example value"] * len(columns))
     conn.commit()
     conn.close()
-    with Toolbox(path, char_cap=2500) as box:
+    with Toolbox(path, catalog_char_cap=2500) as box:
         text = box.call("describe_table", {"table": "wide"})
     assert all(c in text for c in columns) and len(text) <= 2500
     assert "a fairly long example value" not in text  # values went first

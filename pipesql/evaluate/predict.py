@@ -29,8 +29,6 @@ from pipesql.evaluate.answers import extract_query, parse_step
 from pipesql.models.backends import Backend, Chat, Completion, SamplingParams
 
 CHECK_TOOLS = ("execute_pipe_sql", "validate_pipe_sql")
-# Tool output kept in a trajectory: enough to see the prefix's columns and first rows.
-TRAJECTORY_TOOL_CHARS = 600
 
 # A step answer is one line (no operator the decompiler writes spans two); a blank line means the
 # model has gone on past its answer, mostly into a made-up next prompt, so generation stops there
@@ -171,9 +169,8 @@ def _advance(state: _AgentState, completion: Completion, options: GenerationOpti
     if step.operator is not None:
         candidate = "\n".join([*state.operators, step.operator])
         state.last_candidate = candidate
+        # The answer is kept whole: the tools bound it (pipesql.agent.tools), as the tool chats show it.
         ok, output = _check(state, candidate, options.check_tool)
-        if len(output) > TRAJECTORY_TOOL_CHARS:
-            output = output[:TRAJECTORY_TOOL_CHARS] + "..."
         record["tool"] = {"name": options.check_tool, "arguments": {"sql": candidate}, "ok": ok, "output": output}
         accepted = ok
     record["accepted"] = accepted

@@ -14,7 +14,7 @@ from pipesql.storage.files import check_replaceable, staged_folder, write_json, 
 from pipesql.generate.pairs import MISSING_DATABASE, GoldenPair, Problem, count_reasons, read_golden_pairs
 from pipesql.generate.plot import plot_stats
 from pipesql.generate.split import DEV, TRAIN, assign_splits
-from pipesql.generate.stats import char_lengths, sample_stats, samples_per_pair, token_lengths
+from pipesql.generate.stats import char_lengths, lengths_by_kind, sample_stats, samples_per_pair, token_lengths
 from pipesql.generate.worker import DatabaseResult, DatabaseWork, WorkOptions, run_task
 from pipesql.progress import progress_bar
 from pipesql.storage.manifest import require_inputs, write_manifest
@@ -148,6 +148,14 @@ def load_length_measure(name: str | None):
     return "tokens", name, token_lengths(tokenizer)
 
 
+def log_lengths(by_kind: dict[str, dict[str, Any]], unit: str, cut_off: int) -> None:
+    """One line per kind: its lengths, and in tokens how many train's cut-off would skip."""
+    for kind, length in by_kind.items():
+        over = "" if length["over_cut_off"] is None else f"; {length['over_cut_off']} longer than the cut-off {cut_off}"
+        log(f"generate: {length['count']} {kind} samples, {length['min']}-{length['max']} {unit} "
+            f"(median {length['p50']}){over}")
+
+
 def report_problems(problems: list[Problem], skipped_path: Path) -> None:
     printed: dict[str, int] = {}
     for problem in problems:
@@ -180,6 +188,8 @@ def build_stats(settings: Settings, lines_read: int, pairs: list[GoldenPair], pr
         "train": sample_stats(train, lengths[TRAIN]),
         "dev": sample_stats(dev, lengths[DEV]),
         "samples_per_pair": samples_per_pair(everything),
+        "length_by_kind": lengths_by_kind(everything, lengths[TRAIN] + lengths[DEV],
+                                          settings.cut_off_tokens if length_unit == "tokens" else None),
         "length_unit": length_unit,
         "tokenizer": tokenizer,
         "settings": {"seed": settings.seed, "dev_fraction": settings.dev_fraction, "tool_calling": settings.tool_calling,
@@ -272,4 +282,5 @@ def run(settings: Settings) -> int:
     log(f"generate: {stats['pairs']['used']} of {lines_read} pairs used; {len(train)} train + {len(dev)} dev samples "
         f"({stats['samples']['by_kind']}); {stats['pairs']['dropped_prefix']} dropped by a failing prefix; "
         f"{stats['samples_per_pair']['mean']} samples per pair; {seconds:.1f} s -> {out}")
+    log_lengths(stats["length_by_kind"], stats["length_unit"], settings.cut_off_tokens)
     return 0 if train or dev else 1

@@ -6,7 +6,6 @@ byte-identical across runs with the same inputs and seed (timings go to the mani
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -36,13 +35,16 @@ def sample_chars(sample: Mapping[str, Any]) -> int:
 
 
 def token_lengths(tokenizer: Any, batch_size: int = 512) -> Callable[[Sequence[Mapping[str, Any]]], list[int]]:
-    """Tokens of each sample rendered with the tokenizer's chat template (tools included);
-    plain joined message texts for a tokenizer without one. Tokenizes in batches (fast)."""
+    """Tokens of each sample as train counts them against ``--max-seq-length``: rendered with
+    the training chat template (tools in the system turn, tool-call arguments as objects;
+    :func:`pipesql.models.conversation.normalize_conversation`), whatever template the tokenizer ships
+    with (SmolLM2's own drops the tools and the calls). Tokenizes in batches (fast)."""
+    from pipesql.models.chat_template import CHAT_TEMPLATE
+    from pipesql.models.conversation import normalize_conversation
+
     def render(sample: Mapping[str, Any]) -> str:
-        tools = json.loads(sample["tools"]) if sample.get("tools") else None
-        if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(list(sample["messages"]), tools=tools, tokenize=False)
-        return "\n".join(m.get("content") or "" for m in sample["messages"])
+        messages, tools = normalize_conversation(dict(sample))
+        return tokenizer.apply_chat_template(messages, tools=tools, chat_template=CHAT_TEMPLATE, tokenize=False)
 
     def lengths(samples: Sequence[Mapping[str, Any]]) -> list[int]:
         out: list[int] = []
@@ -78,6 +80,19 @@ def sample_stats(samples: Iterable[Mapping[str, Any]], lengths: Sequence[int]) -
         "by_tool_pattern": _sorted_counts(patterns),
         "length": percentiles(lengths),
     }
+
+
+def lengths_by_kind(samples: Sequence[Mapping[str, Any]], lengths: Sequence[int],
+                    cut_off: int | None) -> dict[str, dict[str, int | None]]:
+    """Per kind: how many samples, their shortest, median and longest length, and how many are
+    longer than ``cut_off`` (train's ``--max-seq-length``; None when lengths are not in tokens),
+    which train would skip."""
+    by_kind: dict[str, list[int]] = {}
+    for sample, length in zip(samples, lengths):
+        by_kind.setdefault(sample["kind"], []).append(length)
+    return {kind: {"count": len(values), "min": min(values), "p50": percentiles(values)["p50"], "max": max(values),
+                   "over_cut_off": None if cut_off is None else sum(1 for n in values if n > cut_off)}
+            for kind, values in sorted(by_kind.items())}
 
 
 def samples_per_pair(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ The pattern grows with the question's difficulty:
 - ``explore`` (medium / moderate): list tables -> describe -> execute the first half of the
   operators -> execute the whole query -> answer.
 - ``incremental`` (hard / extra / challenging): list tables -> describe -> sample the first table
-  -> execute every ``STRIDE`` operators -> validate -> answer.
+  -> execute up to three evenly spaced prefixes, the last the whole query -> validate -> answer.
 
 OpenAI tools format: assistant turns carry ``tool_calls`` whose ``arguments`` is a JSON *string*
 (so dataset loaders never merge argument keys across rows); each result is a ``tool`` message
@@ -30,8 +30,13 @@ from pipesql.agent.tools import TOOL_SPECS, Toolbox
 TOOLS_JSON = json.dumps(TOOL_SPECS, ensure_ascii=False)
 DIRECT, EXPLORE, INCREMENTAL = "direct", "explore", "incremental"
 PATTERNS = (DIRECT, EXPLORE, INCREMENTAL)
-STRIDE = 2
 MAX_DESCRIBED = 4
+# Most prefixes each pattern executes (evenly spaced, the last the whole query), and at most one
+# every STRIDE operators. Each execution repeats the query so far as its argument and adds a
+# result: with SmolLM2's tokenizer some 150-300 tokens, which more checkpoints would spend on
+# what the step samples already teach.
+_EXECUTIONS = {DIRECT: 1, EXPLORE: 2, INCREMENTAL: 3}
+STRIDE = 2
 
 _PATTERN_BY_DIFFICULTY = {
     "easy": DIRECT, "simple": DIRECT,
@@ -62,14 +67,13 @@ def tables_read(pipe_sql: str, schema: DatabaseSchema) -> list[str]:
 
 
 def _checkpoints(operator_count: int, pattern: str) -> list[int]:
-    """Prefix lengths the agent executes; the last is always the whole query."""
-    if pattern == DIRECT:
-        return [operator_count]
-    if pattern == EXPLORE:
-        half = (operator_count + 1) // 2
-        return [half, operator_count] if 1 <= half < operator_count else [operator_count]
-    points = list(range(STRIDE, operator_count, STRIDE))
-    return points + [operator_count]
+    """Prefix lengths the agent executes, evenly spaced; the last is always the whole query.
+
+    >>> _checkpoints(7, INCREMENTAL), _checkpoints(3, INCREMENTAL), _checkpoints(4, EXPLORE), _checkpoints(1, EXPLORE)
+    ([3, 5, 7], [2, 3], [2, 4], [1])
+    """
+    executions = min(_EXECUTIONS[pattern], -(-operator_count // STRIDE))
+    return sorted({-(-operator_count * k // executions) for k in range(1, executions + 1)})
 
 
 class _Conversation:

@@ -22,7 +22,8 @@ class Settings:
     eval_limit: int = option(5, "Evaluate the first N demo dev questions (of 57; 0: all).")
     learning_rate: float = option(1e-3, "Peak learning rate of the short LoRA run.")
     dev_steps: int = option(6, "Dev trajectory steps for the dev loss before/after and next-operator accuracy.")
-    max_seq_length: int = option(1024, "Longest training conversation, in tokens (longer ones are skipped).")
+    max_seq_length: int = option(2560, "Longest training conversation, in tokens (longer ones are skipped; "
+                                       "every demo conversation, tool chats included, fits).")
     end_sample_share: float = option(0.1, "Share of end-marker samples kept in the training data.")
     device: str = option("auto", "Device for train and evaluate: auto (CUDA when available), cpu or cuda.",
                          choices=["auto", "cpu", "cuda"])

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pipesql.agent.tools.specs import ROW_CAP
 from pipesql.config.settings import option
 from pipesql.models.backends import Backend, BackendSettings, load_backend
 from pipesql.serve.chat import chat_response, parse_tool_calls
@@ -77,7 +78,7 @@ class Settings(BackendSettings):
     max_connections: int = option(512, "Most open connections; more get 503.")
     request_timeout_s: float = option(600.0, "Longest a request waits for its completion.")
     tool_timeout_s: float = option(10.0, "Time limit of one tool query, in seconds.")
-    tool_row_cap: int = option(20, "Most rows a tool shows.")
+    tool_row_cap: int = option(ROW_CAP, "Most rows a tool shows (the tool chats of `pipesql generate` show as many).")
 
 
 def make_server(settings: Settings, *, backend: Backend | None = None) -> Server:

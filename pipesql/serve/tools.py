@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from pipesql.agent.tools import TOOL_NAMES, Toolbox
+from pipesql.agent.tools import ROW_CAP, TOOL_NAMES, Toolbox
 from pipesql.corpora.items import find_database
 
 
@@ -22,7 +22,7 @@ class UnknownDatabase(LookupError):
 
 
 class ToolService:
-    def __init__(self, db_dirs: list[Path], *, timeout_s: float = 10.0, row_cap: int = 20):
+    def __init__(self, db_dirs: list[Path], *, timeout_s: float = 10.0, row_cap: int = ROW_CAP):
         self.db_dirs = [Path(d) for d in db_dirs]
         self.timeout_s = timeout_s
         self.row_cap = row_cap

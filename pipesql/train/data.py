@@ -1,8 +1,7 @@
 """Training conversations -> token ids with an assistant mask.
 
-Rows are what ``pipesql generate`` writes: ``messages`` (system / user / assistant / tool, OpenAI
-style: assistant ``tool_calls`` whose ``function.arguments`` is a JSON string) and, for
-tool-calling rows, ``tools`` (a list, or that list as a JSON string).
+Rows are what ``pipesql generate`` writes, read by
+:func:`pipesql.models.conversation.normalize_conversation`.
 
 Tokenizing here rather than inside TRL keeps three things in our hands: a bad row is reported
 with its file and line and skipped; tool-call arguments are decoded to objects, so the text is
@@ -12,74 +11,24 @@ than the context are dropped and counted instead of being cut mid-answer.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from pipesql.storage.files import BadLine, read_jsonl
 from pipesql.models.chat_template import TRAINING_CHAT_TEMPLATE
+from pipesql.models.conversation import ConversationError, normalize_conversation
 
 log = logging.getLogger(__name__)
 
-ROLES = ("system", "user", "assistant", "tool")
 END_KIND = "end"  # pipesql.generate's kind of the sample that answers the end marker
-
-
-class ConversationError(ValueError):
-    """A row that is not a usable training conversation."""
 
 
 class TrainingDataError(ValueError):
     """A training or dev file that cannot be trained on at all (missing, or no usable row)."""
-
-
-def _decode_arguments(arguments: Any) -> Any:
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as error:
-            raise ConversationError(f"tool call arguments are not JSON: {error}") from None
-    return arguments
-
-
-def normalize_conversation(row: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """``(messages, tools)`` ready for ``apply_chat_template``; raises ConversationError."""
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ConversationError("no 'messages' list")
-    normalized = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise ConversationError(f"message {index}: role must be one of {ROLES}")
-        out = {"role": message["role"], "content": message.get("content") or ""}
-        if not isinstance(out["content"], str):
-            raise ConversationError(f"message {index}: content must be text")
-        calls = message.get("tool_calls") or []
-        if calls:
-            if message["role"] != "assistant":
-                raise ConversationError(f"message {index}: only assistant messages carry tool_calls")
-            out["tool_calls"] = []
-            for call in calls:
-                function = call.get("function", call) if isinstance(call, dict) else None
-                if not isinstance(function, dict) or not function.get("name"):
-                    raise ConversationError(f"message {index}: a tool call without a function name")
-                out["tool_calls"].append({"type": "function", "function": {
-                    "name": function["name"], "arguments": _decode_arguments(function.get("arguments", {}))}})
-        normalized.append(out)
-    if not any(m["role"] == "assistant" for m in normalized):
-        raise ConversationError("no assistant message to learn from")
-    tools = row.get("tools")
-    if isinstance(tools, str):
-        try:
-            tools = json.loads(tools) if tools.strip() else None
-        except json.JSONDecodeError as error:
-            raise ConversationError(f"'tools' is not JSON: {error}") from None
-    if tools is not None and not isinstance(tools, list):
-        raise ConversationError("'tools' must be a list of function specs")
-    return normalized, tools or None
 
 
 def tokenize_conversation(tokenizer, row: dict[str, Any]) -> dict[str, list[int]]:
@@ -102,6 +51,9 @@ class DatasetStats:
     rows: int = 0
     kept: int = 0
     too_long: int = 0
+    # By the row's ``kind`` (step, end, tools): which kinds of conversation train learns from.
+    kept_by_kind: Counter = field(default_factory=Counter)
+    too_long_by_kind: Counter = field(default_factory=Counter)
     bad: list[str] = field(default_factory=list)
     tokens: int = 0
     assistant_tokens: int = 0
@@ -109,7 +61,8 @@ class DatasetStats:
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "rows": self.rows, "kept": self.kept, "too_long": self.too_long,
                 "bad": len(self.bad), "bad_examples": self.bad[:10], "tokens": self.tokens,
-                "assistant_tokens": self.assistant_tokens}
+                "assistant_tokens": self.assistant_tokens, "kept_by_kind": dict(sorted(self.kept_by_kind.items())),
+                "too_long_by_kind": dict(sorted(self.too_long_by_kind.items()))}
 
 
 def tokenize_rows(tokenizer, rows: Iterable[tuple[int, dict[str, Any]]], path: str, max_seq_length: int,
@@ -122,10 +75,13 @@ def tokenize_rows(tokenizer, rows: Iterable[tuple[int, dict[str, Any]]], path: s
         except ConversationError as error:
             stats.bad.append(f"{path}:{line}: {error}")
             continue
+        kind = str(row.get("kind") or "unknown")
         if len(example["input_ids"]) > max_seq_length:
             stats.too_long += 1
+            stats.too_long_by_kind[kind] += 1
             continue
         stats.kept += 1
+        stats.kept_by_kind[kind] += 1
         stats.tokens += len(example["input_ids"])
         stats.assistant_tokens += sum(example["assistant_masks"])
         examples.append(example)
@@ -171,7 +127,8 @@ def load_tokenized(tokenizer, path: str | Path, *, max_seq_length: int, limit: i
     for problem in stats.bad[:5]:
         log.warning("skipped %s", problem)
     if stats.too_long:
-        log.warning("%s: skipped %d conversations longer than %d tokens", path, stats.too_long, max_seq_length)
+        log.warning("%s: skipped %d conversations longer than %d tokens (%s)", path, stats.too_long, max_seq_length,
+                    ", ".join(f"{kind} {count}" for kind, count in sorted(stats.too_long_by_kind.items())))
     if not examples:
         first_problem = f"; first: {stats.bad[0]}" if stats.bad else ""
         raise TrainingDataError(f"{path}: no usable conversations ({stats.rows} rows, {len(stats.bad)} bad, "

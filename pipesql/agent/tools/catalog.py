@@ -18,7 +18,7 @@ def list_tables(session: Session) -> str:
         rows = session.row_count(table)
         count = "unknown number of rows" if rows is None else f"{rows} row{'' if rows == 1 else 's'}"
         lines.append(f"{table.name} ({len(table.columns)} columns, {count})")
-    return cut("\n".join(lines) if lines else "(no tables)", session.char_cap)
+    return cut("\n".join(lines) if lines else "(no tables)", session.catalog_char_cap)
 
 
 def describe_table(session: Session, table: str) -> str:
@@ -28,9 +28,9 @@ def describe_table(session: Session, table: str) -> str:
     # Wide tables (BIRD has ~100 columns) lose example values before they lose columns.
     for per_column in range(schema_text.DEFAULT_VALUES_PER_COLUMN, -1, -1):
         text = schema_text.render_table(found, column_values, values_per_column=per_column)
-        if len(text) <= session.char_cap:
+        if len(text) <= session.catalog_char_cap:
             break
-    return cut(text, session.char_cap)
+    return cut(text, session.catalog_char_cap)
 
 
 def sample_data(session: Session, table: str, limit: int = SAMPLE_LIMIT_DEFAULT) -> str:

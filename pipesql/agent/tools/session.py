@@ -11,7 +11,7 @@ from typing import Any
 
 from pipesql.agent.tools.memo import Memo
 from pipesql.agent.tools.output import cut, format_result
-from pipesql.agent.tools.specs import CHAR_CAP, ROW_CAP, TIMEOUT_S, ToolError
+from pipesql.agent.tools.specs import CATALOG_CHAR_CAP, CHAR_CAP, ROW_CAP, TIMEOUT_S, ToolError
 from pipesql.sql.execute import QueryError, QueryResult, QueryTimeout, connect_readonly, execute
 from pipesql.sql.identifiers import sqlite_identifier
 from pipesql.sql.isolated import ChildLost, connect_isolated
@@ -46,10 +46,12 @@ class Session:
     """
 
     def __init__(self, db_path: str | Path, *, row_cap: int = ROW_CAP, char_cap: int = CHAR_CAP,
+                 catalog_char_cap: int = CATALOG_CHAR_CAP,
                  timeout_s: float = TIMEOUT_S, googlesql: bool = False):
         self.db_path = Path(db_path)
         self.row_cap = row_cap
         self.char_cap = char_cap
+        self.catalog_char_cap = catalog_char_cap
         self.timeout_s = timeout_s
         self.googlesql = googlesql
         self._conn: sqlite3.Connection | None = None
