@@ -326,18 +326,20 @@ def test_a_function_called_in_a_child_is_killed_past_its_limit():
 def test_test_suite_variants_of_a_prediction_end_within_their_budget(tmp_path):
     """Issue #21, left from its class 1: evaluate ran a matched prediction on the variants in
     process, where work inside one SQLite step is bounded by nothing. The table is empty in the
-    database and has rows in every variant; on each row the prediction makes 64 ``instr`` calls
-    of seconds each: instant on the database, a minute or more on a variant (before). Now the
-    check is killed at the variants' budget, and the prediction does not count."""
+    database and has rows in every variant; on each row of its three-way self-join the prediction
+    makes 64 ``instr`` calls of a tenth of a second or more each (at least 27 rows: minutes even on
+    a CPU ten times ours): instant on the database, minutes on a variant (before). Now the check is
+    killed at the variants' budget, and the prediction does not count."""
     db = tmp_path / "empty.sqlite"
     with closing(sqlite3.connect(db)) as conn:
         conn.execute("CREATE TABLE t (x INTEGER)")
     item = Item(question_id="q", db_id="empty", question="All x?", gold_sql="SELECT x FROM t", db_path=db)
     # a column in the argument, or SQLite computes the constant once before the scan
-    escape = " + ".join([INSTR.replace("zeroblob(131071)", "zeroblob(131071 + ifnull(0 * x, 0))")] * 64)
+    escape = " + ".join([INSTR.replace("zeroblob(131071)", "zeroblob(131071 + ifnull(0 * a.x + 0 * b.x + 0 * c.x, 0))")] * 64)
     limits = Limits(timeout_s=TOOL_TIMEOUT_S, variants=1)
     start = time.monotonic()
-    verdict = score(item, f"FROM t |> WHERE {escape} > 0 |> SELECT x", limits=limits)
+    rows_cubed = "FROM t AS a |> CROSS JOIN t AS b |> CROSS JOIN t AS c"
+    verdict = score(item, f"{rows_cubed} |> WHERE {escape} > 0 |> SELECT a.x", limits=limits)
     budget = variants_budget_s(1) + VARIANTS_SLACK_S + KILL_GRACE_S
     assert time.monotonic() - start < budget + 2 * TOOL_TIMEOUT_S  # + the gold and the prediction on the database
     assert verdict.status == MATCH and verdict.test_suite is False, verdict
