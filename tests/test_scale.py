@@ -21,7 +21,7 @@ from pipesql.corpora.items import BenchmarkError, iter_items, load_items
 from pipesql.scale.shards import ShardStore, iter_results, pack, process_shard, write_input_shards
 from pipesql.validate.check import CheckOptions
 from pipesql.validate.report import render_report, summarize
-from sandbox_attacks import INSTR
+from sandbox_attacks import one_step_gold
 
 NO_GOOGLESQL = CheckOptions(googlesql=False)
 
@@ -294,8 +294,7 @@ def test_an_item_past_its_budget_costs_one_item_on_ray_too(cluster, corpus, tmp_
     items = load_items("demo", corpus, "dev")[:6]
     with closing(sqlite3.connect(items[0].db_path)) as conn:
         table = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-    one_step = f"SELECT {' + '.join([INSTR] * 48)} AS i FROM \"{table}\" LIMIT 1"
-    items.insert(2, dataclasses.replace(items[0], question_id="one-step", gold_sql=one_step))
+    items.insert(2, dataclasses.replace(items[0], question_id="one-step", gold_sql=one_step_gold(f'"{table}"')))
     store = ShardStore(tmp_path / SHARDS)
     write_input_shards(store, lambda: map(item_row, items), key=lambda row: row["db_id"], weight=lambda row: 1,
                        shard_weight=10, job_fingerprint="budget")

@@ -23,7 +23,7 @@ from pipesql.validate.check import (DB_CORRUPT, DB_MISSING, DECOMPILE_FAIL, GOLD
 from pipesql.validate.variants import build_variant, first_disagreement, query_hints, source_of, variant_seed
 from pipesql.validate.report import golden_pair, render_report, summarize
 from pipesql.validate.runner import chunks_by_database
-from sandbox_attacks import INSTR
+from sandbox_attacks import one_step_gold
 
 SPIDER_DIR = Path(os.environ.get("PIPESQL_SPIDER_DIR") or Path(__file__).resolve().parents[2] / "shared/data/spider")
 NO_GOOGLESQL = CheckOptions(googlesql=False)
@@ -75,10 +75,7 @@ def test_bad_input_is_classified_and_the_batch_completes(demo_corpus, library_db
     assert summary["gold_executed"] == 2 and summary["match_rate"] == 1.0
 
 
-# instr of a value half as long in one of the value limit's length, matching only at its end:
-# 0.3 s to seconds inside one SQLite VM step, where the per-query limit does not reach; 48 back to
-# back, so the work outlasts the 2 s budget on a CPU several times faster than ours too.
-ONE_STEP_GOLD = "SELECT " + " + ".join([INSTR] * 48) + " AS i FROM books LIMIT 1"
+ONE_STEP_GOLD = one_step_gold("books")
 
 
 @pytest.mark.parametrize("workers", [1, 2])
