@@ -171,9 +171,6 @@ def run_grpo(settings: Settings) -> int:
         print(f"GRPO: {summary['global_step']} steps, reward {summary['first_reward']} -> {summary['final_reward']}, "
               f"execution match {summary['first_execution_match']} -> {summary['final_execution_match']}; "
               f"adapter: {final}")
-    # Leave the process group before exiting (accelerate's end of a run): gloo's threads still
-    # running at interpreter exit can abort a rank ("terminate called without an active exception").
-    trainer.accelerator.end_training()
     return 0
 
 

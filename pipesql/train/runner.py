@@ -215,9 +215,6 @@ def run_training(settings: Settings) -> int:
                                  wall_seconds=time.time() - started)
         print(f"final train loss {summary['final_train_loss']}, eval loss {summary['final_eval_loss']}, "
               f"{summary['tokens_per_second']} tokens/s; adapter: {final}")
-    # Leave the process group before exiting (accelerate's end of a run): gloo's threads still
-    # running at interpreter exit can abort a rank ("terminate called without an active exception").
-    trainer.accelerator.end_training()
     return 0
 
 
